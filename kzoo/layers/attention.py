@@ -1,0 +1,319 @@
+"""Multi-head attention with masks, additive bias, rotary positions and a KV cache.
+
+Legend for shape comments: b batch, s query length, t key length, h heads, k head
+dim, d model width.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from kzoo.layers import _checks
+from kzoo.layers.embeddings import RotaryEmbedding
+from kzoo.layers.masks import causal_mask, combine_masks
+
+# Replaces the logits of masked positions (in float32). Finite, so that a row whose
+# keys are all masked never produces NaN; such rows are then zeroed.
+MASKED_LOGIT = -1e9
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention (Vaswani et al. 2017, sec. 3.2).
+
+    `softmax(scale * Q K^T + bias + mask) V` per head, then an output projection.
+    Self attention when `key_value` is None, cross attention otherwise. The softmax
+    runs in float32 under mixed precision.
+
+    Masks (boolean or 0/1, True = may attend) combine by AND:
+      * `padding_mask` `(b, t)`: which keys are real tokens;
+      * `attention_mask` `(b, s, t)`: any custom pattern;
+      * `use_causal_mask=True`: query `i` sees keys `<= i` (offset by the cache index).
+    A query whose keys are all masked gets zero probabilities (and a zero context)
+    instead of NaN or an average over padding.
+
+    KV cache (incremental decoding): pass `cache` `(b, 2, t_max, h, k)` (keys, values)
+    with `cache_update_index` (int or scalar tensor). The new keys/values of the `s`
+    query tokens are written at `cache_update_index`, attention runs over the cache,
+    and keys after the newest token are always masked. The updated cache is
+    returned. A `cache` without `cache_update_index` is a fixed precomputed cache
+    (cross attention over encoder outputs, see `compute_cache`).
+
+    Args:
+        num_heads: int, number of heads.
+        key_dim: int or None, size of each head; None means `d / num_heads`, which
+            then must divide evenly.
+        output_dim: int or None, width of the output; None means the query width.
+        use_bias: bool, biases on the four projections (False for T5).
+        dropout: float, dropout on the attention probabilities.
+        attention_scale: float or None, logit multiplier; None means `1/sqrt(k)`
+            (T5 uses 1.0: its scale is folded into the initialization).
+        rotary_max_wavelength: float or None, apply rotary position embedding with
+            this base to queries and keys (self attention); None disables it.
+        rotary_dim: int or None, features per head that rotate (None: all).
+        kernel_initializer, bias_initializer: initializers of the projections.
+
+    Example:
+        >>> mha = MultiHeadAttention(num_heads=4)
+        >>> y = mha(x, padding_mask=mask, use_causal_mask=True)  # x: (b, s, d)
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim=None,
+        output_dim=None,
+        use_bias=True,
+        dropout=0.0,
+        attention_scale=None,
+        rotary_max_wavelength=None,
+        rotary_dim=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _checks.check_positive_int("num_heads", num_heads, self.name)
+        _checks.check_positive_int("key_dim", key_dim, self.name, allow_none=True)
+        _checks.check_positive_int("output_dim", output_dim, self.name, allow_none=True)
+        _checks.check_rate("dropout", dropout, self.name)
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.output_dim = output_dim
+        self.use_bias = use_bias
+        self.dropout = dropout
+        self.attention_scale = attention_scale
+        self.rotary_max_wavelength = rotary_max_wavelength
+        self.rotary_dim = rotary_dim
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.supports_masking = True  # the output keeps the query's mask
+        self.rotary_embedding = None
+        if rotary_max_wavelength is not None:
+            self.rotary_embedding = RotaryEmbedding(
+                max_wavelength=rotary_max_wavelength,
+                rotary_dim=rotary_dim,
+                dtype=self.dtype_policy,
+                name="rotary_embedding",
+            )
+
+    def build(self, query_shape, key_value_shape=None):
+        if len(query_shape) != 3 or query_shape[-1] is None:
+            raise ValueError(
+                f"MultiHeadAttention '{self.name}': `query` must be (batch, sequence, "
+                f"hidden) with a known hidden size, got shape {tuple(query_shape)}."
+            )
+        key_value_shape = query_shape if key_value_shape is None else key_value_shape
+        self.hidden_dim = int(query_shape[-1])
+        if self.key_dim is None:
+            _checks.check_divisible(
+                "hidden_dim (the query width)", self.hidden_dim, "num_heads", self.num_heads, self.name
+            )
+        self.head_dim = self.key_dim or self.hidden_dim // self.num_heads
+        width = self.output_dim or self.hidden_dim
+        heads = (self.num_heads, self.head_dim)
+        self.query_kernel = self._kernel("query_kernel", (self.hidden_dim,) + heads)
+        self.key_kernel = self._kernel("key_kernel", (int(key_value_shape[-1]),) + heads)
+        self.value_kernel = self._kernel("value_kernel", (int(key_value_shape[-1]),) + heads)
+        self.output_kernel = self._kernel("output_kernel", heads + (width,))
+        if self.use_bias:
+            self.query_bias = self._bias("query_bias", heads)
+            self.key_bias = self._bias("key_bias", heads)
+            self.value_bias = self._bias("value_bias", heads)
+            self.output_bias = self._bias("output_bias", (width,))
+        self.built = True
+
+    def _kernel(self, name, shape):
+        return self.add_weight(name=name, shape=shape, initializer=self.kernel_initializer)
+
+    def _bias(self, name, shape):
+        return self.add_weight(name=name, shape=shape, initializer=self.bias_initializer)
+
+    def _project(self, inputs, kernel, bias):
+        """`(b, s, d)` -> `(b, s, h, k)` with a `(d, h, k)` kernel."""
+        heads = ops.einsum("bsd,dhk->bshk", inputs, ops.cast(kernel, self.compute_dtype))
+        return heads if bias is None else heads + ops.cast(bias, self.compute_dtype)
+
+    def _project_query(self, query):
+        return self._project(query, self.query_kernel, getattr(self, "query_bias", None))
+
+    def _project_key_value(self, key_value):
+        keys = self._project(key_value, self.key_kernel, getattr(self, "key_bias", None))
+        values = self._project(key_value, self.value_kernel, getattr(self, "value_bias", None))
+        return keys, values
+
+    def _project_output(self, context):
+        """`(b, s, h, k)` -> `(b, s, d_out)`."""
+        outputs = ops.einsum("bshk,hkd->bsd", context, ops.cast(self.output_kernel, self.compute_dtype))
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.output_bias, self.compute_dtype)
+        return outputs
+
+    def call(
+        self,
+        query,
+        key_value=None,
+        padding_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        attention_bias=None,
+        cache=None,
+        cache_update_index=None,
+        return_attention_scores=False,
+        training=None,
+    ):
+        """Attends from `query` to `key_value` (or to itself).
+
+        Args:
+            query: float `(b, s, d)`.
+            key_value: float `(b, t, d_kv)` or None for self attention.
+            padding_mask: bool/int `(b, t)`, True for real keys. With a cache, `t` is
+                the cache length.
+            attention_mask: bool/int `(b, s, t)`.
+            use_causal_mask: bool, mask keys after each query's position.
+            attention_bias: float, broadcastable to `(b, h, s, t)`, added to the
+                logits before masking (T5 relative position bias).
+            cache: float `(b, 2, t_max, h, k)` or None.
+            cache_update_index: int or int scalar tensor, where the new keys go.
+            return_attention_scores: bool, also return the probabilities.
+            training: bool, enables dropout.
+
+        Returns:
+            `outputs` `(b, s, output_dim)`, followed by the updated `cache` when a
+            cache was given, followed by the attention probabilities `(b, h, s, t)`
+            when `return_attention_scores` is set.
+        """
+        self._validate(query, key_value, padding_mask, attention_mask, cache, cache_update_index)
+        query_heads = self._project_query(query)  # (b, s, h, k)
+        start = 0 if cache_update_index is None else cache_update_index
+        if cache is not None and cache_update_index is None:
+            key_heads, value_heads = cache[:, 0], cache[:, 1]  # (b, t, h, k) each
+        else:
+            source = query if key_value is None else key_value
+            key_heads, value_heads = self._project_key_value(source)  # (b, t, h, k) each
+            if self.rotary_embedding is not None:
+                query_heads = self.rotary_embedding(query_heads, start_index=start)
+                key_heads = self.rotary_embedding(key_heads, start_index=start)
+            if cache is not None:
+                key_heads, value_heads, cache = self._update_cache(
+                    cache, key_heads, value_heads, cache_update_index
+                )
+
+        query_length, key_length = ops.shape(query_heads)[1], ops.shape(key_heads)[1]
+        causal = None
+        if use_causal_mask:
+            causal = causal_mask(query_length, key_length, start)
+        elif cache is not None and cache_update_index is not None:
+            # Keys past the newest token are unfilled cache slots: never visible.
+            filled = ops.arange(key_length, dtype="int32") < (
+                ops.cast(start, "int32") + query_length
+            )
+            causal = ops.broadcast_to(filled[None, :], (query_length, key_length))
+        mask = combine_masks(padding_mask, attention_mask, causal)
+        outputs, scores = self._attend(query_heads, key_heads, value_heads, mask, attention_bias, training)
+        results = (outputs,)
+        if cache is not None:
+            results += (cache,)
+        if return_attention_scores:
+            results += (scores,)
+        return results[0] if len(results) == 1 else results
+
+    def _attend(self, query_heads, key_heads, value_heads, mask, attention_bias, training):
+        scale = self.attention_scale
+        if scale is None:
+            scale = 1.0 / math.sqrt(self.head_dim)
+        query_heads = query_heads * ops.cast(scale, query_heads.dtype)
+        logits = ops.einsum("bshk,bthk->bhst", query_heads, key_heads)
+        logits = ops.cast(logits, "float32")
+        if attention_bias is not None:
+            logits = logits + ops.cast(attention_bias, "float32")
+        if mask is None:
+            probabilities = ops.softmax(logits, axis=-1)  # (b, h, s, t)
+        else:
+            # Exactly zero on masked keys, so a query with no visible key gets a zero
+            # context instead of an average over padding or stale cache slots.
+            mask = mask[:, None, :, :]
+            logits = ops.where(mask, logits, MASKED_LOGIT)
+            probabilities = ops.where(mask, ops.softmax(logits, axis=-1), 0.0)
+        probabilities = ops.cast(probabilities, self.compute_dtype)
+        dropped = self.dropout_layer(probabilities, training=training)
+        context = ops.einsum("bhst,bthk->bshk", dropped, value_heads)
+        return self._project_output(context), probabilities  # (b, s, d_out), (b, h, s, t)
+
+    def _update_cache(self, cache, key_heads, value_heads, index):
+        index = ops.cast(index, "int32")
+        zero = ops.zeros((), "int32")
+        start = (zero, index, zero, zero)
+        key_heads = ops.slice_update(cache[:, 0], start, ops.cast(key_heads, cache.dtype))
+        value_heads = ops.slice_update(cache[:, 1], start, ops.cast(value_heads, cache.dtype))
+        return key_heads, value_heads, ops.stack([key_heads, value_heads], axis=1)
+
+    def compute_cache(self, key_value):
+        """Projects `key_value` `(b, t, d_kv)` once into a fixed cache `(b, 2, t, h, k)`.
+
+        Used for cross attention while decoding: the encoder outputs do not change
+        between steps, so their keys and values are computed once.
+        """
+        if not self.built:
+            raise ValueError(
+                f"MultiHeadAttention '{self.name}' is not built yet; call it once (or "
+                "build it) before computing a cache."
+            )
+        _checks.check_rank("key_value", key_value, 3, self)
+        return ops.stack(self._project_key_value(key_value), axis=1)
+
+    def empty_cache(self, batch_size, max_length, dtype=None):
+        """Zeros `(batch_size, 2, max_length, h, k)` to fill during decoding."""
+        if not self.built:
+            raise ValueError(
+                f"MultiHeadAttention '{self.name}' is not built yet; call it once (or "
+                "build it) before creating a cache."
+            )
+        shape = (batch_size, 2, max_length, self.num_heads, self.head_dim)
+        return ops.zeros(shape, dtype or self.compute_dtype)
+
+    def _validate(self, query, key_value, padding_mask, attention_mask, cache, cache_update_index):
+        _checks.check_rank("query", query, 3, self)
+        _checks.check_last_dim("query", query, self.hidden_dim, self, "Use one width per layer.")
+        if key_value is not None:
+            _checks.check_rank("key_value", key_value, 3, self)
+            expected = self.key_kernel.shape[0]
+            _checks.check_last_dim("key_value", key_value, expected, self)
+        if padding_mask is not None:
+            _checks.check_rank("padding_mask", padding_mask, 2, self)
+        if attention_mask is not None:
+            _checks.check_rank("attention_mask", attention_mask, 3, self)
+        if cache_update_index is not None and cache is None:
+            raise ValueError(
+                f"MultiHeadAttention '{self.name}': `cache_update_index` was given without "
+                "a `cache`; pass both (see `empty_cache`) or neither."
+            )
+        if cache is not None:
+            _checks.check_rank("cache", cache, 5, self)
+            expected = (2, self.num_heads, self.head_dim)
+            got = (cache.shape[1], cache.shape[3], cache.shape[4])
+            if any(g is not None and g != e for g, e in zip(got, expected, strict=True)):
+                raise ValueError(
+                    f"MultiHeadAttention '{self.name}': `cache` must have shape (batch, 2, "
+                    f"max_length, {self.num_heads}, {self.head_dim}), got {tuple(cache.shape)}."
+                )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "output_dim": self.output_dim,
+                "use_bias": self.use_bias,
+                "dropout": self.dropout,
+                "attention_scale": self.attention_scale,
+                "rotary_max_wavelength": self.rotary_max_wavelength,
+                "rotary_dim": self.rotary_dim,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config

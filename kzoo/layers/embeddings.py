@@ -1,0 +1,397 @@
+"""Token, segment and position embeddings.
+
+Legend for shape comments: b batch, s sequence length, d hidden size, h heads,
+k head dim, V vocabulary size.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from kzoo.layers import _checks
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class TokenEmbedding(keras.layers.Layer):
+    """Maps token ids to vectors, and (tied) vectors back to vocabulary logits.
+
+    `call(ids)` looks up rows of a `(vocabulary_size, hidden_dim)` table;
+    `call(hidden, reverse=True)` projects hidden states onto the same table
+    (`hidden @ table^T`), the weight tying of BERT, GPT-2 and T5 v1.0. With
+    `tie_weights=False` the reverse projection has its own `(hidden_dim, V)` kernel
+    (T5 v1.1 style).
+
+    Ids are checked to lie in `[0, vocabulary_size)` wherever the values can be seen
+    (eager calls raise ValueError, TensorFlow graphs assert); a GPU gather would
+    otherwise return zeros for an out-of-range id.
+
+    Args:
+        vocabulary_size: int, number of rows of the table.
+        hidden_dim: int, size of each embedding vector.
+        tie_weights: bool, whether `reverse=True` reuses the embedding table.
+        embeddings_initializer: initializer of the table.
+        mask_zero: bool, whether id 0 is padding; the output then carries a Keras mask
+            `ids != 0` that downstream kzoo layers use as their padding mask.
+
+    Example:
+        >>> emb = TokenEmbedding(vocabulary_size=100, hidden_dim=8)
+        >>> hidden = emb(np.array([[1, 2, 3]]))           # (1, 3, 8)
+        >>> logits = emb(hidden, reverse=True)             # (1, 3, 100)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        tie_weights=True,
+        embeddings_initializer="glorot_uniform",
+        mask_zero=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _checks.check_positive_int("vocabulary_size", vocabulary_size, self.name)
+        _checks.check_positive_int("hidden_dim", hidden_dim, self.name)
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.tie_weights = tie_weights
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.mask_zero = mask_zero
+        self.supports_masking = mask_zero
+
+    def build(self, inputs_shape=None):
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.vocabulary_size, self.hidden_dim),
+            initializer=self.embeddings_initializer,
+        )
+        if not self.tie_weights:
+            self.reverse_embeddings = self.add_weight(
+                name="reverse_embeddings",
+                shape=(self.hidden_dim, self.vocabulary_size),
+                initializer=self.embeddings_initializer,
+            )
+        self.built = True
+
+    def call(self, inputs, reverse=False):
+        """Embeds ids, or projects hidden states to logits.
+
+        Args:
+            inputs: `reverse=False`: int ids `(b, s)` (any rank). `reverse=True`: float
+                hidden states `(..., hidden_dim)`.
+            reverse: bool, project to vocabulary logits instead of embedding.
+
+        Returns:
+            `reverse=False`: `(b, s, hidden_dim)` in the compute dtype.
+            `reverse=True`: logits `(..., vocabulary_size)` in the compute dtype.
+        """
+        if reverse:
+            _checks.check_last_dim("inputs", inputs, self.hidden_dim, self)
+            if self.tie_weights:
+                kernel = ops.transpose(ops.cast(self.embeddings, self.compute_dtype))
+            else:
+                kernel = ops.cast(self.reverse_embeddings, self.compute_dtype)
+            return ops.matmul(inputs, kernel)  # (..., d) @ (d, V) -> (..., V)
+        if "int" not in str(inputs.dtype):
+            raise ValueError(
+                f"TokenEmbedding '{self.name}': `inputs` must be integer token ids, got "
+                f"dtype {inputs.dtype}. To project hidden states to logits pass "
+                "`reverse=True`."
+            )
+        inputs = _checks.check_ids_in_range("inputs", inputs, self.vocabulary_size, self)
+        return ops.take(ops.cast(self.embeddings, self.compute_dtype), inputs, axis=0)
+
+    def compute_mask(self, inputs, mask=None):
+        if not self.mask_zero or "int" not in str(inputs.dtype):
+            return None
+        return ops.not_equal(inputs, 0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "hidden_dim": self.hidden_dim,
+                "tie_weights": self.tie_weights,
+                "embeddings_initializer": keras.initializers.serialize(
+                    self.embeddings_initializer
+                ),
+                "mask_zero": self.mask_zero,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class SegmentEmbedding(TokenEmbedding):
+    """Segment (token type) embedding: ids in `[0, num_segments)` to vectors.
+
+    BERT adds one of two learned vectors to each token to mark sentence A or B.
+    Same contract as `TokenEmbedding` with `vocabulary_size=num_segments`, untied.
+
+    Args:
+        num_segments: int, number of segment types (2 for BERT).
+        hidden_dim: int, embedding size.
+        embeddings_initializer: initializer of the table.
+    """
+
+    def __init__(self, num_segments, hidden_dim, embeddings_initializer="glorot_uniform", **kwargs):
+        for key in ("vocabulary_size", "tie_weights", "mask_zero"):
+            kwargs.pop(key, None)
+        super().__init__(
+            vocabulary_size=num_segments,
+            hidden_dim=hidden_dim,
+            tie_weights=True,
+            embeddings_initializer=embeddings_initializer,
+            mask_zero=False,
+            **kwargs,
+        )
+        self.num_segments = num_segments
+
+    def call(self, inputs):
+        """Args: int segment ids `(b, s)`. Returns `(b, s, hidden_dim)`."""
+        return super().call(inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("vocabulary_size", "tie_weights", "mask_zero"):
+            config.pop(key)
+        config["num_segments"] = self.num_segments
+        return config
+
+
+class _PositionalBase(keras.layers.Layer):
+    """Shared input handling of position layers: they read only the shape of `inputs`."""
+
+    _max_length_optional = False
+
+    def __init__(self, max_sequence_length, **kwargs):
+        super().__init__(**kwargs)
+        _checks.check_positive_int(
+            "max_sequence_length", max_sequence_length, self.name, self._max_length_optional
+        )
+        self.max_sequence_length = max_sequence_length
+        self.supports_masking = True
+
+    def _checked_positions(self, inputs, start_index):
+        """Returns `(sequence_length, start_index)` once they fit `max_sequence_length`."""
+        _checks.check_rank("inputs", inputs, 3, self)
+        sequence_length = ops.shape(inputs)[1]
+        start_index = _checks.check_sequence_fits(
+            sequence_length, start_index, self.max_sequence_length, self, "a sequence"
+        )
+        return sequence_length, start_index
+
+    def compute_output_shape(self, inputs_shape):
+        return tuple(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["max_sequence_length"] = self.max_sequence_length
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class PositionEmbedding(_PositionalBase):
+    """Learned absolute position embedding (BERT, GPT-2, BART).
+
+    Returns the embeddings of positions `start_index .. start_index + s - 1` broadcast
+    to the shape of `inputs`; add them to the token embeddings yourself.
+
+    Args:
+        max_sequence_length: int, number of positions learned; longer inputs raise
+            ValueError (never a silent wrap or a zero vector).
+        initializer: initializer of the `(max_sequence_length, hidden_dim)` table.
+        position_offset: int, rows skipped before position 0 (BART stores 2 extra
+            rows in front; the table then has `max_sequence_length + position_offset`
+            rows).
+    """
+
+    def __init__(self, max_sequence_length, initializer="glorot_uniform", position_offset=0, **kwargs):
+        super().__init__(max_sequence_length, **kwargs)
+        if not isinstance(position_offset, int) or position_offset < 0:
+            raise ValueError(
+                f"{self.name}: `position_offset` must be a non-negative int, got {position_offset!r}."
+            )
+        self.initializer = keras.initializers.get(initializer)
+        self.position_offset = position_offset
+
+    def build(self, inputs_shape):
+        if len(inputs_shape) != 3 or inputs_shape[-1] is None:
+            raise ValueError(
+                f"PositionEmbedding '{self.name}': `inputs` must be (batch, sequence, "
+                f"hidden) with a known hidden size, got shape {tuple(inputs_shape)}."
+            )
+        self.hidden_dim = int(inputs_shape[-1])
+        self.position_embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.max_sequence_length + self.position_offset, self.hidden_dim),
+            initializer=self.initializer,
+        )
+        self.built = True
+
+    def call(self, inputs, start_index=0):
+        """Args:
+            inputs: float `(b, s, d)`, usually the token embeddings; only its shape is used.
+            start_index: int or int scalar tensor, position of the first token (the
+                KV-cache index while decoding).
+
+        Returns:
+            `(b, s, d)` position embeddings in the compute dtype.
+        """
+        _checks.check_last_dim("inputs", inputs, self.hidden_dim, self)
+        length, start_index = self._checked_positions(inputs, start_index)
+        table = ops.cast(self.position_embeddings, self.compute_dtype)
+        start = ops.cast(start_index, "int32") + self.position_offset
+        positions = ops.slice(table, (start, 0), (length, self.hidden_dim))  # (s, d)
+        return ops.broadcast_to(positions[None], ops.shape(inputs))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "initializer": keras.initializers.serialize(self.initializer),
+                "position_offset": self.position_offset,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class SinusoidalPositionEmbedding(_PositionalBase):
+    """Fixed sinusoidal position encoding of "Attention Is All You Need" (sec. 3.5).
+
+    `PE[p, 2i] = sin(p / max_wavelength^(2i/d))`, `PE[p, 2i+1] = cos(same)`, with sine
+    and cosine interleaved as in the paper. No weights.
+
+    Args:
+        max_sequence_length: int, longest sequence accepted (a guard, not a table size).
+        max_wavelength: float, the base (10000 in the paper).
+    """
+
+    def __init__(self, max_sequence_length, max_wavelength=10000.0, **kwargs):
+        super().__init__(max_sequence_length, **kwargs)
+        self.max_wavelength = max_wavelength
+
+    def call(self, inputs, start_index=0):
+        """Args: `inputs` float `(b, s, d)` (shape only; d must be even), `start_index`
+        the position of the first token. Returns `(b, s, d)` encodings in the compute dtype.
+        """
+        sequence_length, start_index = self._checked_positions(inputs, start_index)
+        hidden_dim = inputs.shape[-1]
+        if hidden_dim is None or hidden_dim % 2:
+            raise ValueError(
+                f"SinusoidalPositionEmbedding '{self.name}': the hidden size (last axis "
+                f"of `inputs`) must be a known even number, got {hidden_dim}."
+            )
+        positions = ops.cast(start_index, "float32") + ops.arange(
+            sequence_length, dtype="float32"
+        )  # (s,)
+        exponents = ops.arange(0, hidden_dim, 2, dtype="float32") / hidden_dim  # (d/2,)
+        inverse_frequencies = ops.exp(-math.log(self.max_wavelength) * exponents)
+        angles = positions[:, None] * inverse_frequencies[None, :]  # (s, d/2)
+        encoding = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)  # (s, d/2, 2)
+        encoding = ops.reshape(encoding, (-1, hidden_dim))  # interleave -> (s, d)
+        encoding = ops.cast(encoding, self.compute_dtype)
+        return ops.broadcast_to(encoding[None], ops.shape(inputs))
+
+    def get_config(self):
+        config = super().get_config()
+        config["max_wavelength"] = self.max_wavelength
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class RotaryEmbedding(_PositionalBase):
+    """Rotary position embedding (RoPE, Su et al. 2021), applied to queries or keys.
+
+    Rotates each pair of features `(x_a, x_b)` of a head by the angle
+    `p / max_wavelength^(2i/r)` where `p` is the token position and `r` the number of
+    rotated features. Pairs are `(i, i + r/2)` ("rotate half", GPT-NeoX / LLaMA /
+    Hugging Face layout) or, with `interleaved=True`, `(2i, 2i+1)` (GPT-J layout).
+    With `rotary_dim < k` only the first `rotary_dim` features rotate (GPT-NeoX
+    partial rotary); the rest pass through.
+
+    Args:
+        max_sequence_length: int or None, longest sequence accepted (None: no limit;
+            rotary positions extrapolate, though a model may not).
+        max_wavelength: float, the base (10000 in the paper).
+        rotary_dim: int or None, features rotated per head (even); None rotates all.
+        interleaved: bool, pair layout (see above).
+    """
+
+    _max_length_optional = True
+
+    def __init__(
+        self,
+        max_sequence_length=None,
+        max_wavelength=10000.0,
+        rotary_dim=None,
+        interleaved=False,
+        **kwargs,
+    ):
+        super().__init__(max_sequence_length, **kwargs)
+        _checks.check_positive_int("rotary_dim", rotary_dim, self.name, allow_none=True)
+        if rotary_dim is not None and rotary_dim % 2:
+            raise ValueError(f"{self.name}: `rotary_dim` must be even, got {rotary_dim}.")
+        self.max_wavelength = max_wavelength
+        self.rotary_dim = rotary_dim
+        self.interleaved = interleaved
+
+    def call(self, inputs, start_index=0):
+        """Args:
+            inputs: float `(b, s, h, k)` queries or keys (or `(b, s, k)`).
+            start_index: position of the first token (the KV-cache index while decoding).
+
+        Returns:
+            Rotated tensor of the same shape and dtype.
+        """
+        _checks.check_rank("inputs", inputs, (3, 4), self)
+        start_index = _checks.check_sequence_fits(
+            ops.shape(inputs)[1], start_index, self.max_sequence_length, self, "a sequence"
+        )
+        head_dim = inputs.shape[-1]
+        rotary_dim = self.rotary_dim or head_dim
+        if rotary_dim > head_dim or rotary_dim % 2:
+            raise ValueError(
+                f"RotaryEmbedding '{self.name}': `rotary_dim`={rotary_dim} must be even and "
+                f"at most the head size {head_dim}."
+            )
+        rotated, passed = inputs[..., :rotary_dim], inputs[..., rotary_dim:]
+        cos, sin = self._cos_sin(ops.shape(inputs)[1], start_index, rotary_dim, len(inputs.shape))
+        x = ops.cast(rotated, "float32")
+        if self.interleaved:
+            pairs = ops.reshape(x, ops.shape(x)[:-1] + (rotary_dim // 2, 2))
+            x_even, x_odd = pairs[..., 0], pairs[..., 1]
+            out = ops.stack([x_even * cos - x_odd * sin, x_even * sin + x_odd * cos], axis=-1)
+            out = ops.reshape(out, ops.shape(x))
+        else:
+            x_first, x_second = x[..., : rotary_dim // 2], x[..., rotary_dim // 2 :]
+            out = ops.concatenate(
+                [x_first * cos - x_second * sin, x_second * cos + x_first * sin], axis=-1
+            )
+        out = ops.cast(out, inputs.dtype)
+        if rotary_dim == head_dim:
+            return out
+        return ops.concatenate([out, passed], axis=-1)
+
+    def _cos_sin(self, sequence_length, start_index, rotary_dim, rank):
+        """Cosines and sines `(1, s, [1,] r/2)` in float32 for broadcasting."""
+        positions = ops.cast(start_index, "float32") + ops.arange(sequence_length, dtype="float32")
+        exponents = ops.arange(0, rotary_dim, 2, dtype="float32") / rotary_dim  # (r/2,)
+        inverse_frequencies = ops.exp(-math.log(self.max_wavelength) * exponents)
+        angles = positions[:, None] * inverse_frequencies[None, :]  # (s, r/2)
+        angles = angles[None, :, None, :] if rank == 4 else angles[None]
+        return ops.cos(angles), ops.sin(angles)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "max_wavelength": self.max_wavelength,
+                "rotary_dim": self.rotary_dim,
+                "interleaved": self.interleaved,
+            }
+        )
+        return config
+

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets up, then runs the whole test suite under the TensorFlow backend and again under JAX.
+# Extra arguments go to both pytest runs (e.g. `-m "not slow"` or `-k attention`).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh || exit 1
+export TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0
+status=0
+for backend in tensorflow jax; do
+  echo "=== pytest with KERAS_BACKEND=$backend"
+  KERAS_BACKEND=$backend .venv/bin/python -m pytest "$@"
+  code=$?
+  if [ $code -eq 5 ]; then
+    echo "pytest collected no tests under $backend: the suite is missing or deselected entirely" >&2
+  fi
+  [ $code -eq 0 ] || status=1
+done
+exit $status
