@@ -24,7 +24,7 @@ from kzoo.layers.heads import (
     TokenClassificationHead,
 )
 from kzoo.layers.masks import causal_mask, combine_masks
-from kzoo.layers.normalization import LayerNorm, RMSNorm
+from kzoo.layers.normalization import LayerNorm, RMSNorm, get_normalization
 from kzoo.layers.relative_position import RelativePositionBias
 
 __all__ = [
@@ -47,4 +47,5 @@ __all__ = [
     "TokenEmbedding",
     "causal_mask",
     "combine_masks",
+    "get_normalization",
 ]

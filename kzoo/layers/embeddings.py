@@ -33,6 +33,10 @@ class TokenEmbedding(keras.layers.Layer):
         embeddings_initializer: initializer of the table.
         mask_zero: bool, whether id 0 is padding; the output then carries a Keras mask
             `ids != 0` that downstream kzoo layers use as their padding mask.
+        embeddings_scale: float, multiplies looked-up vectors (the original
+            Transformer uses `sqrt(hidden_dim)`).
+        logits_scale: float, multiplies hidden states before the reverse projection
+            (T5 v1.0 uses `hidden_dim ** -0.5` with tied weights).
 
     Example:
         >>> emb = TokenEmbedding(vocabulary_size=100, hidden_dim=8)
@@ -47,6 +51,8 @@ class TokenEmbedding(keras.layers.Layer):
         tie_weights=True,
         embeddings_initializer="glorot_uniform",
         mask_zero=False,
+        embeddings_scale=1.0,
+        logits_scale=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -57,6 +63,8 @@ class TokenEmbedding(keras.layers.Layer):
         self.tie_weights = tie_weights
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.mask_zero = mask_zero
+        self.embeddings_scale = float(embeddings_scale)
+        self.logits_scale = float(logits_scale)
         self.supports_masking = mask_zero
 
     def build(self, inputs_shape=None):
@@ -91,6 +99,8 @@ class TokenEmbedding(keras.layers.Layer):
                 kernel = ops.transpose(ops.cast(self.embeddings, self.compute_dtype))
             else:
                 kernel = ops.cast(self.reverse_embeddings, self.compute_dtype)
+            if self.logits_scale != 1.0:
+                inputs = inputs * self.logits_scale
             return ops.matmul(inputs, kernel)  # (..., d) @ (d, V) -> (..., V)
         if "int" not in str(inputs.dtype):
             raise ValueError(
@@ -99,7 +109,8 @@ class TokenEmbedding(keras.layers.Layer):
                 "`reverse=True`."
             )
         inputs = _checks.check_ids_in_range("inputs", inputs, self.vocabulary_size, self)
-        return ops.take(ops.cast(self.embeddings, self.compute_dtype), inputs, axis=0)
+        outputs = ops.take(ops.cast(self.embeddings, self.compute_dtype), inputs, axis=0)
+        return outputs * self.embeddings_scale if self.embeddings_scale != 1.0 else outputs
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero or "int" not in str(inputs.dtype):
@@ -117,9 +128,14 @@ class TokenEmbedding(keras.layers.Layer):
                     self.embeddings_initializer
                 ),
                 "mask_zero": self.mask_zero,
+                "embeddings_scale": self.embeddings_scale,
+                "logits_scale": self.logits_scale,
             }
         )
         return config
+
+
+SEGMENT_FIXED_ARGUMENTS = ("vocabulary_size", "tie_weights", "mask_zero", "embeddings_scale", "logits_scale")
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -136,7 +152,7 @@ class SegmentEmbedding(TokenEmbedding):
     """
 
     def __init__(self, num_segments, hidden_dim, embeddings_initializer="glorot_uniform", **kwargs):
-        for key in ("vocabulary_size", "tie_weights", "mask_zero"):
+        for key in SEGMENT_FIXED_ARGUMENTS:
             kwargs.pop(key, None)
         super().__init__(
             vocabulary_size=num_segments,
@@ -154,7 +170,7 @@ class SegmentEmbedding(TokenEmbedding):
 
     def get_config(self):
         config = super().get_config()
-        for key in ("vocabulary_size", "tie_weights", "mask_zero"):
+        for key in SEGMENT_FIXED_ARGUMENTS:
             config.pop(key)
         config["num_segments"] = self.num_segments
         return config

@@ -1,0 +1,111 @@
+"""BERT encoder backbone: post-norm blocks, GELU, learned positions, segments, pooler."""
+
+import keras
+
+from kzoo import layers
+from kzoo.models.backbone import Backbone
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class BertBackbone(Backbone):
+    """The BERT encoder (Devlin et al. 2019).
+
+    Inputs (dict): `token_ids` int `(b, s)`, `segment_ids` int `(b, s)` (0 for
+    sentence A, 1 for B), `padding_mask` int/bool `(b, s)` (1 for real tokens).
+    Outputs (dict): `sequence_output` `(b, s, hidden_dim)` and `pooled_output`
+    `(b, hidden_dim)` (tanh dense on the [CLS] position).
+
+    Args: the fields of `BertConfig` (vocabulary_size, num_layers, num_heads,
+        hidden_dim, intermediate_dim, max_sequence_length, num_segments, dropout,
+        attention_dropout, activation, norm_epsilon, initializer_range), and `dtype`.
+
+    Example:
+        >>> backbone = kzoo.models.from_preset("bert_tiny")
+        >>> outputs = backbone({"token_ids": ids, "segment_ids": segments, "padding_mask": mask})
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        max_sequence_length=512,
+        num_segments=2,
+        dropout=0.1,
+        attention_dropout=0.1,
+        activation="gelu",
+        norm_epsilon=1e-12,
+        initializer_range=0.02,
+        dtype=None,
+        **kwargs,
+    ):
+        # === Layers ===
+        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        self.token_embedding = layers.TokenEmbedding(
+            vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="token_embedding"
+        )
+        self.segment_embedding = layers.SegmentEmbedding(
+            num_segments, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="segment_embedding"
+        )
+        self.position_embedding = layers.PositionEmbedding(
+            max_sequence_length, initializer=initializer, dtype=dtype, name="position_embedding"
+        )
+        self.embeddings_norm = layers.LayerNorm(norm_epsilon, dtype=dtype, name="embeddings_norm")
+        self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
+        self.encoder_blocks = [
+            layers.EncoderBlock(
+                num_heads,
+                intermediate_dim,
+                activation=activation,
+                dropout=dropout,
+                attention_dropout=attention_dropout,
+                norm_epsilon=norm_epsilon,
+                kernel_initializer=initializer,
+                dtype=dtype,
+                name=f"encoder_block_{index}",
+            )
+            for index in range(num_layers)
+        ]
+        self.pooler = layers.Pooler(kernel_initializer=initializer, dtype=dtype, name="pooler")
+
+        # === Functional graph ===
+        inputs = {
+            "token_ids": keras.Input((None,), dtype="int32", name="token_ids"),
+            "segment_ids": keras.Input((None,), dtype="int32", name="segment_ids"),
+            "padding_mask": keras.Input((None,), dtype="int32", name="padding_mask"),
+        }
+        outputs = self._forward(inputs)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self._store_config(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            max_sequence_length=max_sequence_length,
+            num_segments=num_segments,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation=activation,
+            norm_epsilon=norm_epsilon,
+            initializer_range=initializer_range,
+        )
+
+    def _forward(self, inputs, return_attention_scores=False, training=None):
+        tokens = self.token_embedding(inputs["token_ids"])
+        x = tokens + self.segment_embedding(inputs["segment_ids"]) + self.position_embedding(tokens)
+        x = self.embeddings_dropout(self.embeddings_norm(x), training=training)
+        scores = []
+        for block in self.encoder_blocks:
+            x, block_scores = block(
+                x, padding_mask=inputs["padding_mask"], return_attention_scores=True, training=training
+            )
+            scores.append(block_scores)
+        outputs = {"sequence_output": x, "pooled_output": self.pooler(x)}
+        if return_attention_scores:
+            outputs["attention_scores"] = scores
+        return outputs

@@ -1,0 +1,199 @@
+"""Encoder-decoder backbone: one implementation for the Transformer, T5 and BART designs."""
+
+import math
+
+import keras
+
+from kzoo import layers
+from kzoo.layers import _checks
+from kzoo.models.backbone import Backbone
+
+POSITION_EMBEDDINGS = ("sinusoidal", "learned", "relative")
+INPUT_NAMES = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask")
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class Seq2SeqBackbone(Backbone):
+    """A Transformer encoder-decoder with shared token embeddings.
+
+    Inputs (dict): `encoder_token_ids`, `encoder_padding_mask` `(b, t)`,
+    `decoder_token_ids`, `decoder_padding_mask` `(b, s)`; ids int, masks 1 for real
+    tokens. Outputs (dict): `encoder_sequence_output` `(b, t, d)` and
+    `decoder_sequence_output` `(b, s, d)`; the decoder attends causally to itself
+    and to the real encoder tokens.
+
+    Args: the fields of `Seq2SeqConfig` (see its table for the published designs),
+    and `dtype`.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_encoder_layers,
+        num_decoder_layers,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        key_dim=None,
+        max_sequence_length=512,
+        position_embedding="sinusoidal",
+        position_offset=0,
+        relative_buckets=32,
+        relative_max_distance=128,
+        norm_type="layer",
+        norm_first=False,
+        norm_epsilon=1e-6,
+        activation="relu",
+        gated_feed_forward=False,
+        use_bias=True,
+        attention_scale=None,
+        scale_embeddings=True,
+        embedding_norm=False,
+        tie_word_embeddings=True,
+        scale_tied_logits=False,
+        dropout=0.1,
+        attention_dropout=0.0,
+        initializer_range=0.02,
+        dtype=None,
+        **kwargs,
+    ):
+        _checks.check_choice("position_embedding", position_embedding, POSITION_EMBEDDINGS, "Seq2SeqBackbone")
+        # === Layers ===
+        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        self.token_embedding = layers.TokenEmbedding(
+            vocabulary_size, hidden_dim, tie_weights=tie_word_embeddings,
+            embeddings_initializer=initializer,
+            embeddings_scale=math.sqrt(hidden_dim) if scale_embeddings else 1.0,
+            logits_scale=hidden_dim**-0.5 if tie_word_embeddings and scale_tied_logits else 1.0,
+            dtype=dtype, name="token_embedding",
+        )
+        self.encoder_position, self.decoder_position = self._position_layers(
+            position_embedding, max_sequence_length, position_offset, num_heads,
+            relative_buckets, relative_max_distance, initializer, dtype,
+        )
+        self.encoder_embedding_norm = self.decoder_embedding_norm = None
+        if embedding_norm:
+            self.encoder_embedding_norm = layers.LayerNorm(norm_epsilon, dtype=dtype, name="encoder_embedding_norm")
+            self.decoder_embedding_norm = layers.LayerNorm(norm_epsilon, dtype=dtype, name="decoder_embedding_norm")
+        self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
+        block_options = dict(
+            key_dim=key_dim, activation=activation, gated_feed_forward=gated_feed_forward, dropout=dropout,
+            attention_dropout=attention_dropout, feed_forward_dropout=dropout if norm_first else 0.0,
+            norm_first=norm_first, norm_type=norm_type, norm_epsilon=norm_epsilon, use_bias=use_bias,
+            attention_scale=attention_scale, kernel_initializer=initializer, dtype=dtype,
+        )
+        self.encoder_blocks = [
+            layers.EncoderBlock(num_heads, intermediate_dim, name=f"encoder_block_{i}", **block_options)
+            for i in range(num_encoder_layers)
+        ]
+        self.decoder_blocks = [
+            layers.DecoderBlock(
+                num_heads, intermediate_dim, use_cross_attention=True, name=f"decoder_block_{i}", **block_options
+            )
+            for i in range(num_decoder_layers)
+        ]
+        self.encoder_final_norm = self.decoder_final_norm = None
+        if norm_first:
+            self.encoder_final_norm = layers.get_normalization(norm_type, norm_epsilon, "encoder_final_norm", dtype)
+            self.decoder_final_norm = layers.get_normalization(norm_type, norm_epsilon, "decoder_final_norm", dtype)
+        self.relative = position_embedding == "relative"
+
+        # === Functional graph ===
+        inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in INPUT_NAMES}
+        super().__init__(inputs=inputs, outputs=self._forward(inputs), dtype=dtype, **kwargs)
+
+        # === Config ===
+        self._store_config(
+            vocabulary_size=vocabulary_size, num_encoder_layers=num_encoder_layers,
+            num_decoder_layers=num_decoder_layers, num_heads=num_heads, hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim, key_dim=key_dim, max_sequence_length=max_sequence_length,
+            position_embedding=position_embedding, position_offset=position_offset,
+            relative_buckets=relative_buckets, relative_max_distance=relative_max_distance,
+            norm_type=norm_type, norm_first=norm_first, norm_epsilon=norm_epsilon, activation=activation,
+            gated_feed_forward=gated_feed_forward, use_bias=use_bias, attention_scale=attention_scale,
+            scale_embeddings=scale_embeddings, embedding_norm=embedding_norm,
+            tie_word_embeddings=tie_word_embeddings, scale_tied_logits=scale_tied_logits, dropout=dropout,
+            attention_dropout=attention_dropout, initializer_range=initializer_range,
+        )
+
+    @staticmethod
+    def _position_layers(kind, max_length, offset, num_heads, buckets, max_distance, initializer, dtype):
+        """The (encoder, decoder) position layers of one design."""
+        if kind == "sinusoidal":
+            return tuple(
+                layers.SinusoidalPositionEmbedding(max_length, dtype=dtype, name=f"{side}_position_embedding")
+                for side in ("encoder", "decoder")
+            )
+        if kind == "learned":
+            return tuple(
+                layers.PositionEmbedding(
+                    max_length, initializer=initializer, position_offset=offset, dtype=dtype,
+                    name=f"{side}_position_embedding",
+                )
+                for side in ("encoder", "decoder")
+            )
+        return tuple(
+            layers.RelativePositionBias(
+                num_heads, buckets, max_distance, bidirectional=side == "encoder", dtype=dtype,
+                name=f"{side}_relative_position_bias",
+            )
+            for side in ("encoder", "decoder")
+        )
+
+    def _embed(self, token_ids, position_layer, embedding_norm, training):
+        """Token (+ absolute position) embeddings; returns `(x, relative bias or None)`."""
+        x = self.token_embedding(token_ids)
+        bias = None
+        if self.relative:
+            bias = position_layer(x)
+        else:
+            x = x + position_layer(x)
+        if embedding_norm is not None:
+            x = embedding_norm(x)
+        return self.embeddings_dropout(x, training=training), bias
+
+    def encode(self, token_ids, padding_mask, return_attention_scores=False, training=None):
+        """Encoder stack: ids `(b, t)` -> `(b, t, d)` (and per-layer scores)."""
+        x, bias = self._embed(token_ids, self.encoder_position, self.encoder_embedding_norm, training)
+        scores = []
+        for block in self.encoder_blocks:
+            x, block_scores = block(
+                x, padding_mask=padding_mask, attention_bias=bias, return_attention_scores=True, training=training
+            )
+            scores.append(block_scores)
+        if self.encoder_final_norm is not None:
+            x = self.encoder_final_norm(x)
+        return (x, scores) if return_attention_scores else x
+
+    def decode(self, token_ids, padding_mask, encoder_outputs, encoder_padding_mask,
+               return_attention_scores=False, training=None):
+        """Decoder stack: ids `(b, s)` attending to `encoder_outputs` -> `(b, s, d)`."""
+        x, bias = self._embed(token_ids, self.decoder_position, self.decoder_embedding_norm, training)
+        scores = []
+        for block in self.decoder_blocks:
+            x, block_scores = block(
+                x, encoder_outputs=encoder_outputs, padding_mask=padding_mask,
+                encoder_padding_mask=encoder_padding_mask, self_attention_bias=bias,
+                return_attention_scores=True, training=training,
+            )
+            scores.append(block_scores)
+        if self.decoder_final_norm is not None:
+            x = self.decoder_final_norm(x)
+        return (x, scores) if return_attention_scores else x
+
+    def _forward(self, inputs, return_attention_scores=False, training=None):
+        encoded, encoder_scores = self.encode(
+            inputs["encoder_token_ids"], inputs["encoder_padding_mask"], True, training
+        )
+        decoded, decoder_scores = self.decode(
+            inputs["decoder_token_ids"], inputs["decoder_padding_mask"], encoded,
+            inputs["encoder_padding_mask"], True, training,
+        )
+        outputs = {"encoder_sequence_output": encoded, "decoder_sequence_output": decoded}
+        if return_attention_scores:
+            outputs["attention_scores"] = {"encoder": encoder_scores, "decoder": decoder_scores}
+        return outputs
+
+    def token_logits(self, decoder_hidden):
+        """Vocabulary logits `(b, s, V)` from decoder states (tied or own projection)."""
+        return self.token_embedding(decoder_hidden, reverse=True)

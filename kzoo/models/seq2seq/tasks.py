@@ -1,0 +1,24 @@
+"""Seq2seq task models."""
+
+import keras
+
+from kzoo.models.backbone import Task
+from kzoo.models.seq2seq.backbone import INPUT_NAMES
+
+
+@keras.saving.register_keras_serializable(package="kzoo")
+class Seq2SeqLM(Task):
+    """Conditional language model trained with teacher forcing.
+
+    Inputs: the backbone's four. `decoder_token_ids` are the targets shifted right
+    (starting with the decoder start token). Output: logits `(b, s, vocabulary_size)`
+    predicting the unshifted targets; pass `sample_weight` = target padding mask.
+    """
+
+    default_learning_rate = 3e-4
+
+    def __init__(self, backbone, **kwargs):
+        inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in INPUT_NAMES}
+        hidden = backbone(inputs)["decoder_sequence_output"]
+        super().__init__(inputs=inputs, outputs=backbone.token_logits(hidden), **kwargs)
+        self._store_config(backbone)

@@ -1,0 +1,165 @@
+"""The three families: shapes, tasks, `.keras` round trips, attention scores, bad input."""
+
+import keras
+import numpy as np
+import pytest
+
+from kzoo import models
+from tests.harness import assert_keras_file_round_trip, to_numpy
+
+
+def bert_inputs(batch=2, length=9, vocab=128, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((batch, length), "int32")
+    mask[1, length - 3:] = 0
+    return {
+        "token_ids": rng.integers(1, vocab, (batch, length)).astype("int32") * mask,
+        "segment_ids": (np.arange(length)[None] >= length // 2).repeat(batch, 0).astype("int32"),
+        "padding_mask": mask,
+    }
+
+
+def gpt_inputs(batch=2, length=9, vocab=128, seed=0):
+    inputs = bert_inputs(batch, length, vocab, seed)
+    return {"token_ids": inputs["token_ids"], "padding_mask": inputs["padding_mask"]}
+
+
+def seq2seq_inputs(batch=2, source=9, target=5, vocab=128, seed=0):
+    encoder, decoder = bert_inputs(batch, source, vocab, seed), bert_inputs(batch, target, vocab, seed + 1)
+    return {
+        "encoder_token_ids": encoder["token_ids"], "encoder_padding_mask": encoder["padding_mask"],
+        "decoder_token_ids": decoder["token_ids"], "decoder_padding_mask": decoder["padding_mask"],
+    }
+
+
+SEQ2SEQ_DESIGNS = {
+    "transformer": {},
+    "t5": {},  # the t5_test preset itself
+    "bart": dict(position_embedding="learned", position_offset=2, activation="gelu", embedding_norm=True,
+                 norm_type="layer", norm_first=False, use_bias=True, attention_scale=None, key_dim=None,
+                 scale_tied_logits=False),
+    "t5_v1_1": dict(activation="gelu_tanh", gated_feed_forward=True, tie_word_embeddings=False),
+}
+
+
+def seq2seq_backbone(design):
+    if design == "transformer":
+        return models.from_preset(
+            "transformer_base", vocabulary_size=128, num_encoder_layers=2, num_decoder_layers=2, num_heads=2,
+            hidden_dim=32, intermediate_dim=64, max_sequence_length=64,
+        )
+    return models.from_preset("t5_test", **SEQ2SEQ_DESIGNS[design])
+
+
+def test_bert_tasks_shapes_and_round_trips(tmp_path):
+    backbone = models.from_preset("bert_test")
+    inputs = bert_inputs()
+    outputs = backbone(inputs)
+    assert outputs["sequence_output"].shape == (2, 9, 32) and outputs["pooled_output"].shape == (2, 32)
+    pretraining_inputs = {**inputs, "mask_positions": np.array([[1, 2, 3], [0, 4, 5]], "int32")}
+    cases = [
+        (models.BertPretrainer(backbone), pretraining_inputs, {"mlm_logits": (2, 3, 128), "nsp_logits": (2, 2)}),
+        (models.BertClassifier(backbone, num_classes=3), inputs, (2, 3)),
+        (models.BertTokenClassifier(backbone, num_classes=5), inputs, (2, 9, 5)),
+        (models.BertSpanQA(backbone), inputs, {"start_logits": (2, 9), "end_logits": (2, 9)}),
+    ]
+    for task, task_inputs, shapes in cases:
+        result = task(task_inputs)
+        got = {k: tuple(v.shape) for k, v in result.items()} if isinstance(result, dict) else tuple(result.shape)
+        assert got == shapes, type(task).__name__
+        (tmp_path / type(task).__name__).mkdir()
+        restored = assert_keras_file_round_trip(task, task_inputs, tmp_path / type(task).__name__)
+        assert restored.backbone.token_embedding is not None
+    pretrainer = models.BertPretrainer(backbone)
+    assert pretrainer.masked_lm_head.token_embedding is backbone.token_embedding
+
+
+@pytest.mark.parametrize("position_embedding", ["learned", "rotary"])
+def test_gpt_causal_lm_is_causal_and_round_trips(tmp_path, position_embedding):
+    lm = models.GPTCausalLM(models.from_preset("gpt_test", position_embedding=position_embedding))
+    inputs = gpt_inputs()
+    logits = to_numpy(lm(inputs))
+    assert logits.shape == (2, 9, 128)
+    changed = {k: v.copy() for k, v in inputs.items()}
+    changed["token_ids"][:, 5:] = 7
+    np.testing.assert_allclose(to_numpy(lm(changed))[:, :5], logits[:, :5], atol=1e-5)
+    assert_keras_file_round_trip(lm, inputs, tmp_path)
+
+
+@pytest.mark.parametrize("design", list(SEQ2SEQ_DESIGNS))
+def test_seq2seq_designs_round_trip(tmp_path, design):
+    backbone = seq2seq_backbone(design)
+    lm = models.Seq2SeqLM(backbone)
+    inputs = seq2seq_inputs()
+    assert lm(inputs).shape == (2, 5, 128)
+    assert_keras_file_round_trip(lm, inputs, tmp_path)
+    has_lm_kernel = any(w.path.endswith("reverse_embeddings") for w in backbone.weights)
+    assert has_lm_kernel == (design == "t5_v1_1")
+
+
+def test_attention_scores_for_every_layer():
+    bert = models.from_preset("bert_test")
+    scores = bert.attention_scores(bert_inputs())
+    assert len(scores) == 2 and scores[0].shape == (2, 2, 9, 9)
+    np.testing.assert_allclose(to_numpy(scores[0])[1, :, :, -3:], 0.0)  # padding keys get nothing
+    gpt_scores = models.from_preset("gpt_test").attention_scores(gpt_inputs())
+    assert np.allclose(np.triu(to_numpy(gpt_scores[0])[0, 0], 1), 0.0)  # causal
+    seq_scores = seq2seq_backbone("t5").attention_scores(seq2seq_inputs())
+    assert seq_scores["decoder"][0]["cross_attention"].shape == (2, 2, 5, 9)
+
+
+def test_fit_one_step_per_family():
+    classifier = models.BertClassifier(models.from_preset("bert_test"), num_classes=2)
+    classifier.compile()
+    history = classifier.fit(bert_inputs(4), np.array([0, 1, 1, 0]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    lm = models.GPTCausalLM(models.from_preset("gpt_test"))
+    lm.compile()
+    inputs = gpt_inputs(4)
+    targets = np.roll(inputs["token_ids"], -1, axis=1)
+    history = lm.fit(inputs, targets, sample_weight=inputs["padding_mask"], epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    seq2seq = models.Seq2SeqLM(seq2seq_backbone("t5"))
+    seq2seq.compile()
+    inputs = seq2seq_inputs(4)
+    history = seq2seq.fit(inputs, inputs["decoder_token_ids"], epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_unknown_preset_and_field_errors():
+    with pytest.raises(ValueError, match=r"Unknown preset 'bert_huge'. Valid presets: .*bert_base"):
+        models.from_preset("bert_huge")
+    with pytest.raises(ValueError, match=r"has no field\(s\) \['hidden_size'\]; valid fields are"):
+        models.from_preset("bert_test", hidden_size=64)
+
+
+def test_bad_ids_and_lengths_raise_value_errors():
+    bert = models.from_preset("bert_test")
+    too_long = bert_inputs(length=65)
+    with pytest.raises(ValueError, match=r"length 65 exceeds `max_sequence_length`=64"):
+        bert(too_long)
+    bad_ids = bert_inputs()
+    bad_ids["token_ids"][0, 0] = 128
+    with pytest.raises(ValueError, match=r"must lie in \[0, 128\)"):
+        bert(bad_ids)
+    bad_segments = bert_inputs()
+    bad_segments["segment_ids"][0, 0] = 2
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
+        bert(bad_segments)
+    with pytest.raises(ValueError, match="exceeds `max_sequence_length`=64"):
+        models.from_preset("gpt_test")(gpt_inputs(length=70))
+
+
+def test_backbone_config_round_trip():
+    for name in ("bert_test", "gpt_test", "t5_test"):
+        backbone = models.from_preset(name)
+        clone = type(backbone).from_config(backbone.get_config())
+        assert clone.get_config() == backbone.get_config()
+        assert clone.count_params() == backbone.count_params()
+
+
+def test_mixed_precision_backbones_are_finite():
+    backbone = models.from_preset("t5_test", dtype="mixed_bfloat16")
+    outputs = backbone(seq2seq_inputs())
+    assert outputs["decoder_sequence_output"].dtype == "bfloat16"
+    assert np.isfinite(to_numpy(keras.ops.cast(outputs["decoder_sequence_output"], "float32"))).all()
