@@ -33,6 +33,18 @@ def _layers(args):
     return 0
 
 
+def _models(args):
+    from kzoo import models
+
+    print(f"{'preset':18s} {'family':8s} {'parameters':>13s}  description")
+    for preset in models.list_presets():
+        count = preset.published_parameters
+        if count is None:  # tiny test sizes: cheap to build and count
+            count = models.from_preset(preset.name).count_params()
+        print(f"{preset.name:18s} {preset.family:8s} {count:>13,d}  {preset.description}")
+    return 0
+
+
 def build_parser():
     from kzoo import __version__
 
@@ -45,6 +57,9 @@ def build_parser():
     smoke.add_argument("--output-dir", default="runs/smoke", help="where the .keras file goes")
     smoke.add_argument("--quiet", action="store_true", help="no progress bar")
     smoke.set_defaults(run=_smoke)
+
+    presets = commands.add_parser("models", help="list the model presets with their parameter counts")
+    presets.set_defaults(run=_models)
 
     listing = commands.add_parser("layers", help="list the layers of kzoo.layers")
     listing.set_defaults(run=_layers)

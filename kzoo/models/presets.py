@@ -35,7 +35,7 @@ def _gpt(layers, hidden, heads):
 
 _T5 = dict(
     vocabulary_size=32128, key_dim=64, position_embedding="relative", norm_type="rms", norm_first=True,
-    norm_epsilon=1e-6, use_bias=False, attention_scale=1.0, scale_embeddings=False, scale_tied_logits=True,
+    norm_epsilon=1e-6, use_bias=False, attention_scale=1.0, scale_embeddings=False, scale_decoder_outputs=True,
     max_sequence_length=512,
 )
 _BART = dict(

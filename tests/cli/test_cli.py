@@ -21,6 +21,14 @@ def test_layers_listing_names_every_layer(capsys):
         assert name in out
 
 
+def test_models_listing_gives_family_and_parameters(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "bert_base          bert       109,482,240" in out
+    assert "gpt2_small         gpt        124,439,808" in out
+    assert "t5_test" in out
+
+
 def test_bad_flag_value_is_a_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["smoke", "--steps", "zero"])

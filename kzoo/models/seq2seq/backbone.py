@@ -50,7 +50,7 @@ class Seq2SeqBackbone(Backbone):
         scale_embeddings=True,
         embedding_norm=False,
         tie_word_embeddings=True,
-        scale_tied_logits=False,
+        scale_decoder_outputs=False,
         dropout=0.1,
         attention_dropout=0.0,
         initializer_range=0.02,
@@ -64,7 +64,7 @@ class Seq2SeqBackbone(Backbone):
             vocabulary_size, hidden_dim, tie_weights=tie_word_embeddings,
             embeddings_initializer=initializer,
             embeddings_scale=math.sqrt(hidden_dim) if scale_embeddings else 1.0,
-            logits_scale=hidden_dim**-0.5 if tie_word_embeddings and scale_tied_logits else 1.0,
+            logits_scale=hidden_dim**-0.5 if scale_decoder_outputs else 1.0,
             dtype=dtype, name="token_embedding",
         )
         self.encoder_position, self.decoder_position = self._position_layers(
@@ -112,7 +112,7 @@ class Seq2SeqBackbone(Backbone):
             norm_type=norm_type, norm_first=norm_first, norm_epsilon=norm_epsilon, activation=activation,
             gated_feed_forward=gated_feed_forward, use_bias=use_bias, attention_scale=attention_scale,
             scale_embeddings=scale_embeddings, embedding_norm=embedding_norm,
-            tie_word_embeddings=tie_word_embeddings, scale_tied_logits=scale_tied_logits, dropout=dropout,
+            tie_word_embeddings=tie_word_embeddings, scale_decoder_outputs=scale_decoder_outputs, dropout=dropout,
             attention_dropout=attention_dropout, initializer_range=initializer_range,
         )
 

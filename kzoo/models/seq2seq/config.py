@@ -20,7 +20,8 @@ class Seq2SeqConfig(ModelConfig):
     | attention_scale | 1/sqrt(k) | 1.0 | 1/sqrt(k) |
     | scale_embeddings (x sqrt(d)) | yes | no | no |
     | embedding_norm | no | no | yes |
-    | tie_word_embeddings / scale_tied_logits | yes / no | yes / yes, no / no | yes / no |
+    | tie_word_embeddings | yes | yes (v1.0), no (v1.1) | yes |
+    | scale_decoder_outputs (x d^-0.5 before the LM head) | no | yes (v1.0), no (v1.1) | no |
 
     Pre-norm stacks end with a final norm (T5); post-norm ones do not.
     """
@@ -47,7 +48,7 @@ class Seq2SeqConfig(ModelConfig):
     scale_embeddings: bool = True
     embedding_norm: bool = False
     tie_word_embeddings: bool = True
-    scale_tied_logits: bool = False
+    scale_decoder_outputs: bool = False
     dropout: float = 0.1
     attention_dropout: float = 0.0
     initializer_range: float = 0.02

@@ -1,0 +1,13 @@
+"""kzoo.convert: importing checkpoints from other frameworks.
+
+`hf_checkpoint` is the architecture-independent part of reading a local
+Hugging Face checkpoint directory (config, safetensors or opt-in PyTorch
+weights, tokenizer files) plus the `WeightReader` bookkeeping and `assign`
+helper that per-architecture converters build on. Needs `safetensors`.
+`from_huggingface` builds a kzoo model from such a directory (BERT, GPT-2, T5, BART).
+"""
+
+from kzoo.convert.hf_checkpoint import HFCheckpoint, WeightReader, assign, read_hf_checkpoint
+from kzoo.convert.huggingface import ImportedModel, from_huggingface
+
+__all__ = ["HFCheckpoint", "ImportedModel", "WeightReader", "assign", "from_huggingface", "read_hf_checkpoint"]

@@ -1,0 +1,79 @@
+"""Hugging Face BERT (`model_type: bert`) -> kzoo `BertBackbone` / `BertPretrainer`."""
+
+from kzoo.convert import _assign
+from kzoo.models import BertBackbone, BertPretrainer
+
+
+def config_from_hf(hf):
+    """kzoo `BertBackbone` arguments from a BERT `config.json` dict."""
+    return dict(
+        vocabulary_size=hf["vocab_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"],
+        hidden_dim=hf["hidden_size"],
+        intermediate_dim=hf["intermediate_size"],
+        max_sequence_length=hf.get("max_position_embeddings", 512),
+        num_segments=hf.get("type_vocab_size", 2),
+        dropout=hf.get("hidden_dropout_prob", 0.1),
+        attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+        activation=_assign.activation(hf.get("hidden_act", "gelu"), "BERT checkpoint"),
+        norm_epsilon=hf.get("layer_norm_eps", 1e-12),
+        initializer_range=hf.get("initializer_range", 0.02),
+    )
+
+
+def _prefix(reader):
+    return "bert." if reader.has("bert.embeddings.word_embeddings.weight") else ""
+
+
+def load_backbone(reader, hf_config, dtype=None):
+    """Builds a `BertBackbone` and fills every weight from `reader`."""
+    backbone = BertBackbone(**config_from_hf(hf_config), dtype=dtype)
+    p = _prefix(reader)
+    _assign.embedding(backbone.token_embedding.embeddings, reader, f"{p}embeddings.word_embeddings.weight")
+    _assign.embedding(backbone.segment_embedding.embeddings, reader, f"{p}embeddings.token_type_embeddings.weight")
+    _assign.embedding(
+        backbone.position_embedding.position_embeddings, reader, f"{p}embeddings.position_embeddings.weight"
+    )
+    _assign.norm(backbone.embeddings_norm, reader, f"{p}embeddings.LayerNorm")
+    for index, block in enumerate(backbone.encoder_blocks):
+        layer = f"{p}encoder.layer.{index}"
+        _assign.attention(
+            block.self_attention,
+            reader,
+            {
+                "query": f"{layer}.attention.self.query",
+                "key": f"{layer}.attention.self.key",
+                "value": f"{layer}.attention.self.value",
+                "output": f"{layer}.attention.output.dense",
+            },
+        )
+        _assign.norm(block.self_attention_norm, reader, f"{layer}.attention.output.LayerNorm")
+        _assign.feed_forward(block.feed_forward, reader, f"{layer}.intermediate.dense", f"{layer}.output.dense")
+        _assign.norm(block.feed_forward_norm, reader, f"{layer}.output.LayerNorm")
+    if reader.has(f"{p}pooler.dense.weight"):
+        _assign.dense(backbone.pooler.dense, reader, f"{p}pooler.dense")
+    reader.ignore(lambda name: name.endswith(("position_ids", "token_type_ids")))
+    return backbone
+
+
+def has_pretraining_heads(reader):
+    return reader.has("cls.predictions.transform.dense.weight")
+
+
+def load_pretrainer(reader, hf_config, dtype=None):
+    """A `BertPretrainer` with the MLM and NSP heads of a `BertForPreTraining` checkpoint."""
+    backbone = load_backbone(reader, hf_config, dtype)
+    model = BertPretrainer(backbone)
+    head = model.masked_lm_head
+    _assign.dense(head.transform, reader, "cls.predictions.transform.dense")
+    _assign.norm(head.norm, reader, "cls.predictions.transform.LayerNorm")
+    _assign.embedding(head.bias, reader, "cls.predictions.bias")
+    # The decoder is tied to the word embeddings (and its bias to the head's bias).
+    _assign.tied_copy(
+        reader, "cls.predictions.decoder.weight", backbone.token_embedding.embeddings, "the word embeddings"
+    )
+    _assign.tied_copy(reader, "cls.predictions.decoder.bias", head.bias, "cls.predictions.bias")
+    if reader.has("cls.seq_relationship.weight"):
+        _assign.dense(model.next_sentence_head.output_dense, reader, "cls.seq_relationship")
+    return model

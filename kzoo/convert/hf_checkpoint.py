@@ -1,0 +1,510 @@
+"""Reading Hugging Face checkpoints from a local directory, architecture-independent.
+
+This module knows nothing about BERT, GPT-2 or T5. It
+
+  * reads a checkpoint directory (`config.json`, the weights, tokenizer files)
+    into plain Python and NumPy objects (`read_hf_checkpoint`);
+  * gives per-architecture converters a `WeightReader` that records which
+    checkpoint tensors were used, so that no weight is ever skipped silently;
+  * offers `assign` (shape-checked variable assignment) and the small layout
+    helpers every converter needs (`linear_to_kernel`, `split_heads_in`,
+    `merge_heads_out`).
+
+Nothing is ever downloaded: the directory must already exist locally (for
+example one made with `save_pretrained`, or a snapshot of a Hub repository).
+
+Weights are read from safetensors files by default. PyTorch `.bin` files are
+pickles, which can run arbitrary code when loaded, so they are only read when
+the caller passes `allow_pickle=True`.
+"""
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import struct
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+SAFETENSORS_FILE = "model.safetensors"
+SAFETENSORS_INDEX_FILE = "model.safetensors.index.json"
+PYTORCH_FILE = "pytorch_model.bin"
+PYTORCH_INDEX_FILE = "pytorch_model.bin.index.json"
+# In order of preference.
+WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, PYTORCH_FILE, PYTORCH_INDEX_FILE)
+
+TOKENIZER_FILES = (
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+# At most this many close matches are suggested for a missing weight name.
+_MAX_SUGGESTIONS = 10
+
+
+@dataclasses.dataclass
+class HFCheckpoint:
+    """A Hugging Face checkpoint directory, read into memory.
+
+    Attributes:
+        directory: Absolute path of the checkpoint directory.
+        config: The parsed `config.json`.
+        weights: Every tensor of the checkpoint by its exact name in the file.
+            Floating-point tensors (float64/32/16, bfloat16, float8) are
+            float32 NumPy arrays; integer and boolean tensors (rare buffers)
+            keep their dtype. Weights that Hugging Face ties (e.g. an LM head
+            sharing the word embeddings) are often stored only once; they are
+            returned exactly as stored, nothing is added.
+        tokenizer_files: Basename -> absolute path for each tokenizer file in
+            `TOKENIZER_FILES` that exists in the directory.
+        weights_format: "safetensors" or "pytorch" (a pickled `.bin`).
+    """
+
+    directory: str
+    config: dict
+    weights: dict[str, np.ndarray]
+    tokenizer_files: dict[str, str]
+    weights_format: str
+
+
+def read_hf_checkpoint(path, allow_pickle=False) -> HFCheckpoint:
+    """Reads a local Hugging Face checkpoint directory.
+
+    Weight files are looked for in this order: `model.safetensors`, the
+    sharded `model.safetensors.index.json`, then (only with `allow_pickle`)
+    `pytorch_model.bin` and the sharded `pytorch_model.bin.index.json`.
+
+    Args:
+        path: The checkpoint directory (str or path-like).
+        allow_pickle: Whether PyTorch `.bin` files may be read. They are
+            pickles, and unpickling a file can run code from it; even with
+            this flag they are loaded with `torch.load(weights_only=True)`.
+
+    Returns:
+        An `HFCheckpoint`.
+
+    Raises:
+        FileNotFoundError: `path` does not exist, or a shard named by an index
+            file is missing.
+        ValueError: `path` is not a directory; `config.json` is missing or is
+            not a JSON object; no usable weight file is present; only `.bin`
+            weights exist and `allow_pickle` is False; a weight file is
+            malformed.
+        ImportError: `safetensors` (or, for `.bin` files, `torch`) is not
+            installed.
+    """
+    directory = os.path.abspath(os.fspath(path))
+    if not os.path.exists(directory):
+        raise FileNotFoundError(
+            f"Hugging Face checkpoint directory {directory!r} does not exist. Pass the path of a local "
+            "directory holding config.json and the weights (e.g. one written by `save_pretrained`); "
+            "nothing is downloaded."
+        )
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"Hugging Face checkpoint path {directory!r} is a file, not a directory. Pass the directory "
+            "that holds config.json and the weight files."
+        )
+    config = _read_config(directory)
+    weights, weights_format = _read_weights(directory, allow_pickle)
+    tokenizer_files = {
+        name: os.path.join(directory, name) for name in TOKENIZER_FILES if os.path.isfile(os.path.join(directory, name))
+    }
+    return HFCheckpoint(
+        directory=directory,
+        config=config,
+        weights=weights,
+        tokenizer_files=tokenizer_files,
+        weights_format=weights_format,
+    )
+
+
+def _read_config(directory):
+    config_path = os.path.join(directory, "config.json")
+    if not os.path.isfile(config_path):
+        raise ValueError(
+            f"No config.json in Hugging Face checkpoint directory {directory!r} (files there: "
+            f"{_listing(directory)}). A checkpoint needs the config.json written by `save_pretrained` "
+            "next to its weights."
+        )
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config_path!r} is not valid JSON ({e}). Fix or re-create the file.") from e
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{config_path!r} must hold a JSON object, found a {type(config).__name__}. Fix or re-create the file."
+        )
+    return config
+
+
+def _read_weights(directory, allow_pickle):
+    """Returns `(weights, weights_format)` from the preferred weight file."""
+    present = {name for name in WEIGHT_FILES if os.path.isfile(os.path.join(directory, name))}
+    if SAFETENSORS_FILE in present:
+        return _read_safetensors(os.path.join(directory, SAFETENSORS_FILE)), "safetensors"
+    if SAFETENSORS_INDEX_FILE in present:
+        return _read_sharded(directory, SAFETENSORS_INDEX_FILE, _read_safetensors), "safetensors"
+    pickled = [name for name in (PYTORCH_FILE, PYTORCH_INDEX_FILE) if name in present]
+    if pickled and not allow_pickle:
+        raise ValueError(
+            f"Hugging Face checkpoint {directory!r} has only PyTorch pickle weights ({', '.join(pickled)}). "
+            "Pickle files can run arbitrary code when they are loaded, so they are refused by default; "
+            "safetensors files are preferred. Either convert the checkpoint to model.safetensors "
+            "(e.g. load it with transformers and call `save_pretrained`), or, if you trust the file, "
+            "opt in with `read_hf_checkpoint(path, allow_pickle=True)` (it is then loaded with "
+            "`torch.load(..., weights_only=True)`)."
+        )
+    if PYTORCH_FILE in present:
+        return _read_torch(os.path.join(directory, PYTORCH_FILE)), "pytorch"
+    if PYTORCH_INDEX_FILE in present:
+        return _read_sharded(directory, PYTORCH_INDEX_FILE, _read_torch), "pytorch"
+    raise ValueError(
+        f"No weights found in Hugging Face checkpoint directory {directory!r}. Accepted weight files: "
+        f"{', '.join(WEIGHT_FILES)} (.bin only with allow_pickle=True). Files there: {_listing(directory)}. "
+        "Other formats (tf_model.h5, flax_model.msgpack, ...) are not supported: re-save the model with "
+        "`save_pretrained` from PyTorch transformers to get model.safetensors."
+    )
+
+
+def _listing(directory, limit=30):
+    names = sorted(os.listdir(directory))
+    if not names:
+        return "none (the directory is empty)"
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _read_sharded(directory, index_name, read_shard):
+    """Reads every shard listed in the `weight_map` of a sharded checkpoint's index."""
+    index_path = os.path.join(directory, index_name)
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"Shard index {index_path!r} is not valid JSON ({e}). Fix or re-create the file.") from e
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"Shard index {index_path!r} has no 'weight_map' object mapping weight names to shard files.")
+    weights = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = os.path.join(directory, shard)
+        if not os.path.isfile(shard_path):
+            raise FileNotFoundError(
+                f"Shard {shard!r} listed in {index_path!r} is missing from {directory!r}. "
+                "Copy every shard file of the checkpoint into the directory."
+            )
+        for name, value in read_shard(shard_path).items():
+            if name in weights:
+                raise ValueError(f"Weight {name!r} appears in more than one shard of {index_path!r}.")
+            weights[name] = value
+    missing = sorted(set(weight_map) - set(weights))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} weights listed in {index_path!r} are not in their shards: {', '.join(missing[:20])}"
+            + (" ..." if len(missing) > 20 else "")
+        )
+    return weights
+
+
+def _to_float32(array):
+    """Floating arrays become float32; integer and boolean arrays are unchanged."""
+    array = np.asarray(array)
+    if array.dtype.kind in "biu":
+        return array
+    return array.astype(np.float32)
+
+
+def _read_safetensors(path):
+    """Reads a safetensors file into NumPy, floats as float32.
+
+    `safetensors.numpy` cannot create bfloat16 (or float8) arrays, since NumPy has
+    no such dtypes; files with them are decoded by `_read_safetensors_raw`.
+    """
+    try:
+        import safetensors.numpy
+    except ImportError as e:
+        raise ImportError(
+            "Reading Hugging Face checkpoints needs the `safetensors` package: pip install safetensors"
+        ) from e
+    try:
+        tensors = safetensors.numpy.load_file(path)
+    except TypeError:  # "data type 'bfloat16' not understood" and the like.
+        tensors = _read_safetensors_raw(path)
+    except Exception as e:
+        raise ValueError(f"Could not read safetensors file {path!r}: {e}") from e
+    return {name: _to_float32(value) for name, value in tensors.items()}
+
+
+# safetensors dtype codes (format spec: little-endian, C order) -> NumPy dtypes.
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
+}
+_FLOAT8_DTYPES = {"F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+
+
+def _read_safetensors_raw(path):
+    """Decodes a safetensors file by hand; used for dtypes NumPy lacks.
+
+    Layout: an 8-byte little-endian header length `n`, `n` bytes of JSON header
+    (`name -> {"dtype", "shape", "data_offsets": [begin, end]}`, offsets relative
+    to the end of the header), then the raw tensor bytes. bfloat16 is the upper
+    half of a float32, so it is widened by shifting the 16 bits left.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{path!r} is not a safetensors file (only {len(data)} bytes).")
+    (header_size,) = struct.unpack("<Q", data[:8])
+    if 8 + header_size > len(data):
+        raise ValueError(f"{path!r} is not a safetensors file (header size {header_size} past end of file).")
+    try:
+        header = json.loads(data[8 : 8 + header_size])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path!r} has a malformed safetensors header: {e}") from e
+    buffer = memoryview(data)[8 + header_size :]
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype, shape = info["dtype"], tuple(info["shape"])
+        begin, end = info["data_offsets"]
+        raw = np.frombuffer(buffer[begin:end], dtype=np.uint8)
+        if dtype == "BF16":
+            bits = raw.view("<u2").astype(np.uint32) << 16
+            value = bits.view(np.float32)
+        elif dtype in _FLOAT8_DTYPES:
+            import ml_dtypes
+
+            value = raw.view(getattr(ml_dtypes, _FLOAT8_DTYPES[dtype])).astype(np.float32)
+        elif dtype in _SAFETENSORS_DTYPES:
+            value = raw.view(_SAFETENSORS_DTYPES[dtype])
+        else:
+            raise ValueError(f"Tensor {name!r} in {path!r} has unsupported safetensors dtype {dtype!r}.")
+        if value.size != math.prod(shape):
+            raise ValueError(
+                f"Tensor {name!r} in {path!r}: {end - begin} bytes of {dtype} do not fill shape {list(shape)}."
+            )
+        # Native byte order and an owned copy (the file buffer is released).
+        tensors[name] = value.astype(value.dtype.newbyteorder("=")).reshape(shape)
+    return tensors
+
+
+def _read_torch(path):
+    """Loads a pickled PyTorch state dict with `weights_only=True`, floats as float32."""
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"Reading the PyTorch checkpoint {path!r} needs torch. Install the CPU build "
+            "(pip install torch --index-url https://download.pytorch.org/whl/cpu), or convert the "
+            "checkpoint to model.safetensors, which needs no torch."
+        ) from e
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"Could not load PyTorch checkpoint {path!r} with weights_only=True: {e}") from e
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path!r} holds a {type(state).__name__}, expected a state dict (name -> tensor).")
+    weights = {}
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            continue  # Not a weight (rare bookkeeping entries).
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point():
+            tensor = tensor.to(torch.float32)  # bfloat16 has no NumPy equivalent.
+        weights[name] = tensor.numpy().copy()
+    return weights
+
+
+class WeightReader:
+    """Hands out checkpoint tensors by name and tracks which were used.
+
+    A converter `take`s every tensor it maps and `ignore`s the ones it knowingly
+    drops (e.g. `position_ids` buffers); `finish` then fails if anything was
+    neither, so a checkpoint weight can never be skipped silently.
+
+    Example:
+        reader = WeightReader(checkpoint.weights)
+        assign(layer.kernel, linear_to_kernel(reader.take("dense.weight")), "dense.weight")
+        reader.ignore(lambda name: name.endswith(".attn.masked_bias"))
+        reader.finish()
+    """
+
+    def __init__(self, weights):
+        """Args:
+        weights: `dict[str, np.ndarray]` of checkpoint tensors, or an
+            `HFCheckpoint` (its `weights` are used).
+        """
+        if isinstance(weights, HFCheckpoint):
+            weights = weights.weights
+        self._weights = dict(weights)
+        self._used = set()
+        self._ignored = set()
+
+    def names(self):
+        """All tensor names, sorted."""
+        return sorted(self._weights)
+
+    def has(self, name):
+        """Whether the checkpoint has a tensor called `name` (does not mark it used)."""
+        return name in self._weights
+
+    def peek(self, name):
+        """Returns tensor `name` (or None) without marking it used: for decisions
+        about the model's shape that precede loading."""
+        return self._weights.get(name)
+
+    def take(self, name):
+        """Returns tensor `name` and marks it used. A tensor may be taken more than once.
+
+        Raises:
+            ValueError: No such tensor; the message lists similar names.
+        """
+        if name not in self._weights:
+            raise ValueError(self._missing_message(name))
+        self._used.add(name)
+        return self._weights[name]
+
+    def take_optional(self, name):
+        """Like `take`, but returns None when the tensor is absent."""
+        if name not in self._weights:
+            return None
+        return self.take(name)
+
+    def ignore(self, names_or_predicate):
+        """Marks tensors as deliberately unused, so that `finish` accepts them.
+
+        Args:
+            names_or_predicate: A name, an iterable of names, or a callable
+                `name -> bool` applied to every tensor name. Names that are not
+                in the checkpoint are accepted and have no effect (buffers such
+                as `position_ids` are present only in some checkpoints).
+
+        Returns:
+            The sorted names that are now ignored by this call.
+        """
+        if callable(names_or_predicate):
+            matched = [name for name in self._weights if names_or_predicate(name)]
+        elif isinstance(names_or_predicate, str):
+            matched = [names_or_predicate] if names_or_predicate in self._weights else []
+        elif isinstance(names_or_predicate, Iterable):
+            matched = [name for name in names_or_predicate if name in self._weights]
+        else:
+            raise TypeError(f"ignore() takes a name, names or a predicate, got {type(names_or_predicate).__name__}")
+        self._ignored.update(matched)
+        return sorted(matched)
+
+    def unused(self):
+        """Sorted names that were neither taken nor ignored so far."""
+        return sorted(set(self._weights) - self._used - self._ignored)
+
+    def finish(self):
+        """Checks that every tensor was taken or ignored.
+
+        Raises:
+            ValueError: Listing every unused tensor with its shape.
+        """
+        unused = self.unused()
+        if unused:
+            lines = "\n".join(f"  {name} {list(self._weights[name].shape)}" for name in unused)
+            raise ValueError(
+                f"unused weights in checkpoint: {len(unused)} of {len(self._weights)} tensors were neither "
+                f"converted nor explicitly ignored (the converter does not match this checkpoint):\n{lines}"
+            )
+
+    def _missing_message(self, name):
+        close = difflib.get_close_matches(name, self._weights, n=_MAX_SUGGESTIONS, cutoff=0.5)
+        message = f"weight {name!r} not found in checkpoint ({len(self._weights)} tensors)."
+        if close:
+            return message + " Similar names: " + ", ".join(close)
+        examples = ", ".join(sorted(self._weights)[:_MAX_SUGGESTIONS])
+        return message + f" No similar names; the checkpoint has e.g.: {examples}"
+
+
+def assign(variable, value, name=None):
+    """Assigns a checkpoint tensor to a Keras variable after checking its shape.
+
+    Args:
+        variable: A `keras.Variable` (e.g. `layer.kernel`).
+        value: Array-like whose shape must equal `variable.shape` exactly (no
+            broadcasting); it is cast to the variable's dtype.
+        name: The checkpoint tensor name, used in the error message.
+
+    Raises:
+        ValueError: The shapes differ; the message names the checkpoint tensor,
+            the variable path and both shapes.
+    """
+    value = np.asarray(value)
+    want = tuple(int(d) for d in variable.shape)
+    if tuple(value.shape) != want:
+        path = getattr(variable, "path", None) or getattr(variable, "name", repr(variable))
+        raise ValueError(
+            f"Shape mismatch: checkpoint weight {name!r} has shape {tuple(value.shape)} but variable "
+            f"{path!r} has shape {want}."
+        )
+    import keras
+
+    variable.assign(value.astype(keras.backend.standardize_dtype(variable.dtype)))
+
+
+def linear_to_kernel(weight):
+    """torch `nn.Linear` weight `(out, in)` -> Keras kernel `(in, out)`.
+
+    PyTorch computes `x @ W.T`, Keras `x @ K`, so `K = W.T`. Do not use this for
+    GPT-2's `Conv1D` weights, which are already stored `(in, out)`.
+    """
+    weight = np.asarray(weight)
+    if weight.ndim != 2:
+        raise ValueError(f"linear_to_kernel expects a 2-D (out, in) weight, got shape {weight.shape}.")
+    return np.ascontiguousarray(weight.T)
+
+
+def split_heads_in(kernel, num_heads):
+    """Splits the last axis into heads: `(..., h * k)` -> `(..., h, k)`.
+
+    For query/key/value projections: kernel `(in, h * k)` -> `(in, h, k)`, and
+    bias `(h * k,)` -> `(h, k)`. Head `i` owns columns `i * k ... (i + 1) * k - 1`,
+    which is how Hugging Face models lay out heads.
+    """
+    kernel = np.asarray(kernel)
+    width = kernel.shape[-1]
+    if num_heads <= 0 or width % num_heads:
+        raise ValueError(f"split_heads_in: last axis {width} (shape {kernel.shape}) is not divisible by {num_heads}.")
+    return kernel.reshape(*kernel.shape[:-1], num_heads, width // num_heads)
+
+
+def merge_heads_out(kernel, num_heads):
+    """Splits the first axis into heads: `(h * k, out)` -> `(h, k, out)`.
+
+    For attention output projections, whose input is the concatenation of the
+    heads (head `i` owns rows `i * k ... (i + 1) * k - 1`).
+    """
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 2:
+        raise ValueError(f"merge_heads_out expects a 2-D (h * k, out) kernel, got shape {kernel.shape}.")
+    width = kernel.shape[0]
+    if num_heads <= 0 or width % num_heads:
+        raise ValueError(f"merge_heads_out: first axis {width} (shape {kernel.shape}) is not divisible by {num_heads}.")
+    return kernel.reshape(num_heads, width // num_heads, kernel.shape[1])

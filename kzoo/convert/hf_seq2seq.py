@@ -1,0 +1,170 @@
+"""Hugging Face T5 (`t5`) and BART (`bart`) -> kzoo `Seq2SeqBackbone` / `Seq2SeqLM`."""
+
+import numpy as np
+
+from kzoo.convert import _assign
+from kzoo.convert.hf_checkpoint import assign
+from kzoo.models import Seq2SeqBackbone, Seq2SeqLM
+
+T5_FEED_FORWARD = {  # feed_forward_proj -> (activation, gated)
+    "relu": ("relu", False),
+    "gelu": ("gelu", False),
+    "gated-gelu": ("gelu_tanh", True),  # HF maps T5 v1.1's "gated-gelu" to gelu_new
+    "gated-relu": ("relu", True),
+    "gated-silu": ("silu", True),
+}
+
+
+def t5_config_from_hf(hf, reader):
+    """kzoo arguments for a T5 `config.json`; `reader` tells whether the LM head is tied.
+
+    transformers 5 writes `tie_word_embeddings: true` even for v1.1 models whose file
+    carries a separate `lm_head.weight`, so the weights decide: a stored head that
+    differs from `shared.weight` is untied. Decoder outputs are scaled by d^-0.5 when
+    `scale_decoder_outputs` says so (default: when tied, as in T5 v1.0).
+    """
+    projection = hf.get("feed_forward_proj", "relu")
+    if projection not in T5_FEED_FORWARD:
+        raise ValueError(
+            f"T5 checkpoint: feed_forward_proj {projection!r} not supported; use {sorted(T5_FEED_FORWARD)}."
+        )
+    activation, gated = T5_FEED_FORWARD[projection]
+    head, shared = reader.peek("lm_head.weight"), reader.peek("shared.weight")
+    tied = head is None or (head.shape == shared.shape and np.allclose(head, shared, atol=1e-6))
+    scale = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True))
+    return dict(
+        vocabulary_size=hf["vocab_size"],
+        num_encoder_layers=hf["num_layers"],
+        num_decoder_layers=hf.get("num_decoder_layers") or hf["num_layers"],
+        num_heads=hf["num_heads"],
+        hidden_dim=hf["d_model"],
+        intermediate_dim=hf["d_ff"],
+        key_dim=hf["d_kv"],
+        max_sequence_length=hf.get("n_positions", 512),
+        position_embedding="relative",
+        relative_buckets=hf.get("relative_attention_num_buckets", 32),
+        relative_max_distance=hf.get("relative_attention_max_distance", 128),
+        norm_type="rms",
+        norm_first=True,
+        norm_epsilon=hf.get("layer_norm_epsilon", 1e-6),
+        activation=activation,
+        gated_feed_forward=gated,
+        use_bias=False,
+        attention_scale=1.0,
+        scale_embeddings=False,
+        embedding_norm=False,
+        tie_word_embeddings=tied,
+        scale_decoder_outputs=scale,
+        dropout=hf.get("dropout_rate", 0.1),
+        attention_dropout=hf.get("dropout_rate", 0.1),
+        initializer_range=hf.get("initializer_factor", 1.0) * 0.05,
+    )
+
+
+def bart_config_from_hf(hf):
+    heads = hf["encoder_attention_heads"]
+    if hf.get("decoder_attention_heads", heads) != heads or hf.get("decoder_ffn_dim") != hf.get("encoder_ffn_dim"):
+        raise ValueError("BART checkpoint: kzoo needs the same heads and FFN width in encoder and decoder.")
+    if hf.get("normalize_before") or hf.get("add_final_layer_norm"):
+        raise ValueError("BART checkpoint uses pre-norm (mBART style), which this converter does not map.")
+    return dict(
+        vocabulary_size=hf["vocab_size"],
+        num_encoder_layers=hf["encoder_layers"],
+        num_decoder_layers=hf["decoder_layers"],
+        num_heads=heads,
+        hidden_dim=hf["d_model"],
+        intermediate_dim=hf["encoder_ffn_dim"],
+        max_sequence_length=hf.get("max_position_embeddings", 1024),
+        position_embedding="learned",
+        position_offset=2,
+        norm_type="layer",
+        norm_first=False,
+        norm_epsilon=1e-5,
+        activation=_assign.activation(hf.get("activation_function", "gelu"), "BART checkpoint"),
+        use_bias=True,
+        scale_embeddings=bool(hf.get("scale_embedding", False)),
+        embedding_norm=True,
+        tie_word_embeddings=True,
+        dropout=hf.get("dropout", 0.1),
+        attention_dropout=hf.get("attention_dropout", 0.0),
+        initializer_range=hf.get("init_std", 0.02),
+    )
+
+
+def _load_t5(reader, backbone):
+    _assign.embedding(backbone.token_embedding.embeddings, reader, "shared.weight")
+    for side in ("encoder", "decoder"):
+        _assign.tied_copy(reader, f"{side}.embed_tokens.weight", backbone.token_embedding.embeddings, "shared.weight")
+    stacks = (("encoder", backbone.encoder_blocks, backbone.encoder_position, backbone.encoder_final_norm),
+              ("decoder", backbone.decoder_blocks, backbone.decoder_position, backbone.decoder_final_norm))
+    for side, blocks, bias_layer, final_norm in stacks:
+        _assign.embedding(
+            bias_layer.embeddings, reader, f"{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+        )
+        for index, block in enumerate(blocks):
+            layer = f"{side}.block.{index}.layer"
+            _t5_attention(block.self_attention, reader, f"{layer}.0.SelfAttention")
+            _assign.norm(block.self_attention_norm, reader, f"{layer}.0.layer_norm")
+            ffn = 1
+            if side == "decoder":
+                _t5_attention(block.cross_attention, reader, f"{layer}.1.EncDecAttention")
+                _assign.norm(block.cross_attention_norm, reader, f"{layer}.1.layer_norm")
+                ffn = 2
+            dense = f"{layer}.{ffn}.DenseReluDense"
+            if block.gated_feed_forward:
+                _assign.feed_forward(block.feed_forward, reader, f"{dense}.wi_1", f"{dense}.wo", gate=f"{dense}.wi_0")
+            else:
+                _assign.feed_forward(block.feed_forward, reader, f"{dense}.wi", f"{dense}.wo")
+            _assign.norm(block.feed_forward_norm, reader, f"{layer}.{ffn}.layer_norm")
+        _assign.norm(final_norm, reader, f"{side}.final_layer_norm")
+    if backbone.token_embedding.tie_weights:
+        _assign.tied_copy(reader, "lm_head.weight", backbone.token_embedding.embeddings, "shared.weight")
+    else:  # T5 v1.1: its own LM head, stored (V, d); kzoo's reverse projection is (d, V)
+        assign(backbone.token_embedding.reverse_embeddings, reader.take("lm_head.weight").T, "lm_head.weight")
+
+
+def _t5_attention(layer, reader, name):
+    _assign.attention(layer, reader, {role: f"{name}.{short}" for role, short in
+                                      (("query", "q"), ("key", "k"), ("value", "v"), ("output", "o"))})
+
+
+def _load_bart(reader, backbone):
+    p = "model." if reader.has("model.shared.weight") else ""
+    _assign.embedding(backbone.token_embedding.embeddings, reader, f"{p}shared.weight")
+    for side in ("encoder", "decoder"):
+        _assign.tied_copy(reader, f"{p}{side}.embed_tokens.weight", backbone.token_embedding.embeddings, "shared")
+    _assign.tied_copy(reader, "lm_head.weight", backbone.token_embedding.embeddings, "shared")
+    stacks = (("encoder", backbone.encoder_blocks, backbone.encoder_position, backbone.encoder_embedding_norm),
+              ("decoder", backbone.decoder_blocks, backbone.decoder_position, backbone.decoder_embedding_norm))
+    for side, blocks, positions, embedding_norm in stacks:
+        _assign.embedding(positions.position_embeddings, reader, f"{p}{side}.embed_positions.weight")
+        _assign.norm(embedding_norm, reader, f"{p}{side}.layernorm_embedding")
+        for index, block in enumerate(blocks):
+            layer = f"{p}{side}.layers.{index}"
+            _bart_attention(block.self_attention, reader, f"{layer}.self_attn")
+            _assign.norm(block.self_attention_norm, reader, f"{layer}.self_attn_layer_norm")
+            if side == "decoder":
+                _bart_attention(block.cross_attention, reader, f"{layer}.encoder_attn")
+                _assign.norm(block.cross_attention_norm, reader, f"{layer}.encoder_attn_layer_norm")
+            _assign.feed_forward(block.feed_forward, reader, f"{layer}.fc1", f"{layer}.fc2")
+            _assign.norm(block.feed_forward_norm, reader, f"{layer}.final_layer_norm")
+    logits_bias = reader.take_optional("final_logits_bias")
+    if logits_bias is not None and np.any(logits_bias != 0):
+        raise ValueError("BART checkpoint has a non-zero final_logits_bias, which kzoo's Seq2SeqLM does not carry.")
+
+
+def _bart_attention(layer, reader, name):
+    _assign.attention(layer, reader, {role: f"{name}.{short}_proj" for role, short in
+                                      (("query", "q"), ("key", "k"), ("value", "v"), ("output", "out"))})
+
+
+def load_lm(reader, hf_config, dtype=None):
+    """A `Seq2SeqLM` from a T5 or BART checkpoint."""
+    model_type = hf_config.get("model_type")
+    if model_type == "t5":
+        backbone = Seq2SeqBackbone(**t5_config_from_hf(hf_config, reader), dtype=dtype)
+        _load_t5(reader, backbone)
+    else:
+        backbone = Seq2SeqBackbone(**bart_config_from_hf(hf_config), dtype=dtype)
+        _load_bart(reader, backbone)
+    return Seq2SeqLM(backbone)

@@ -1,0 +1,77 @@
+"""Import of local Hugging Face checkpoints into kzoo models.
+
+`from_huggingface(directory)` reads `config.json` to pick the architecture, builds
+the matching kzoo model, maps every weight (a missing or unused weight is an error
+listing the names) and returns it with the checkpoint's tokenizer files.
+"""
+
+import dataclasses
+
+from kzoo.convert import hf_bert, hf_gpt2, hf_seq2seq
+from kzoo.convert.hf_checkpoint import WeightReader, read_hf_checkpoint
+
+# model_type -> kzoo family
+SUPPORTED = {"bert": "bert", "gpt2": "gpt", "t5": "seq2seq", "bart": "seq2seq"}
+
+
+@dataclasses.dataclass
+class ImportedModel:
+    """What `from_huggingface` returns.
+
+    Attributes:
+        model: the kzoo model: `BertPretrainer` (a BERT file with pretraining heads)
+            or `BertBackbone`, `GPTCausalLM`, or `Seq2SeqLM`.
+        family: "bert", "gpt" or "seq2seq".
+        hf_config: the checkpoint's `config.json`.
+        tokenizer_files: basename -> path of the tokenizer files found beside it.
+    """
+
+    model: object
+    family: str
+    hf_config: dict
+    tokenizer_files: dict
+
+    @property
+    def backbone(self):
+        return getattr(self.model, "backbone", self.model)
+
+
+def from_huggingface(directory, family=None, allow_pickle=False, dtype=None):
+    """Builds a kzoo model from a local Hugging Face checkpoint directory.
+
+    Args:
+        directory: a folder with `config.json` and `model.safetensors` (or sharded
+            safetensors; `pytorch_model.bin` only with `allow_pickle=True`).
+        family: optional "bert", "gpt" or "seq2seq"; a checkpoint of another
+            architecture then raises instead of loading.
+        allow_pickle: read pickled `.bin` weights (they can run code when loaded).
+        dtype: dtype policy of the built model (e.g. "mixed_bfloat16").
+
+    Returns:
+        `ImportedModel`.
+    """
+    checkpoint = read_hf_checkpoint(directory, allow_pickle=allow_pickle)
+    model_type = checkpoint.config.get("model_type")
+    if model_type not in SUPPORTED:
+        raise ValueError(
+            f"{directory}: checkpoint model_type {model_type!r} is not supported; kzoo imports "
+            f"{sorted(SUPPORTED)}."
+        )
+    found = SUPPORTED[model_type]
+    if family is not None and family != found:
+        raise ValueError(
+            f"{directory} holds a {model_type!r} checkpoint ({found} family), not a {family!r} model; "
+            f"pass family={found!r} or choose the right checkpoint."
+        )
+    reader = WeightReader(checkpoint.weights)
+    if model_type == "bert":
+        if hf_bert.has_pretraining_heads(reader):
+            model = hf_bert.load_pretrainer(reader, checkpoint.config, dtype)
+        else:
+            model = hf_bert.load_backbone(reader, checkpoint.config, dtype)
+    elif model_type == "gpt2":
+        model = hf_gpt2.load_causal_lm(reader, checkpoint.config, dtype)
+    else:
+        model = hf_seq2seq.load_lm(reader, checkpoint.config, dtype)
+    reader.finish()
+    return ImportedModel(model, found, checkpoint.config, checkpoint.tokenizer_files)

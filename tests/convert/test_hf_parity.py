@@ -1,0 +1,95 @@
+"""Imported Hugging Face checkpoints reproduce `transformers` outputs (fp32, atol 1e-4).
+
+Each reference is a randomly initialised `transformers` model of small, odd sizes
+saved locally (tests/convert/hf_fixtures.py); nothing is downloaded. Only real
+(non-padding) positions are compared: what a model computes at padding is undefined.
+"""
+
+import numpy as np
+import pytest
+
+from kzoo import models
+from kzoo.convert.huggingface import from_huggingface
+from tests.convert import hf_fixtures
+from tests.harness import to_numpy
+
+torch = pytest.importorskip("torch", reason="parity references need torch (pip install -e '.[test]')")
+
+PARITY_ATOL = 1e-4
+
+
+def _close(kzoo_value, torch_value, mask=None):
+    got = to_numpy(kzoo_value)
+    want = torch_value.detach().numpy()
+    if mask is not None:
+        keep = mask.astype(bool)
+        got, want = got[keep], want[keep]
+    difference = float(np.max(np.abs(got - want)))
+    assert difference <= PARITY_ATOL, f"max abs difference {difference:.2e} > {PARITY_ATOL}"
+    return difference
+
+
+def test_bert_pretraining_parity(tmp_path):
+    directory, reference = hf_fixtures.make_bert(tmp_path)
+    imported = from_huggingface(directory)
+    assert isinstance(imported.model, models.BertPretrainer)
+    ids, mask = hf_fixtures.random_ids(3, 11, 101, seed=1, pad_id=0)
+    segments = (np.arange(11)[None] >= 5).repeat(3, 0).astype("int32") * mask
+    positions = np.array([[1, 4, 7], [0, 2, 3], [5, 6, 8]], "int32")
+    with torch.no_grad():
+        out = reference(
+            input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+            token_type_ids=torch.tensor(segments, dtype=torch.long), output_hidden_states=True,
+        )
+    inputs = {"token_ids": ids, "segment_ids": segments, "padding_mask": mask}
+    features = imported.backbone(inputs)
+    _close(features["sequence_output"], out.hidden_states[-1], mask)
+    result = imported.model({**inputs, "mask_positions": positions})
+    gathered_mask = np.take_along_axis(mask, positions, axis=1)
+    want_mlm = torch.gather(
+        out.prediction_logits, 1, torch.tensor(positions, dtype=torch.long)[:, :, None].expand(-1, -1, 101)
+    )
+    _close(result["mlm_logits"], want_mlm, gathered_mask)
+    _close(result["nsp_logits"], out.seq_relationship_logits)
+
+
+def test_gpt2_parity(tmp_path):
+    directory, reference = hf_fixtures.make_gpt2(tmp_path)
+    imported = from_huggingface(directory, family="gpt")
+    vocab = imported.hf_config["vocab_size"]
+    ids, mask = hf_fixtures.random_ids(3, 13, vocab, seed=2)
+    with torch.no_grad():
+        out = reference(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+                        output_hidden_states=True)
+    inputs = {"token_ids": ids, "padding_mask": mask}
+    _close(imported.backbone(inputs)["sequence_output"], out.hidden_states[-1], mask)
+    _close(imported.model(inputs), out.logits, mask)
+
+
+@pytest.mark.parametrize("design", ["t5_v1_0", "t5_v1_1", "bart"])
+def test_seq2seq_parity(tmp_path, design):
+    if design == "bart":
+        directory, reference = hf_fixtures.make_bart(tmp_path)
+    else:
+        directory, reference = hf_fixtures.make_t5(tmp_path, gated=design == "t5_v1_1")
+    imported = from_huggingface(directory, family="seq2seq")
+    vocab = imported.hf_config["vocab_size"]
+    source, source_mask = hf_fixtures.random_ids(3, 12, vocab, seed=3, pad_id=1 if design == "bart" else 0)
+    target, target_mask = hf_fixtures.random_ids(3, 7, vocab, seed=4, pad_id=1 if design == "bart" else 0)
+    with torch.no_grad():
+        out = reference(
+            input_ids=torch.tensor(source, dtype=torch.long), attention_mask=torch.tensor(source_mask),
+            decoder_input_ids=torch.tensor(target, dtype=torch.long),
+            decoder_attention_mask=torch.tensor(target_mask), output_hidden_states=True,
+        )
+    inputs = {"encoder_token_ids": source, "encoder_padding_mask": source_mask,
+              "decoder_token_ids": target, "decoder_padding_mask": target_mask}
+    features = imported.backbone(inputs)
+    _close(features["encoder_sequence_output"], out.encoder_last_hidden_state, source_mask)
+    _close(imported.model(inputs), out.logits, target_mask)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    directory, _ = hf_fixtures.make_gpt2(tmp_path)
+    with pytest.raises(ValueError, match=r"holds a 'gpt2' checkpoint \(gpt family\), not a 'bert' model"):
+        from_huggingface(directory, family="bert")
