@@ -37,7 +37,7 @@ SEQ2SEQ_DESIGNS = {
     "t5": {},  # the t5_test preset itself
     "bart": dict(position_embedding="learned", position_offset=2, activation="gelu", embedding_norm=True,
                  norm_type="layer", norm_first=False, use_bias=True, attention_scale=None, key_dim=None,
-                 scale_tied_logits=False),
+                 scale_decoder_outputs=False),
     "t5_v1_1": dict(activation="gelu_tanh", gated_feed_forward=True, tie_word_embeddings=False),
 }
 
