@@ -4,10 +4,15 @@
 Hugging Face checkpoint directory (config, safetensors or opt-in PyTorch
 weights, tokenizer files) plus the `WeightReader` bookkeeping and `assign`
 helper that per-architecture converters build on. Needs `safetensors`.
-`from_huggingface` builds a kzoo model from such a directory (BERT, GPT-2, T5, BART).
+`from_huggingface` builds a kzoo model from such a directory (BERT, GPT-2, T5, BART);
+`from_keras_hub` does the same from a local keras-hub preset directory (BERT, GPT-2).
 """
 
 from kzoo.convert.hf_checkpoint import HFCheckpoint, WeightReader, assign, read_hf_checkpoint
 from kzoo.convert.huggingface import ImportedModel, from_huggingface
+from kzoo.convert.keras_hub import from_keras_hub
 
-__all__ = ["HFCheckpoint", "ImportedModel", "WeightReader", "assign", "from_huggingface", "read_hf_checkpoint"]
+__all__ = [
+    "HFCheckpoint", "ImportedModel", "WeightReader", "assign", "from_huggingface", "from_keras_hub",
+    "read_hf_checkpoint",
+]

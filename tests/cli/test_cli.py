@@ -29,6 +29,23 @@ def test_models_listing_gives_family_and_parameters(capsys):
     assert "t5_test" in out
 
 
+def test_convert_writes_a_loadable_keras_file(tmp_path, capsys):
+    import keras
+    import numpy as np
+
+    from tests.convert import hf_fixtures
+
+    directory, _ = hf_fixtures.make_gpt2(tmp_path)
+    output = tmp_path / "gpt2.keras"
+    assert cli.main(["convert", directory, "--output", str(output), "--family", "gpt"]) == 0
+    assert "gpt2 checkpoint -> GPTCausalLM" in capsys.readouterr().out
+    model = keras.saving.load_model(output)
+    ids = np.array([[1, 2, 3]], "int32")
+    assert model({"token_ids": ids, "padding_mask": np.ones_like(ids)}).shape == (1, 3, 113)
+    assert cli.main(["convert", directory, "--output", str(output), "--family", "bert"]) == 1
+    assert "holds a 'gpt2' checkpoint" in capsys.readouterr().err
+
+
 def test_bad_flag_value_is_a_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["smoke", "--steps", "zero"])
