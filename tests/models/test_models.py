@@ -108,19 +108,24 @@ def test_attention_scores_for_every_layer():
     assert seq_scores["decoder"][0]["cross_attention"].shape == (2, 2, 5, 9)
 
 
+# XLA compilation of each train step costs ~10 s on 2 cores under TensorFlow and the
+# layer-stack test already covers jit there; JAX needs jit to avoid op-by-op dispatch.
+JIT = keras.backend.backend() == "jax"
+
+
 def test_fit_one_step_per_family():
     classifier = models.BertClassifier(models.from_preset("bert_test"), num_classes=2)
-    classifier.compile()
+    classifier.compile(jit_compile=JIT)
     history = classifier.fit(bert_inputs(4), np.array([0, 1, 1, 0]), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     lm = models.GPTCausalLM(models.from_preset("gpt_test"))
-    lm.compile()
+    lm.compile(jit_compile=JIT)
     inputs = gpt_inputs(4)
     targets = np.roll(inputs["token_ids"], -1, axis=1)
     history = lm.fit(inputs, targets, sample_weight=inputs["padding_mask"], epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     seq2seq = models.Seq2SeqLM(seq2seq_backbone("t5"))
-    seq2seq.compile()
+    seq2seq.compile(jit_compile=JIT)
     inputs = seq2seq_inputs(4)
     history = seq2seq.fit(inputs, inputs["decoder_token_ids"], epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
