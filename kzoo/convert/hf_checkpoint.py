@@ -129,12 +129,24 @@ def read_hf_checkpoint(path, allow_pickle=False) -> HFCheckpoint:
 
 
 def _read_config(directory):
+    return read_config_json(
+        directory, "Hugging Face checkpoint", "the config.json written by `save_pretrained` next to its weights"
+    )
+
+
+def read_config_json(directory, kind, needs):
+    """Parses `directory/config.json` into a dict, with errors that say what to fix.
+
+    Args:
+        directory: the checkpoint or preset folder.
+        kind: what the folder is, for messages ("Hugging Face checkpoint").
+        needs: what a valid folder holds, for the missing-file message.
+    """
     config_path = os.path.join(directory, "config.json")
     if not os.path.isfile(config_path):
         raise ValueError(
-            f"No config.json in Hugging Face checkpoint directory {directory!r} (files there: "
-            f"{_listing(directory)}). A checkpoint needs the config.json written by `save_pretrained` "
-            "next to its weights."
+            f"No config.json in {kind} directory {directory!r} (files there: {directory_listing(directory)}). "
+            f"A {kind.split()[-1]} needs {needs}."
         )
     try:
         with open(config_path, encoding="utf-8") as f:
@@ -171,13 +183,14 @@ def _read_weights(directory, allow_pickle):
         return _read_sharded(directory, PYTORCH_INDEX_FILE, _read_torch), "pytorch"
     raise ValueError(
         f"No weights found in Hugging Face checkpoint directory {directory!r}. Accepted weight files: "
-        f"{', '.join(WEIGHT_FILES)} (.bin only with allow_pickle=True). Files there: {_listing(directory)}. "
+        f"{', '.join(WEIGHT_FILES)} (.bin only with allow_pickle=True). Files there: {directory_listing(directory)}. "
         "Other formats (tf_model.h5, flax_model.msgpack, ...) are not supported: re-save the model with "
         "`save_pretrained` from PyTorch transformers to get model.safetensors."
     )
 
 
-def _listing(directory, limit=30):
+def directory_listing(directory, limit=30):
+    """The first `limit` file names of `directory`, for error messages."""
     names = sorted(os.listdir(directory))
     if not names:
         return "none (the directory is empty)"

@@ -21,13 +21,12 @@ Nothing is downloaded: `directory` must be a local folder, and keras-hub is only
 asked to read it (it dispatches on the `registered_name` of `config.json`).
 """
 
-import json
 import os
 
 import keras
 import numpy as np
 
-from kzoo.convert.hf_checkpoint import assign
+from kzoo.convert.hf_checkpoint import assign, directory_listing, read_config_json
 from kzoo.convert.huggingface import ImportedModel
 from kzoo.layers.feed_forward import ACTIVATIONS
 from kzoo.models import BertBackbone, GPTBackbone, GPTCausalLM
@@ -160,21 +159,7 @@ def _check_directory(path):
 
 
 def _read_preset_config(directory):
-    config_path = os.path.join(directory, CONFIG_FILE)
-    if not os.path.isfile(config_path):
-        raise ValueError(
-            f"No config.json in keras-hub preset directory {directory!r} (files there: {_listing(directory)}). "
-            "A preset needs the config.json written by `save_to_preset`."
-        )
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{config_path!r} is not valid JSON ({e}). Fix or re-create the preset.") from e
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"{config_path!r} must hold a JSON object, found a {type(config).__name__}. Fix or re-create the preset."
-        )
+    config = read_config_json(directory, "keras-hub preset", "the config.json written by `save_to_preset`")
     if "model_type" in config:
         raise ValueError(
             f"{directory!r} is a Hugging Face checkpoint (its config.json has 'model_type'), not a keras-hub "
@@ -194,7 +179,7 @@ def _check_weights_present(directory):
     if not any(os.path.isfile(os.path.join(directory, name)) for name in WEIGHT_FILES):
         raise ValueError(
             f"No weights in keras-hub preset directory {directory!r}: expected {' or '.join(WEIGHT_FILES)} "
-            f"(files there: {_listing(directory)}). Save the model with `backbone.save_to_preset(directory)`."
+            f"(files there: {directory_listing(directory)}). Save the model with `backbone.save_to_preset(directory)`."
         )
 
 
@@ -234,14 +219,6 @@ def _tokenizer_files(directory):
             if name in TOKENIZER_FILES and name not in found:
                 found[name] = os.path.join(root, name)
     return found
-
-
-def _listing(directory, limit=30):
-    names = sorted(os.listdir(directory))
-    if not names:
-        return "none (the directory is empty)"
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 def _import_keras_hub():
