@@ -30,6 +30,7 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.hookimpl(trylast=True)  # after directory conftests have added their backend markers
 def pytest_collection_modifyitems(config, items):
     backend = keras.backend.backend()
     for item in items:

@@ -1,0 +1,138 @@
+"""Shared pieces of the kzoo.data pipelines: the tokenizer protocol, packing, sharding.
+
+Tokenizer protocol: any object with `tokenize(strings)` that maps a 1-D `tf.string`
+tensor to a `tf.RaggedTensor` of ids `(n, None)` and works inside `tf.data.Dataset.map`
+(keras-hub tokenizers, kzoo.text tokenizers). Special ids (`cls_id`, `sep_id`, `pad_id`,
+`mask_id`, `eos_id`) and `vocabulary_size` are passed explicitly to each pipeline.
+
+Randomness: every random choice made inside a `map` uses stateless ops seeded with
+`(seed, index of the element in the source)`, so results do not depend on
+parallelism, sharding or shuffling, and the same seed gives the same data.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def tokenize_batch(tokenizer, strings):
+    """Tokenizes a 1-D string tensor into an int32 `RaggedTensor` `(n, None)`."""
+    ids = tokenizer.tokenize(strings)
+    if isinstance(ids, list):  # keras-hub converts ragged outputs to lists outside tf.data
+        ids = tf.ragged.constant(ids, dtype=tf.int32, ragged_rank=1) if ids else tf.ragged.constant([[]], tf.int32)[:0]
+    elif not isinstance(ids, tf.RaggedTensor):
+        ids = tf.RaggedTensor.from_tensor(ids)
+    return tf.cast(ids, tf.int32)
+
+
+def tokenize_one(tokenizer, text):
+    """Tokenizes a scalar string tensor into int32 ids `(n,)`; usable inside `map`."""
+    return tokenize_batch(tokenizer, tf.reshape(text, [1]))[0]
+
+
+def tokenize_python(tokenizer, texts, chunk_size=4096):
+    """Tokenizes a list of Python strings eagerly; returns a list of lists of ints."""
+    out = []
+    for begin in range(0, len(texts), chunk_size):
+        chunk = tf.constant(list(texts[begin:begin + chunk_size]), dtype=tf.string)
+        out.extend(tokenize_batch(tokenizer, chunk).to_list())
+    return out
+
+
+def element_seed(seed, index, salt=0):
+    """The stateless seed `(2,)` int32 for element `index` of the source (and a salt per use)."""
+    index = tf.cast(index, tf.int64)
+    return tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + salt, index])
+
+
+def pad_to(ids, length, pad_id):
+    """Pads (or truncates) a 1-D int32 tensor to exactly `length`, shape set statically."""
+    ids = ids[:length]
+    ids = tf.pad(ids, [[0, length - tf.shape(ids)[0]]], constant_values=pad_id)
+    return tf.ensure_shape(ids, [length])
+
+
+def truncate_pair(first, second, budget):
+    """Truncates two 1-D tensors longest-first (from the end) so their lengths sum to at most `budget`."""
+    len_a, len_b = tf.shape(first)[0], tf.shape(second)[0]
+    new_a = tf.minimum(len_a, tf.maximum(budget - len_b, budget // 2))
+    new_b = tf.minimum(len_b, budget - new_a)
+    return first[:new_a], second[:new_b]
+
+
+def pack_bert(first, second, seq_len, cls_id, sep_id, pad_id):
+    """`[CLS] A [SEP] (B [SEP])` with segment ids and padding mask, all int32 `(seq_len,)`.
+
+    `second` may be None for single-segment inputs. Truncates longest-first.
+    """
+    cls = tf.constant([cls_id], tf.int32)
+    sep = tf.constant([sep_id], tf.int32)
+    if second is None:
+        first = first[: seq_len - 2]
+        ids = tf.concat([cls, first, sep], 0)
+        segments = tf.zeros_like(ids)
+    else:
+        first, second = truncate_pair(first, second, seq_len - 3)
+        ids = tf.concat([cls, first, sep, second, sep], 0)
+        segments = tf.concat(
+            [tf.zeros([tf.shape(first)[0] + 2], tf.int32), tf.ones([tf.shape(second)[0] + 1], tf.int32)], 0
+        )
+    mask = tf.ones_like(ids)
+    return {
+        "token_ids": pad_to(ids, seq_len, pad_id),
+        "segment_ids": pad_to(segments, seq_len, 0),
+        "padding_mask": pad_to(mask, seq_len, 0),
+    }
+
+
+def check_special_ids(vocabulary_size=None, **ids):
+    """Raises if a special id is missing, negative or outside the vocabulary."""
+    for name, value in ids.items():
+        if value is None or int(value) < 0:
+            raise ValueError(f"{name} must be a non-negative token id, got {value!r}.")
+        if vocabulary_size is not None and int(value) >= vocabulary_size:
+            raise ValueError(f"{name}={value} is outside the vocabulary (vocabulary_size={vocabulary_size}).")
+
+
+def shard_source(dataset, input_context):
+    """Shards `dataset` by `tf.distribute.InputContext` (one shard per input pipeline)."""
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return dataset
+
+
+def finish(dataset, *, batch_size, input_context=None, drop_remainder=True):
+    """Batches, prefetches and sets deterministic, distribution-friendly options.
+
+    With `input_context` (from `strategy.distribute_datasets_from_function`) the source
+    was sharded by hand, `batch_size` is the global batch and each pipeline batches
+    `input_context.get_per_replica_batch_size(batch_size)`; auto-sharding is then OFF.
+    Without it `batch_size` is the global batch and auto-sharding is DATA (the sources
+    are in memory or already read, so there are no files to shard by).
+    """
+    if batch_size is not None:
+        if input_context is not None:
+            batch_size = input_context.get_per_replica_batch_size(batch_size)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF if input_context is not None
+        else tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def shuffle_source(dataset, shuffle, seed, buffer_size=10_000):
+    """Seeded shuffle (a new order each epoch, the same sequence of orders for a seed)."""
+    if shuffle:
+        dataset = dataset.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
+    return dataset
+
+
+def ragged_slices(lists, dtype=tf.int32):
+    """A `tf.data.Dataset` of 1-D tensors from a list of Python lists (may be empty lists)."""
+    lengths = np.array([len(item) for item in lists], dtype=np.int64)
+    flat = np.array([value for item in lists for value in item], dtype=dtype.as_numpy_dtype)
+    return tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_row_lengths(flat, lengths))

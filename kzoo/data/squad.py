@@ -1,0 +1,207 @@
+"""Extractive QA (SQuAD v1.1/v2.0 json): windows with doc stride, token spans, offsets back to text.
+
+Character offsets: the tokenizer protocol gives no offsets, so the context is split on
+whitespace into words with known character spans, each word is tokenized on its own,
+and each sub-token gets a span inside its word: if the tokenizer has `id_to_token`,
+the sub-token strings (WordPiece `##` removed) are matched left to right in the
+lower-cased word, which gives exact spans for punctuation split off a word
+("Broncos," → "broncos" + ","); if any piece of a word cannot be matched ([UNK],
+accents stripped by normalisation) all its pieces get the whole word's span.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kzoo.data import _common
+
+
+@dataclasses.dataclass
+class SquadExample:
+    id: str
+    question: str
+    context: str
+    answer_text: str  # "" when unanswerable
+    answer_start: int  # character offset, -1 when unanswerable
+
+
+def read_squad(path):
+    """Reads a SQuAD-format json file (`data/paragraphs/qas/answers`) into `SquadExample`s.
+
+    Uses the first answer of each question; `is_impossible` questions (v2.0) get an
+    empty answer. Raises naming the file (and the JSON line, or the question id) on
+    malformed input or an `answer_start` that does not point at the answer text.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"SQuAD file {path!r} does not exist.")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if not text.strip():
+        raise ValueError(f"Input file {path!r} is empty.")
+    try:
+        data = json.loads(text)["data"]
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: malformed JSON ({error.msg} at column {error.colno}).") from None
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: expected a JSON object with a 'data' list (SQuAD format).") from None
+    examples = []
+    for article in data:
+        for paragraph in article.get("paragraphs", []):
+            context = paragraph["context"]
+            for qa in paragraph["qas"]:
+                examples.append(_example(path, context, qa))
+    if not examples:
+        raise ValueError(f"{path}: no questions found.")
+    return examples
+
+
+def _example(path, context, qa):
+    qid = qa.get("id", "?")
+    answers = qa.get("answers", [])
+    if qa.get("is_impossible") or not answers:
+        return SquadExample(qid, qa["question"], context, "", -1)
+    answer, start = answers[0]["text"], int(answers[0]["answer_start"])
+    if context[start:start + len(answer)] != answer:
+        raise ValueError(
+            f"{path}: question {qid!r}: answer_start={start} does not point at {answer!r} "
+            f"(context there reads {context[start:start + len(answer)]!r})."
+        )
+    return SquadExample(qid, qa["question"], context, answer, start)
+
+
+def _words(text):
+    """Whitespace-separated words with their `(start, end)` character spans."""
+    words, spans, start = [], [], None
+    for i, char in enumerate(text + " "):
+        if char.isspace():
+            if start is not None:
+                words.append(text[start:i])
+                spans.append((start, i))
+                start = None
+        elif start is None:
+            start = i
+    return words, spans
+
+
+def _piece_spans(word, span, pieces, tokenizer):
+    """Character spans of a word's sub-tokens (see the module docstring)."""
+    whole = [span] * len(pieces)
+    if not hasattr(tokenizer, "id_to_token"):
+        return whole
+    lowered, cursor, spans = word.lower(), 0, []
+    for piece in pieces:
+        string = tokenizer.id_to_token(int(piece)).lower()
+        string = string[2:] if string.startswith("##") else string
+        found = lowered.find(string, cursor) if string else -1
+        if found < 0 or len(lowered) != len(word):
+            return whole
+        spans.append((span[0] + found, span[0] + found + len(string)))
+        cursor = found + len(string)
+    return spans
+
+
+def tokenize_with_offsets(tokenizer, text):
+    """Sub-token ids of `text` and their character spans: `(ids, offsets)` lists."""
+    words, spans = _words(text)
+    if not words:
+        return [], []
+    ids, offsets = [], []
+    for word, span, pieces in zip(words, spans, _common.tokenize_python(tokenizer, words), strict=True):
+        ids.extend(pieces)
+        offsets.extend(_piece_spans(word, span, pieces, tokenizer))
+    return ids, offsets
+
+
+def squad_features(
+    examples, tokenizer, *, sequence_length, cls_id, sep_id, pad_id, doc_stride=128, max_query_length=64,
+):
+    """Turns examples into fixed-length windows; returns a dict of NumPy arrays.
+
+    Each example gives one window per `doc_stride` step over its context tokens:
+    `[CLS] question [SEP] context window [SEP]`. A window's `start_positions`/
+    `end_positions` are the answer's first and last token, or 0 ([CLS]) if the answer
+    is not entirely inside it (or the question is unanswerable).
+
+    Returns:
+        dict: `token_ids`, `segment_ids`, `padding_mask`, `start_positions`,
+        `end_positions` int32; `offsets` int32 `(n, s, 2)` character spans in the
+        context (-1 outside the context); `example_index` int32 `(n,)` into `examples`.
+    """
+    _common.check_special_ids(cls_id=cls_id, sep_id=sep_id, pad_id=pad_id)
+    questions = _common.tokenize_python(tokenizer, [example.question for example in examples])
+    rows = {name: [] for name in ("token_ids", "segment_ids", "start_positions", "end_positions", "offsets",
+                                  "example_index")}
+    for index, (example, question) in enumerate(zip(examples, questions, strict=True)):
+        question = question[:max_query_length]
+        context_ids, offsets = tokenize_with_offsets(tokenizer, example.context)
+        answer = _answer_tokens(example, offsets)
+        window = sequence_length - len(question) - 3
+        if window < 1:
+            raise ValueError(f"sequence_length={sequence_length} leaves no room for the context; raise it.")
+        begin = 0
+        while True:
+            end = min(begin + window, len(context_ids))
+            prefix = len(question) + 2
+            rows["token_ids"].append([cls_id, *question, sep_id, *context_ids[begin:end], sep_id])
+            rows["segment_ids"].append([0] * prefix + [1] * (end - begin + 1))
+            rows["offsets"].append([(-1, -1)] * prefix + offsets[begin:end] + [(-1, -1)])
+            inside = answer is not None and begin <= answer[0] and answer[1] < end
+            rows["start_positions"].append(answer[0] - begin + prefix if inside else 0)
+            rows["end_positions"].append(answer[1] - begin + prefix if inside else 0)
+            rows["example_index"].append(index)
+            if end >= len(context_ids):
+                break
+            begin += min(doc_stride, window)  # a stride beyond the window would skip tokens
+    return _to_arrays(rows, sequence_length, pad_id)
+
+
+def _answer_tokens(example, offsets):
+    """First and last context-token index of the answer, or None."""
+    if example.answer_start < 0:
+        return None
+    start_char, end_char = example.answer_start, example.answer_start + len(example.answer_text)
+    tokens = [i for i, (start, end) in enumerate(offsets) if start < end_char and end > start_char]
+    return (tokens[0], tokens[-1]) if tokens else None
+
+
+def _to_arrays(rows, sequence_length, pad_id):
+    count = len(rows["token_ids"])
+    out = {
+        "token_ids": np.full((count, sequence_length), pad_id, np.int32),
+        "segment_ids": np.zeros((count, sequence_length), np.int32),
+        "padding_mask": np.zeros((count, sequence_length), np.int32),
+        "offsets": np.full((count, sequence_length, 2), -1, np.int32),
+    }
+    for i in range(count):
+        length = len(rows["token_ids"][i])
+        out["token_ids"][i, :length] = rows["token_ids"][i]
+        out["segment_ids"][i, :length] = rows["segment_ids"][i]
+        out["padding_mask"][i, :length] = 1
+        out["offsets"][i, :length] = rows["offsets"][i]
+    for name in ("start_positions", "end_positions", "example_index"):
+        out[name] = np.array(rows[name], np.int32)
+    return out
+
+
+def squad_dataset(features, *, batch_size=None, shuffle=False, seed=0, input_context=None, drop_remainder=False):
+    """`(inputs, {"start_logits": start, "end_logits": end})` for `BertSpanQA.fit` from `squad_features`."""
+    inputs = {name: features[name] for name in ("token_ids", "segment_ids", "padding_mask")}
+    targets = {"start_logits": features["start_positions"], "end_logits": features["end_positions"]}
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    dataset = _common.shuffle_source(_common.shard_source(dataset, input_context), shuffle, seed)
+    return _common.finish(dataset, batch_size=batch_size, input_context=input_context, drop_remainder=drop_remainder)
+
+
+def answer_text(context, offsets, start, end):
+    """The context text from token `start` to token `end` of one window (`offsets` `(s, 2)`).
+
+    Returns "" for the [CLS] answer (no answer), a span outside the context, or
+    `end < start`.
+    """
+    start, end = int(start), int(end)
+    if end < start or offsets[start][0] < 0 or offsets[end][0] < 0:
+        return ""
+    return context[int(offsets[start][0]):int(offsets[end][1])]

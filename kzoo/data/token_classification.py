@@ -1,0 +1,86 @@
+"""Token classification (NER, POS): CoNLL reader and sub-word label alignment."""
+
+import numpy as np
+import tensorflow as tf
+
+from kzoo.data import _common
+from kzoo.data.readers import ReadReport, _as_paths, _decoded_lines
+
+
+def read_conll(paths, strict_utf8=False):
+    """Reads CoNLL files: a token per line, its label in the last column, blank lines between sentences.
+
+    Columns are separated by whitespace (spaces or tabs); `-DOCSTART-` lines are
+    skipped. A line with fewer than two columns raises naming file and line.
+
+    Returns:
+        `(sentences, report)`: a list of `(tokens, labels)` pairs of string lists.
+    """
+    report = ReadReport()
+    sentences = []
+    for path in _as_paths(paths):
+        report.files += 1
+        tokens, labels = [], []
+        for number, line in _decoded_lines(path, report, strict_utf8):
+            columns = line.split()
+            if not columns:
+                if tokens:
+                    sentences.append((tokens, labels))
+                    tokens, labels = [], []
+                else:
+                    report.skipped_empty += 1
+                continue
+            if columns[0] == "-DOCSTART-":
+                continue
+            if len(columns) < 2:
+                raise ValueError(f"{path}:{number}: expected 'token ... label' (at least 2 columns), got {line!r}.")
+            tokens.append(columns[0])
+            labels.append(columns[-1])
+        if tokens:
+            sentences.append((tokens, labels))
+    report.records = len(sentences)
+    return sentences, report
+
+
+def token_classification_dataset(
+    sentences, tokenizer, label_vocabulary, *, sequence_length, cls_id, sep_id, pad_id, batch_size=None,
+    shuffle=False, seed=0, input_context=None, shuffle_buffer=10_000, drop_remainder=False,
+):
+    """Tagged sentences → `BertTokenClassifier` examples with labels aligned to sub-words.
+
+    Each word is tokenized on its own; its label goes on its first sub-token, and the
+    other sub-tokens, [CLS], [SEP] and padding get label 0 with sample weight 0.
+    Sentences longer than `sequence_length - 2` sub-tokens are truncated.
+
+    Returns:
+        `(features, labels, sample_weight)`: `token_ids`, `segment_ids`,
+        `padding_mask`, labels int32 `(b, sequence_length)`, sample weight float32
+        `(b, sequence_length)`.
+    """
+    _common.check_special_ids(cls_id=cls_id, sep_id=sep_id, pad_id=pad_id)
+    words = [tokens for tokens, _ in sentences]
+    label_ids = [
+        [label_vocabulary.id(label, where=f"sentence {i}") for label in labels]
+        for i, (_, labels) in enumerate(sentences, start=1)
+    ]
+    word_lengths = np.array([len(tokens) for tokens in words], np.int64)
+    source = tf.data.Dataset.from_tensor_slices((
+        tf.RaggedTensor.from_row_lengths(tf.constant([w for tokens in words for w in tokens], tf.string), word_lengths),
+        tf.RaggedTensor.from_row_lengths(np.array([i for ids in label_ids for i in ids], np.int32), word_lengths),
+    ))
+    source = _common.shuffle_source(_common.shard_source(source, input_context), shuffle, seed, shuffle_buffer)
+    budget = sequence_length - 2
+
+    def to_example(word_strings, labels):
+        pieces = _common.tokenize_batch(tokenizer, word_strings)  # (words, sub-tokens)
+        ids = pieces.flat_values[:budget]
+        is_first = tf.cast(tf.equal(tf.ragged.range(pieces.row_lengths()).flat_values, 0), tf.int32)[:budget]
+        word_labels = tf.repeat(labels, pieces.row_lengths())[:budget] * is_first
+        packed = _common.pack_bert(ids, None, sequence_length, cls_id, sep_id, pad_id)
+        zero = tf.zeros([1], tf.int32)
+        label_row = _common.pad_to(tf.concat([zero, word_labels, zero], 0), sequence_length, 0)
+        weights = _common.pad_to(tf.concat([zero, is_first, zero], 0), sequence_length, 0)
+        return packed, label_row, tf.cast(weights, tf.float32)
+
+    examples = source.map(to_example, num_parallel_calls=_common.AUTOTUNE, deterministic=True)
+    return _common.finish(examples, batch_size=batch_size, input_context=input_context, drop_remainder=drop_remainder)
