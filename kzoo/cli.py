@@ -112,6 +112,12 @@ def build_parser():
     )
     convert.set_defaults(run=_convert)
 
+    from kzoo.text import vocabulary
+
+    vocab = commands.add_parser("vocab", help="train a WordPiece vocab.txt or SentencePiece spiece.model")
+    vocabulary.build_parser(vocab)
+    vocab.set_defaults(run=vocabulary.vocab_command)
+
     listing = commands.add_parser("layers", help="list the layers of kzoo.layers")
     listing.set_defaults(run=_layers)
     return parser

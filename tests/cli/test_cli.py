@@ -57,3 +57,19 @@ def test_console_script_entry_point_runs():
         [sys.executable, "-m", "kzoo.cli", "--version"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and result.stdout.startswith("kzoo ")
+
+
+def test_vocab_trains_a_wordpiece_vocabulary_from_the_default_prose(tmp_path, capsys):
+    from kzoo.data import corpora
+    from kzoo.text import tokenizer_from_files
+
+    documents = corpora.write_default_corpus("lm", str(tmp_path))["documents"]
+    files = sorted(str(path) for path in (tmp_path / "lm").glob("*.txt"))[:10]
+    assert documents and files
+    output = tmp_path / "vocab"
+    assert cli.main(["vocab", *files, "--vocabulary-size", "300", "--output-dir", str(output)]) == 0
+    tokenizer = tokenizer_from_files({"vocab.txt": str(output / "vocab.txt")})
+    assert 100 < tokenizer.vocabulary_size <= 300
+    assert cli.main(["vocab", str(tmp_path / "missing.txt"), "--vocabulary-size", "300",
+                     "--output-dir", str(output)]) == 1
+    assert "kzoo vocab:" in capsys.readouterr().err

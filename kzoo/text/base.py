@@ -1,0 +1,222 @@
+"""The interface the kzoo tokenizers share, and the packing (`encode`) they all use.
+
+Every tokenizer is a `tf.Module` built from TensorFlow / tensorflow-text ops, so `tokenize` runs eagerly, inside a
+`tf.function` with a `tf.TensorSpec([None], tf.string)` input, in `tf.data`, and can be saved in a SavedModel.
+
+Input text: a Python `str`/`bytes`, a list of them, a NumPy string array or a `tf.string` tensor, scalar or 1-D.
+Invalid UTF-8 bytes are REPLACED by U+FFFD before tokenizing (never an error); WordPiece then drops U+FFFD like
+BERT's text cleaning, byte-level BPE and SentencePiece encode it as the replacement character.
+
+Packing policy of `encode` (all tokenizers): the text's tokens are truncated AT THE END to leave room for the
+special tokens, the special tokens are added (WordPiece `[CLS] ... [SEP]`, BPE optional bos/eos, SentencePiece
+`... </s>`), and the row is padded AT THE END with the pad id up to `max_length`. `padding_mask` is True on real
+tokens (special tokens included) and False on padding.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def to_string_tensor(strings):
+    """Converts text input to a `tf.string` tensor of rank 0 or 1 with valid UTF-8.
+
+    Raises:
+        TypeError: the input is not text (numbers, None, a non-string tensor) or has rank > 1.
+    """
+    if isinstance(strings, str):
+        strings = strings.encode("utf-8", "surrogatepass")
+    elif isinstance(strings, (list, tuple)):
+        if not all(isinstance(s, (str, bytes)) for s in strings):
+            kinds = sorted({type(s).__name__ for s in strings if not isinstance(s, (str, bytes))})
+            raise TypeError(f"tokenizers take text: a list of str/bytes, got a list holding {', '.join(kinds)}.")
+        strings = [s.encode("utf-8", "surrogatepass") if isinstance(s, str) else s for s in strings]
+    elif isinstance(strings, np.ndarray) and strings.dtype.kind == "U":
+        strings = np.char.encode(strings, "utf-8")
+    if isinstance(strings, (tf.Tensor, tf.Variable)) or tf.is_tensor(strings):
+        tensor = strings
+    else:
+        try:
+            tensor = tf.convert_to_tensor(strings)
+        except (TypeError, ValueError) as error:
+            kind = type(strings).__name__
+            raise TypeError(f"tokenizers take text (str, bytes or a list of them), got {kind}.") from error
+    if isinstance(tensor, tf.RaggedTensor) or tensor.dtype != tf.string:
+        raise TypeError(
+            f"tokenizers take text: a tf.string tensor, str or list of str; got a {tensor.dtype.name} tensor. "
+            "To turn ids back into text, call detokenize."
+        )
+    if tensor.shape.rank is not None and tensor.shape.rank > 1:
+        raise TypeError(f"tokenizers take a scalar or a 1-D batch of strings, got shape {tensor.shape}.")
+    return tf.strings.unicode_transcode(tensor, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+
+
+def to_ragged_ids(ids):
+    """Converts token ids (list, list of lists, array, dense or ragged tensor) to int32; returns (ids, unbatched)."""
+    if isinstance(ids, tf.RaggedTensor):
+        return tf.cast(ids, tf.int32), False
+    if not tf.is_tensor(ids):
+        if isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray)):
+            return tf.ragged.constant([list(row) for row in ids], dtype=tf.int32), False
+        ids = tf.convert_to_tensor(ids)
+    if not ids.dtype.is_integer:
+        raise TypeError(f"detokenize takes integer token ids, got a {ids.dtype.name} tensor.")
+    ids = tf.cast(ids, tf.int32)
+    if ids.shape.rank == 1:
+        return tf.RaggedTensor.from_tensor(ids[tf.newaxis]), True
+    return tf.RaggedTensor.from_tensor(ids), False
+
+
+class Tokenizer(tf.Module):
+    """Base of the kzoo tokenizers: text <-> int32 ids with TensorFlow ops.
+
+    Subclasses implement `_tokenize(strings)` ((b,) valid UTF-8 `tf.string` -> (b, None) ragged int32),
+    `_detokenize(ids)` ((b, None) ragged int32 -> (b,) `tf.string`), `vocabulary_size`, `id_to_token`,
+    `token_to_id` and `special_token_ids`, and set `_prefix_ids`, `_suffix_ids` (the special tokens `encode`
+    adds around one text) and `pad_id`.
+    """
+
+    _prefix_ids = ()
+    _suffix_ids = ()
+    pad_id = 0
+    special_token_ids = {}  # kind ("pad", "unk", "cls", "sep", "mask", "bos", "eos") -> id, where the vocabulary has it
+
+    @property
+    def vocabulary_size(self):
+        """int, the number of ids."""
+        raise NotImplementedError
+
+    def id_to_token(self, id):
+        """The token string of `id`; ValueError outside the vocabulary."""
+        raise NotImplementedError
+
+    def token_to_id(self, token):
+        """The id of the token string `token`; ValueError if it is not in the vocabulary."""
+        raise NotImplementedError
+
+    def _tokenize(self, strings):
+        raise NotImplementedError
+
+    def _detokenize(self, ids):
+        raise NotImplementedError
+
+    def tokenize(self, strings):
+        """Text -> token ids, without special tokens.
+
+        Args:
+            strings: str, bytes, a list of them, or a `tf.string` tensor; shape () or (b,).
+
+        Returns:
+            int32 ids: a (b, None) `tf.RaggedTensor` for a batch, a (n,) `tf.Tensor` for a scalar input.
+
+        Raises:
+            TypeError: the input is not text.
+        """
+        strings = to_string_tensor(strings)
+        if strings.shape.rank == 0:
+            return self._tokenize(strings[tf.newaxis])[0]
+        return self._tokenize(strings)
+
+    def detokenize(self, ids):
+        """Token ids -> text.
+
+        Args:
+            ids: int ids, (n,) or (b, n) dense, or (b, None) ragged (lists and arrays are accepted).
+
+        Returns:
+            `tf.string` tensor: shape () for (n,) ids, (b,) for a batch. Special tokens are kept as text.
+        """
+        ids, unbatched = to_ragged_ids(ids)
+        text = self._detokenize(ids)
+        return text[0] if unbatched else text
+
+    def __call__(self, strings):
+        return self.tokenize(strings)
+
+    def encode(self, strings, max_length, add_special_tokens=True):
+        """Text -> fixed-length model inputs (see the module docstring for the truncation/padding policy).
+
+        Args:
+            strings: str or list of str / (b,) `tf.string` tensor (a scalar is treated as a batch of one).
+            max_length: int, the length of every output row.
+            add_special_tokens: bool, add the family's special tokens around the text.
+
+        Returns:
+            dict with "token_ids" (b, max_length) int32 and "padding_mask" (b, max_length) bool.
+        """
+        prefix, suffix = (self._prefix_ids, self._suffix_ids) if add_special_tokens else ((), ())
+        budget = _check_max_length(max_length, len(prefix) + len(suffix))
+        tokens = self._tokenize_batch(strings)[:, :budget]
+        ids = _add_special(tokens, prefix, suffix)
+        return _pad(ids, max_length, self.pad_id)
+
+    def _tokenize_batch(self, strings):
+        strings = to_string_tensor(strings)
+        if strings.shape.rank == 0:
+            strings = strings[tf.newaxis]
+        return self._tokenize(strings)
+
+    def _special_id(self, token):
+        """The id of `token` if the vocabulary has it, else None."""
+        try:
+            return self.token_to_id(token)
+        except ValueError:
+            return None
+
+
+def _check_max_length(max_length, num_special):
+    if not isinstance(max_length, (int, np.integer)) or max_length <= num_special:
+        raise ValueError(
+            f"max_length must be an integer larger than the {num_special} special tokens added, got {max_length!r}."
+        )
+    return int(max_length) - num_special
+
+
+def _constant_rows(values, like):
+    """(b, len(values)) ragged rows holding `values`, with b the batch size of ragged `like`."""
+    batch = like.nrows()
+    row = tf.constant(list(values), tf.int32)
+    return tf.RaggedTensor.from_tensor(tf.tile(row[tf.newaxis], [batch, 1]))
+
+
+def _add_special(tokens, prefix, suffix):
+    """[prefix, tokens, suffix] per row; tokens (b, None) ragged int32."""
+    parts = [p for p in (_constant_rows(prefix, tokens) if prefix else None, tokens) if p is not None]
+    if suffix:
+        parts.append(_constant_rows(suffix, tokens))
+    return tf.concat(parts, axis=1) if len(parts) > 1 else tokens
+
+
+def _pad(ids, max_length, pad_id, segment_ids=None):
+    """Pads ragged (b, None) ids at the end to (b, max_length); adds padding_mask (and segment_ids if given)."""
+    outputs = {
+        "token_ids": ids.to_tensor(default_value=pad_id, shape=[None, max_length]),
+        "padding_mask": tf.sequence_mask(ids.row_lengths(), max_length),
+    }
+    if segment_ids is not None:
+        outputs["segment_ids"] = segment_ids.to_tensor(default_value=0, shape=[None, max_length])
+    return outputs
+
+
+def truncate_longest_first(length_a, length_b, budget):
+    """How many tokens of a and b to keep so that the pair fits `budget`, like Hugging Face's "longest_first".
+
+    The shorter text is kept whole if the longer one can absorb the cut; otherwise both get budget // 2 and the
+    longer one (the second on a tie) gets the odd token. Shapes: (b,) int -> (b,), (b,) int64.
+    """
+    length_a, length_b = tf.cast(length_a, tf.int64), tf.cast(length_b, tf.int64)
+    budget = tf.constant(budget, tf.int64)
+    short = tf.minimum(length_a, length_b)
+    keep_long = tf.where(short > budget, short, tf.maximum(short, budget - short))
+    both = short + keep_long > budget
+    keep_short = tf.where(both, budget // 2, short)
+    keep_long = tf.where(both, budget // 2 + budget % 2, keep_long)
+    a_longer = length_a > length_b
+    keep_a = tf.where(a_longer, keep_long, keep_short)
+    keep_b = tf.where(a_longer, keep_short, keep_long)
+    return tf.minimum(keep_a, length_a), tf.minimum(keep_b, length_b)
+
+
+def keep_first(tokens, counts):
+    """The first counts[i] tokens of each row of ragged (b, None) `tokens`."""
+    positions = tf.ragged.range(tokens.row_lengths())
+    return tf.ragged.boolean_mask(tokens, positions < tf.expand_dims(counts, 1))

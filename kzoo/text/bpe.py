@@ -1,0 +1,164 @@
+"""GPT-2 byte-level BPE as TensorFlow ops, through `keras_hub.tokenizers.BytePairTokenizer`.
+
+Reference: Radford et al. 2019 (GPT-2) and its two files: `vocab.json` (token -> id, tokens written in GPT-2's
+byte-to-unicode alphabet) and `merges.txt` (one "a b" merge per line in priority order, optional "#version" header).
+
+keras-hub's tokenizer is forced onto its TensorFlow path (`_allow_python_workflow=False`), so the same graph runs
+eagerly, in `tf.function`, `tf.data` and a SavedModel. Text spelling a special token ("<|endoftext|>") is
+tokenized as plain text, like `GPT2TokenizerFast(..., split_special_tokens=True)`.
+
+Known difference from GPT-2: NUL characters (U+0000) are removed before tokenizing (see `_tokenize_impl`).
+"""
+
+import copy
+import json
+import os
+
+import keras_hub
+import tensorflow as tf
+
+from kzoo.text.base import Tokenizer
+
+END_OF_TEXT = "<|endoftext|>"
+
+
+def read_vocabulary(path):
+    """Reads a GPT-2 `vocab.json`; raises ValueError naming the file and the fix."""
+    if not os.path.isfile(path):
+        raise ValueError(f"BPE vocabulary file {path!r} does not exist; pass the vocab.json of the checkpoint.")
+    try:
+        with open(path, encoding="utf-8") as file:
+            vocabulary = json.load(file)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f'BPE vocabulary file {path!r} is not valid JSON ({error}); pass a GPT-2 vocab.json ({{"token": id, ...}}).'
+        ) from error
+    if not isinstance(vocabulary, dict) or not vocabulary:
+        raise ValueError(f"BPE vocabulary file {path!r} is empty or not a token -> id object; pass a GPT-2 vocab.json.")
+    if not all(isinstance(i, int) for i in vocabulary.values()):
+        raise ValueError(f"BPE vocabulary file {path!r} maps tokens to non-integers; pass a GPT-2 vocab.json.")
+    return vocabulary
+
+
+def read_merges(path, vocabulary):
+    """Reads a GPT-2 `merges.txt` (skipping the "#version" header); checks every merge against the vocabulary."""
+    if not os.path.isfile(path):
+        raise ValueError(f"BPE merges file {path!r} does not exist; pass the merges.txt that goes with vocab.json.")
+    with open(path, encoding="utf-8") as file:
+        lines = [line.rstrip("\r\n") for line in file]
+    merges = [line for line in lines if line and not line.startswith("#version")]
+    if not merges:
+        raise ValueError(f"BPE merges file {path!r} holds no merges; pass the merges.txt that goes with vocab.json.")
+    for number, merge in enumerate(merges, 1):
+        parts = merge.split(" ")
+        if len(parts) != 2 or parts[0] not in vocabulary or parts[1] not in vocabulary:
+            raise ValueError(
+                f"BPE merges file {path!r}: merge {number} {merge!r} is not two vocabulary tokens separated by one "
+                "space; the merges.txt does not match vocab.json (pass the pair saved together)."
+            )
+    return merges
+
+
+class _Graphs:
+    """Holds the traced functions out of SavedModel tracking: they are called from the exporter's own
+    functions (and inlined there), never saved as endpoints of their own."""
+
+    def __init__(self, tokenize, detokenize):
+        self.tokenize, self.detokenize = tokenize, detokenize
+
+
+class BytePairTokenizer(Tokenizer):
+    """GPT-2's byte-level BPE tokenizer in TensorFlow ops.
+
+    Args:
+        vocabulary: dict token -> id (GPT-2 byte-to-unicode alphabet).
+        merges: list of "a b" merge rules, highest priority first.
+        add_bos: bool, `encode` starts each row with `<|endoftext|>` (GPT-2 uses it as bos).
+        add_eos: bool, `encode` ends each row with `<|endoftext|>`.
+
+    GPT-2 has no padding token: `encode` pads with `<|endoftext|>` (or 0 if the vocabulary lacks it) and the
+    `padding_mask` tells padding apart.
+
+    Example:
+        >>> tokenizer = BytePairTokenizer.from_files("vocab.json", "merges.txt")
+        >>> tokenizer.tokenize(["Hello world"])             # (1, None) ragged int32
+        >>> tokenizer.detokenize([[15496, 995]])            # (1,) tf.string: b"Hello world"
+    """
+
+    def __init__(self, vocabulary, merges, add_bos=False, add_eos=False, name=None):
+        super().__init__(name=name)
+        self.vocabulary = dict(vocabulary)
+        self._tokens = {i: token for token, i in self.vocabulary.items()}
+        self._bpe = keras_hub.tokenizers.BytePairTokenizer(
+            vocabulary=self.vocabulary, merges=list(merges), unsplittable_tokens=[], _allow_python_workflow=False
+        )
+        # keras-hub converts eager outputs to backend tensors (ragged ones padded); inside a graph it returns the
+        # TensorFlow values untouched, so both directions always run as graphs. Tracing keras-hub's BPE takes
+        # seconds, so the graphs are built once and shared by `with_special_tokens` copies. keras-hub writes its
+        # control flow with tf.cond/tf.while_loop, so AutoGraph (most of the tracing time) is switched off.
+        # keras-hub's lookup tables, listed so that a SavedModel reaches them under every Keras backend (a Keras
+        # layer is a TensorFlow trackable only under the TensorFlow backend).
+        self._tables = [
+            getattr(self._bpe, name)
+            for name in ("byte2unicode", "unicode2byte", "token_to_id_map", "id_to_token_map", "merge_ranks", "cache")
+        ]
+        self._graphs = _Graphs(
+            tokenize=tf.function(
+                self._tokenize_impl, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
+            ),
+            detokenize=tf.function(
+                self._bpe.detokenize,
+                input_signature=[tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1)],
+                autograph=False,
+            ),
+        )
+        end = self._special_id(END_OF_TEXT)
+        self.special_token_ids = {} if end is None else {"bos": end, "eos": end}
+        self.pad_id = 0 if end is None else end
+        self._set_framing(add_bos, add_eos)
+
+    def _set_framing(self, add_bos, add_eos):
+        end = self.special_token_ids.get("eos")
+        if (add_bos or add_eos) and end is None:
+            raise ValueError(f"add_bos/add_eos need {END_OF_TEXT!r} in the vocabulary.")
+        self.add_bos, self.add_eos = bool(add_bos), bool(add_eos)
+        self._prefix_ids = (end,) if add_bos else ()
+        self._suffix_ids = (end,) if add_eos else ()
+
+    def with_special_tokens(self, add_bos=False, add_eos=False):
+        """A copy that `encode`s with other bos/eos framing; it shares this tokenizer's vocabulary and graphs."""
+        other = copy.copy(self)
+        other._set_framing(add_bos, add_eos)
+        return other
+
+    @classmethod
+    def from_files(cls, vocab_json, merges_txt, add_bos=False, add_eos=False):
+        """Loads GPT-2's `vocab.json` and `merges.txt`."""
+        vocabulary = read_vocabulary(os.fspath(vocab_json))
+        return cls(vocabulary, read_merges(os.fspath(merges_txt), vocabulary), add_bos=add_bos, add_eos=add_eos)
+
+    @property
+    def vocabulary_size(self):
+        return len(self.vocabulary)
+
+    def id_to_token(self, id):
+        if int(id) not in self._tokens:
+            raise ValueError(f"id {id} is not in the vocabulary (size {len(self.vocabulary)}).")
+        return self._tokens[int(id)]
+
+    def token_to_id(self, token):
+        if token not in self.vocabulary:
+            raise ValueError(f"token {token!r} is not in the vocabulary.")
+        return self.vocabulary[token]
+
+    def _tokenize(self, strings):
+        return self._graphs.tokenize(strings)
+
+    def _tokenize_impl(self, strings):
+        # tensorflow-text's regex_split (used by keras-hub's pre-split) silently drops everything after a NUL
+        # character; dropping the NUL characters alone keeps the rest of the text (GPT-2 would encode NUL as "Ā").
+        strings = tf.strings.regex_replace(strings, r"\x00", "")
+        return tf.cast(self._bpe.tokenize(strings), tf.int32)
+
+    def _detokenize(self, ids):
+        return self._graphs.detokenize(ids)
