@@ -5,6 +5,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import safetensors.numpy as safetensors_numpy
 
 from kzoo.convert import HFCheckpoint, WeightReader, assign, read_hf_checkpoint
 from kzoo.convert.hf_checkpoint import (
@@ -15,8 +16,6 @@ from kzoo.convert.hf_checkpoint import (
     split_heads_in,
 )
 from tests.convert import hf_fixtures
-
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 FIXTURES = {
     "bert": hf_fixtures.make_bert,
@@ -45,8 +44,8 @@ def _fresh_keras_state():
 @pytest.fixture(scope="module")
 def hf_models(tmp_path_factory):
     """All fixture checkpoints, built once: name -> (directory, torch model)."""
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    import torch  # noqa: F401  (test extra: a missing reference must fail, not skip)
+    import transformers  # noqa: F401
     root = tmp_path_factory.mktemp("hf")
     return {name: make(root) for name, make in FIXTURES.items()}
 
@@ -221,7 +220,7 @@ def test_shard_index_listing_absent_weight(tmp_path):
 
 
 def test_bf16_and_fp16_safetensors_decode_to_float32(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     from safetensors.torch import save_file
 
     exact = torch.tensor([1.0, -2.5, 0.15625, 3.140625, -0.0, 65280.0, 1e-38])
@@ -290,7 +289,7 @@ def _torch_state(torch):
 
 
 def test_bin_refused_without_allow_pickle(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     torch.save(_torch_state(torch), tmp_path / "pytorch_model.bin")
     _write_config(tmp_path)
     with pytest.raises(ValueError) as info:
@@ -301,7 +300,7 @@ def test_bin_refused_without_allow_pickle(tmp_path):
 
 
 def test_bin_read_with_allow_pickle(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     state = _torch_state(torch)
     torch.save(state, tmp_path / "pytorch_model.bin")
     _write_config(tmp_path)
@@ -315,7 +314,7 @@ def test_bin_read_with_allow_pickle(tmp_path):
 
 
 def test_sharded_bin_with_allow_pickle(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     state = _torch_state(torch)
     torch.save({"dense.weight": state["dense.weight"]}, tmp_path / "pytorch_model-00001-of-00002.bin")
     torch.save({"dense.bias": state["dense.bias"]}, tmp_path / "pytorch_model-00002-of-00002.bin")
@@ -331,7 +330,7 @@ def test_sharded_bin_with_allow_pickle(tmp_path):
 
 
 def test_safetensors_preferred_over_bin(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     torch.save({"old": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
     safetensors_numpy.save_file({"new": np.ones(2, "float32")}, str(tmp_path / "model.safetensors"))
     _write_config(tmp_path)
@@ -510,7 +509,7 @@ def test_assign_checks_shape_and_casts():
 
 
 def test_linear_to_kernel_matches_torch_linear():
-    torch = pytest.importorskip("torch")
+    import torch
     torch.manual_seed(0)
     linear = torch.nn.Linear(5, 3)
     x = np.random.default_rng(0).normal(size=(2, 5)).astype("float32")

@@ -7,13 +7,12 @@ saved locally (tests/convert/hf_fixtures.py); nothing is downloaded. Only real
 
 import numpy as np
 import pytest
+import torch
 
 from kzoo import models
 from kzoo.convert.huggingface import from_huggingface
 from tests.convert import hf_fixtures
 from tests.harness import to_numpy
-
-torch = pytest.importorskip("torch", reason="parity references need torch (pip install -e '.[test]')")
 
 PARITY_ATOL = 1e-4
 

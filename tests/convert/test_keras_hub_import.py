@@ -11,6 +11,7 @@ import json
 import types
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
@@ -18,8 +19,6 @@ from kzoo import models
 from kzoo.convert import keras_hub as kh_import
 from kzoo.convert.keras_hub import convert_backbone, from_keras_hub
 from tests.harness import to_numpy
-
-keras_hub = pytest.importorskip("keras_hub", reason="keras-hub import tests need keras-hub")
 
 PARITY_ATOL = 1e-4
 SIZES = dict(vocabulary_size=97, num_layers=2, num_heads=4, hidden_dim=24, intermediate_dim=37, max_sequence_length=32)
