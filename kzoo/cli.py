@@ -23,6 +23,51 @@ def _smoke(args):
     return 0
 
 
+def _train(args):
+    from kzoo.train.config import ConfigError
+    from kzoo.train.recipes_index import load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except ConfigError as error:
+        print(f"kzoo train: {error}", file=sys.stderr)
+        return 2
+    recipe.main(args.overrides)
+    return 0
+
+
+def _eval(args):
+    """Re-evaluates the newest checkpoint of a recipe run with the config it was trained with."""
+    import yaml
+
+    from kzoo.train.config import ConfigError, apply_mapping
+    from kzoo.train.recipe import run_recipe
+    from kzoo.train.recipes_index import load_recipe
+
+    config_path = os.path.join(args.run_dir, "config.yaml")
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            saved = yaml.safe_load(file)
+        saved = dict(saved or {})
+        name = args.recipe or saved.pop("recipe", None) or os.path.basename(os.path.normpath(args.run_dir))
+        saved.pop("recipe", None)
+        recipe = load_recipe(name)
+        config = recipe.Config()
+        apply_mapping(config, saved)
+    except OSError:
+        print(f"kzoo eval: {config_path} not found: pass the output directory of a `kzoo train` run.",
+              file=sys.stderr)
+        return 2
+    except ConfigError as error:
+        print(f"kzoo eval: {error}", file=sys.stderr)
+        return 2
+    overrides = [f"--train.output_dir={args.run_dir}", "--train.verbose=0", *args.overrides]
+    result = run_recipe(name, config, recipe.build, overrides, evaluate_only=True)
+    metrics = ", ".join(f"{key} {value:.4g}" for key, value in result["eval"].items() if isinstance(value, float))
+    print(f"kzoo eval: step {result['step']} of {args.run_dir}: {metrics}")
+    return 0
+
+
 def _layers(args):
     import kzoo.layers
 
@@ -117,6 +162,24 @@ def build_parser():
     vocab = commands.add_parser("vocab", help="train a WordPiece vocab.txt or SentencePiece spiece.model")
     vocabulary.build_parser(vocab)
     vocab.set_defaults(run=vocabulary.vocab_command)
+
+    train = commands.add_parser(
+        "train", help="run a training recipe (recipes/NAME.py); `kzoo train NAME --help` lists its keys",
+        add_help=False,
+    )
+    train.add_argument("recipe", help="recipe name, e.g. gpt_pretrain, bert_classify, seq2seq_translate")
+    train.add_argument("overrides", nargs=argparse.REMAINDER, help="--config FILE.yaml and --KEY=VALUE overrides")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate the newest checkpoint of a `kzoo train` run")
+    evaluate.add_argument("run_dir", help="the run's output directory (holds config.yaml and checkpoints/)")
+    evaluate.add_argument("--recipe", help="recipe name (default: recorded in config.yaml, else the folder name)")
+    evaluate.add_argument("overrides", nargs=argparse.REMAINDER, help="--KEY=VALUE overrides (e.g. eval_steps)")
+    evaluate.set_defaults(run=_eval)
+
+    from kzoo.generate import cli as generate_cli
+
+    generate_cli.register(commands)
 
     listing = commands.add_parser("layers", help="list the layers of kzoo.layers")
     listing.set_defaults(run=_layers)

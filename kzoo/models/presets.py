@@ -78,6 +78,20 @@ _PRESETS = [
                       intermediate_dim=3072, **_BART),
         "BART base", 139_420_416,
     ),
+    # Small sizes for the recipes' offline defaults (a few minutes on two CPU cores).
+    Preset(
+        "gpt_tiny", "gpt",
+        GPTConfig(vocabulary_size=2048, num_layers=2, num_heads=4, hidden_dim=128, intermediate_dim=512,
+                  max_sequence_length=256),
+        "2-layer, 128-wide GPT for CPU recipe runs",
+    ),
+    Preset(
+        "t5_tiny", "seq2seq",
+        Seq2SeqConfig(num_encoder_layers=2, num_decoder_layers=2, num_heads=4, hidden_dim=128,
+                      intermediate_dim=512, **{**_T5, "vocabulary_size": 2048, "key_dim": 32,
+                                               "max_sequence_length": 256}),
+        "2+2-layer, 128-wide T5 for CPU recipe runs",
+    ),
     # Tiny sizes for tests and smoke runs (no published counterpart).
     Preset("bert_test", "bert", _bert(2, 32, 2, vocabulary_size=128, max_sequence_length=64), "tiny BERT for tests"),
     Preset(

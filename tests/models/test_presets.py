@@ -5,7 +5,7 @@ import pytest
 
 from kzoo import models
 
-SMALL = {"bert_tiny", "bert_mini", "bert_small", "bert_test", "gpt_test", "t5_test"}
+SMALL = {"bert_tiny", "bert_mini", "bert_small", "bert_test", "gpt_test", "gpt_tiny", "t5_test", "t5_tiny"}
 # Weight shapes, hence counts, do not depend on the Keras backend: the large presets
 # (up to 774M parameters) are built once, under TensorFlow, not again under JAX.
 LARGE = (pytest.mark.slow, pytest.mark.backend("tensorflow"))

@@ -1,0 +1,272 @@
+"""Training configuration: the `TrainConfig` dataclass and dotted, type-checked overrides.
+
+A recipe's configuration is a dataclass whose fields are sections (`model`, `data`,
+`train`), each itself a dataclass. Users change it with YAML files and command-line
+overrides, applied in that order:
+
+    kzoo train gpt_pretrain --config my.yaml --train.steps=500 --data.sequence_length 128
+
+A key is a dotted path (`train.steps`) or, when unambiguous, a bare field name
+(`--steps=500`). Values are parsed by the field's declared type; an unknown key or a
+value of the wrong type raises `ConfigError` listing what is valid. No code is
+executed from config files (YAML is read with `safe_load`).
+"""
+
+import dataclasses
+import json
+import os
+import types
+import typing
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+DECAYS = ("linear", "cosine", "constant")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value the user must fix (the message says how)."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train: schedule, optimizer, precision, distribution, checkpoints, logging.
+
+    `batch_size` is the global batch (summed over replicas and workers); one step is
+    one optimizer micro-step on one global batch (with gradient accumulation the
+    weights change every `gradient_accumulation_steps` steps).
+    """
+
+    steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 30
+    decay: str = "linear"  # linear | cosine | constant, after warmup, to end_learning_rate_ratio * peak
+    end_learning_rate_ratio: float = 0.0
+    weight_decay: float = 0.01  # AdamW; norms, biases and other 1-D variables are excluded
+    clip_norm: float = 1.0  # global gradient norm clip; 0 disables
+    gradient_accumulation_steps: int = 1
+    precision: str = "float32"  # float32 | mixed_float16 (dynamic loss scaling) | mixed_bfloat16
+    xla: bool = False  # compile the train step with XLA (jit_compile)
+    strategy: str = "auto"  # auto | default | one_device | mirrored | multi_worker | tpu
+    devices: str = ""  # comma-separated devices for one_device/mirrored (default: all GPUs, else the CPU)
+    tpu: str = ""  # TPU name or grpc:// address for the TPU resolver ("local" on a TPU VM)
+    output_dir: str = ""  # default runs/<recipe>
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    eval_every: int = 100
+    eval_steps: int = 0  # 0: the whole eval set
+    log_every: int = 10
+    seed: int = 0
+    profile_steps: str = ""  # "START,STOP": capture a TensorBoard profile of those steps
+    verbose: int = 1  # 1: Keras progress bar, 0: quiet
+
+    def validate(self):
+        """Raises `ConfigError` naming the field when a value cannot work."""
+        positive = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "eval_every", "log_every",
+                    "gradient_accumulation_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("warmup_steps", "eval_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}.")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}.")
+        if self.weight_decay < 0 or self.clip_norm < 0:
+            raise ConfigError("train.weight_decay and train.clip_norm must be >= 0 (0 disables).")
+        if not 0 <= self.end_learning_rate_ratio <= 1:
+            raise ConfigError(f"train.end_learning_rate_ratio must be in [0, 1], got {self.end_learning_rate_ratio}.")
+        _choice("train.precision", self.precision, PRECISIONS)
+        _choice("train.strategy", self.strategy, STRATEGIES)
+        _choice("train.decay", self.decay, DECAYS)
+        if self.profile_steps:
+            self.profile_range()
+
+    def profile_range(self):
+        """`(start, stop)` from `profile_steps`, or None."""
+        if not self.profile_steps:
+            return None
+        try:
+            start, stop = (int(part) for part in self.profile_steps.split(","))
+        except ValueError:
+            raise ConfigError(f"train.profile_steps must be 'START,STOP', got {self.profile_steps!r}.") from None
+        if not 0 < start < stop:
+            raise ConfigError(f"train.profile_steps needs 0 < START < STOP, got {self.profile_steps!r}.")
+        return start, stop
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}.")
+
+
+# --- overrides -------------------------------------------------------------------------------------
+
+
+def leaf_fields(config, prefix=""):
+    """`{dotted key: (owner dataclass instance, field)}` for every non-dataclass field."""
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        key = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(leaf_fields(value, key + "."))
+        else:
+            out[key] = (config, field)
+    return out
+
+
+def resolve_key(config, key):
+    """Maps a dotted key or an unambiguous bare field name to its dotted key."""
+    fields = leaf_fields(config)
+    if key in fields:
+        return key
+    matches = [dotted for dotted in fields if dotted.endswith("." + key)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ConfigError(f"--{key} is ambiguous: write one of {', '.join('--' + m for m in sorted(matches))}.")
+    raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(fields))}.")
+
+
+def set_value(config, key, value):
+    """Sets dotted `key` of `config` from a string (command line) or a YAML value."""
+    dotted = resolve_key(config, key)
+    owner, field = leaf_fields(config)[dotted]
+    setattr(owner, field.name, _parse(dotted, value, _field_type(owner, field)))
+
+
+def apply_mapping(config, mapping, prefix=""):
+    """Applies a nested dict (from YAML) onto `config`."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"expected a mapping of config keys at {prefix or 'the top level'}, got {mapping!r}.")
+    for name, value in mapping.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            apply_mapping(config, value, key + ".")
+        else:
+            set_value(config, key, value)
+
+
+def load_yaml(config, path):
+    """Applies the YAML file at `path` onto `config` (safe_load: data only, no code)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            mapping = yaml.safe_load(file) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}.") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    apply_mapping(config, mapping)
+
+
+def parse_command_line(config, argv):
+    """Applies `--config FILE` (first) and `--key=value` / `--key value` tokens to `config`."""
+    tokens = list(argv)
+    pairs = []
+    while tokens:
+        token = tokens.pop(0)
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(f"unexpected argument {token!r}: options are written --key=value or --key value.")
+        key, has_value, value = token[2:].partition("=")
+        if not has_value:
+            if tokens and not tokens[0].startswith("--"):
+                value = tokens.pop(0)
+            elif _is_bool_key(config, key):
+                value = "true"  # a bare boolean flag: --train.xla
+            else:
+                raise ConfigError(f"--{key} needs a value (--{key}=VALUE).")
+        pairs.append((key.replace("-", "_"), value))
+    for key, value in pairs:
+        if key == "config":
+            load_yaml(config, value)
+    for key, value in pairs:
+        if key != "config":
+            set_value(config, key, value)
+    return config
+
+
+def _is_bool_key(config, key):
+    if key == "config":
+        return False
+    try:
+        owner, field = leaf_fields(config)[resolve_key(config, key.replace("-", "_"))]
+    except ConfigError:
+        return False
+    return _field_type(owner, field) is bool
+
+
+def _field_type(owner, field):
+    return typing.get_type_hints(type(owner))[field.name]
+
+
+def _parse(key, value, kind):
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        kind = options[0]
+        origin = typing.get_origin(kind)
+    if origin in (list, tuple):
+        items = value.split(",") if isinstance(value, str) else list(value)
+        item_kind = typing.get_args(kind)[0] if typing.get_args(kind) else str
+        parsed = [_parse(key, item.strip() if isinstance(item, str) else item, item_kind) for item in items if item != ""]
+        return tuple(parsed) if origin is tuple else parsed
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value.replace("_", ""))
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} expects {kind.__name__}, got {value!r}.") from None
+    raise ConfigError(f"{key} has an unsupported type {kind!r}.")
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+
+def to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def describe(config):
+    """One line per key: `key = value  (type)`, for `--help`."""
+    lines = []
+    for key, (owner, field) in leaf_fields(config).items():
+        kind = _field_type(owner, field)
+        name = getattr(kind, "__name__", str(kind).replace("typing.", ""))
+        lines.append(f"  --{key}={getattr(owner, field.name)!r}  ({name})")
+    return "\n".join(lines)
+
+
+def write_resolved(config, directory, name="config", recipe=None):
+    """Writes the resolved config as `<name>.yaml` and `<name>.json` under `directory`; returns the YAML path.
+
+    `recipe`, when given, is recorded as a top-level `recipe:` key (read back by `kzoo eval`).
+    """
+    import yaml
+
+    os.makedirs(directory, exist_ok=True)
+    values = ({"recipe": recipe} if recipe else {}) | to_dict(config)
+    yaml_path = os.path.join(directory, f"{name}.yaml")
+    with open(yaml_path, "w", encoding="utf-8") as file:
+        yaml.safe_dump(values, file, sort_keys=False)
+    with open(os.path.join(directory, f"{name}.json"), "w", encoding="utf-8") as file:
+        json.dump(values, file, indent=2)
+    return yaml_path

@@ -1,0 +1,325 @@
+"""The kzoo training loop: distributed steps, exact resume, divergence checks, logging.
+
+Why not `model.fit`: fit restarts an epoch from its first batch on resume (so a job
+killed mid-epoch cannot continue at the exact data position), sums and clips gradients
+per replica (so clipping differs between one device and several), exposes no gradient
+norm, and has known multi-worker problems under Keras 3 (keras-team/keras#20585). The
+loop below keeps Keras for everything else: the model's compiled loss and metrics
+(`compute_loss`, `compute_metrics`), its optimizers and loss scaling, `Progbar`.
+
+One step consumes one global batch:
+  1. every replica runs the forward pass and its share of the loss (Keras scales it
+     by 1 / replicas), and takes gradients of the (loss-scaled) loss;
+  2. gradients are summed across replicas (`all_reduce`), giving the global gradient;
+  3. its norm is measured (unscaled), then the optimizer clips it globally, applies
+     weight decay, and updates (or, under mixed_float16, skips the update and lowers
+     the loss scale when it is not finite).
+
+The data position is the number of global batches consumed, which equals the step:
+the input pipeline is deterministic for its seed, so resuming at step `k` replays the
+stream with its first `k` batches skipped and continues exactly where the run stopped.
+"""
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kzoo.train import optimization, strategy as strategies
+from kzoo.train.checkpoint import CheckpointManager
+from kzoo.train.config import TrainConfig
+from kzoo.train.summaries import Summaries
+
+# Under mixed_float16 a non-finite gradient is skipped by the loss-scale optimizer; this
+# many in a row means the run itself diverged.
+MAX_CONSECUTIVE_SKIPPED_STEPS = 25
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient became NaN/Inf; the checkpoints on disk are untouched."""
+
+
+def _count_tokens(inputs):
+    masks = [value for name, value in inputs.items() if name.endswith("padding_mask")] if isinstance(
+        inputs, dict) else []
+    if masks:
+        return tf.add_n([tf.reduce_sum(tf.cast(mask, tf.float32)) for mask in masks])
+    first = tf.nest.flatten(inputs)[0]
+    return tf.cast(tf.size(first), tf.float32)
+
+
+def _batch_size(inputs):
+    return tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
+
+
+class Trainer:
+    """Trains a compiled Keras model on a `tf.data` pipeline under a distribution strategy.
+
+    Args:
+        model: a Keras model built under `strategy.scope()` and compiled (loss, metrics and
+            the optimizer from `optimization.build_optimizer`).
+        config: the `TrainConfig`.
+        strategy: the `tf.distribute.Strategy` the model was built under.
+        train_dataset: a finite `tf.data.Dataset` of global batches of
+            `(inputs, targets[, sample_weight])`, deterministic for its seed (a kzoo.data
+            pipeline with `batch_size` = the global batch). The loop repeats it; the
+            strategy splits each global batch across replicas and workers, so every step
+            sees the same examples whatever the number of devices.
+        eval_dataset: the same for held-out data, or None.
+        evaluators: callables `fn(model, results) -> dict` run at every evaluation after the
+            held-out loss and compiled metrics are in `results`; float values are
+            logged as eval scalars, str values as text (e.g. sample generations).
+        attention_example: optional inputs dict of one example; its attention maps are
+            logged as images at every evaluation (needs `model.backbone.attention_scores`).
+        output_dir: checkpoints in `<output_dir>/checkpoints`, TensorBoard logs in
+            `<output_dir>/logs`.
+    """
+
+    def __init__(self, model, config: TrainConfig, strategy, train_dataset, eval_dataset=None,
+                 evaluators=(), attention_example=None, output_dir=None):
+        self.model = model
+        self.config = config
+        self.strategy = strategy
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.evaluators = list(evaluators)
+        self.attention_example = attention_example
+        self.output_dir = output_dir or config.output_dir
+        self.chief = strategies.is_chief(strategy)
+        self.optimizer = model.optimizer
+        self.checkpoints = CheckpointManager(os.path.join(self.output_dir, "checkpoints"), model, self.optimizer,
+                                             keep=config.keep_checkpoints, writer=self.chief)
+        self.summaries = Summaries(os.path.join(self.output_dir, "logs"), enabled=self.chief)
+        self._train_function = None
+        self._eval_function = None
+        self.skipped_steps = []  # steps whose update the loss-scale optimizer skipped (mixed_float16)
+
+    # --- the distributed step functions -----------------------------------------------------------
+
+    def _replica_train_step(self, data):
+        model, optimizer = self.model, self.optimizer
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            scaled_loss = optimizer.scale_loss(loss)
+        variables = model.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        scale = getattr(optimizer, "dynamic_scale", None)
+        norm = tf.linalg.global_norm(gradients)
+        if scale is not None:
+            norm = norm / tf.cast(scale, norm.dtype)
+        optimizer.apply(gradients, variables)
+        model.compute_metrics(x, y, y_pred, sample_weight)
+        statistics = {"loss": tf.cast(loss, tf.float32) * replicas, "tokens": _count_tokens(x),
+                      "examples": _batch_size(x)}
+        return statistics, norm
+
+    def _replica_eval_step(self, data):
+        model = self.model
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = model(x, training=False)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        model.compute_metrics(x, y, y_pred, sample_weight)
+        return tf.cast(loss, tf.float32) * self.strategy.num_replicas_in_sync
+
+    def _make_train_function(self):
+        replica_step = tf.function(self._replica_train_step, jit_compile=self.config.xla, reduce_retracing=True)
+        strategy = self.strategy
+
+        @tf.function
+        def train_function(iterator):
+            statistics, norm = strategy.run(replica_step, args=(next(iterator),))
+            replicas = strategy.num_replicas_in_sync
+            loss = strategy.reduce("SUM", statistics["loss"], axis=None) / replicas
+            tokens = strategy.reduce("SUM", statistics["tokens"], axis=None)
+            examples = strategy.reduce("SUM", statistics["examples"], axis=None)
+            norm = strategy.experimental_local_results(norm)[0]  # identical on every replica
+            return loss, norm, tokens, examples
+
+        return train_function
+
+    def _make_eval_function(self):
+        replica_step = tf.function(self._replica_eval_step, jit_compile=self.config.xla, reduce_retracing=True)
+        strategy = self.strategy
+
+        @tf.function
+        def eval_function(batch):
+            loss = strategy.run(replica_step, args=(batch,))
+            return strategy.reduce("SUM", loss, axis=None) / strategy.num_replicas_in_sync
+
+        return eval_function
+
+    # --- data -----------------------------------------------------------------------------------
+
+    def _distributed_train_data(self, start_step):
+        # Skipping replays the deterministic stream: the data position is the step.
+        return self.strategy.experimental_distribute_dataset(self.train_dataset.repeat().skip(start_step))
+
+    def _build_compiled_state(self):
+        """Creates the compiled loss/metric variables under the strategy (one eager pass on one example)."""
+        batch = next(iter(self.train_dataset.take(1)))
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tf.nest.map_structure(lambda t: t[:1], batch))
+        with self.strategy.scope():
+            y_pred = self.model(x, training=False)
+            self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+            self.model.compute_metrics(x, y, y_pred, sample_weight)
+        self.model.reset_metrics()
+
+    def _metric_results(self):
+        results = {}
+        for name, value in self.model.get_metrics_result().items():
+            if name != "loss":  # the loss is tracked by the loop itself (Keras' tracker is not updated)
+                results[name] = float(keras.ops.convert_to_numpy(value))
+        return results
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def evaluate(self, step=None):
+        """Held-out loss, compiled metrics and evaluator results, logged to `eval/` at `step`."""
+        results = {}
+        if self.eval_dataset is not None:
+            if self._eval_function is None:
+                self._eval_function = self._make_eval_function()
+            self.model.reset_metrics()
+            dataset = self.strategy.experimental_distribute_dataset(self.eval_dataset)
+            losses = []
+            for index, batch in enumerate(dataset):
+                if self.config.eval_steps and index >= self.config.eval_steps:
+                    break
+                losses.append(float(self._eval_function(batch)))
+            if losses:
+                results["loss"] = float(np.mean(losses))
+                results.update(self._metric_results())
+            self.model.reset_metrics()
+        texts = {}
+        for evaluator in self.evaluators:
+            for name, value in evaluator(self.model, results).items():
+                (texts if isinstance(value, str) else results)[name] = value
+        if step is not None:
+            self.summaries.scalars(self.summaries.eval, step, results)
+            self.summaries.texts(self.summaries.eval, step, texts)
+            if self.attention_example is not None and hasattr(self.model, "backbone"):
+                scores = self.model.backbone.attention_scores(self.attention_example)
+                scores = next(iter(scores.values())) if isinstance(scores, dict) else scores
+                self.summaries.attention_map(step, [keras.ops.convert_to_numpy(s)[0] for s in scores])
+            self.summaries.flush()
+        return results
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def fit(self):
+        """Runs (or resumes) training to `config.steps`; returns a summary dict."""
+        config = self.config
+        restored = self.checkpoints.restore_latest()
+        start_step = int(restored["step"]) if restored else 0
+        history_path = os.path.join(self.output_dir, "history.jsonl")
+        if start_step >= config.steps:
+            return self._result(start_step, start_step, 0.0, history_path, resumed_from=start_step)
+        self._build_compiled_state()
+        if self._train_function is None:
+            self._train_function = self._make_train_function()
+        iterator = iter(self._distributed_train_data(start_step))
+        progress = keras.utils.Progbar(config.steps, verbose=config.verbose if self.chief else 0,
+                                       stateful_metrics=["learning_rate", "loss_scale"])
+        if start_step:
+            progress.update(start_step)
+        profile = config.profile_range()
+        window = {"loss": [], "norm": [], "tokens": 0.0, "examples": 0.0, "started": time.perf_counter()}
+        skipped_in_a_row = 0
+        started = time.perf_counter()
+        step = start_step
+        while step < config.steps:
+            if profile and step + 1 == profile[0] and self.chief:
+                tf.profiler.experimental.start(self.summaries.logdir)
+            learning_rate = optimization.current_learning_rate(self.optimizer)
+            loss, norm, tokens, examples = self._train_function(iterator)
+            loss, norm = float(loss), float(norm)
+            step += 1
+            if profile and step == profile[1] and self.chief:
+                tf.profiler.experimental.stop()
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                skipped_in_a_row = self._on_non_finite(step, loss, norm, skipped_in_a_row)
+                continue
+            skipped_in_a_row = 0
+            window["loss"].append(loss)
+            window["norm"].append(norm)
+            window["tokens"] += float(tokens)
+            window["examples"] += float(examples)
+            progress.update(step, [("loss", loss), ("learning_rate", learning_rate)])
+            if step % config.log_every == 0 or step == config.steps:
+                self._log_train(step, window, learning_rate, history_path)
+                window = {"loss": [], "norm": [], "tokens": 0.0, "examples": 0.0, "started": time.perf_counter()}
+            if step % config.eval_every == 0 or step == config.steps:
+                self._log_history(history_path, {"step": step, "eval": self.evaluate(step)})
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                self.checkpoints.save(step)
+        seconds = time.perf_counter() - started
+        return self._result(start_step, step, seconds, history_path, resumed_from=start_step or None)
+
+    def _on_non_finite(self, step, loss, norm, skipped_in_a_row):
+        last = self.checkpoints.latest_step()
+        where = (f"the last good checkpoint (step {last}) is {self.checkpoints.path(last)}" if last is not None
+                 else "no checkpoint had been written yet")
+        if self.config.precision == "mixed_float16":
+            # The loss-scale optimizer skipped this update and halved the scale: weights stay finite.
+            skipped_in_a_row += 1
+            self.skipped_steps.append(step)
+            if skipped_in_a_row < MAX_CONSECUTIVE_SKIPPED_STEPS:
+                self.summaries.scalars(self.summaries.train, step, {
+                    "skipped_step": 1.0, "loss_scale": optimization.loss_scale(self.optimizer)})
+                return skipped_in_a_row
+            raise TrainingDiverged(
+                f"{skipped_in_a_row} consecutive non-finite steps under mixed_float16 (step {step}, loss {loss}, "
+                f"gradient norm {norm}): training diverged. {where}; lower --train.learning_rate or use "
+                "--train.precision=mixed_bfloat16.")
+        raise TrainingDiverged(
+            f"loss {loss} / gradient norm {norm} at step {step} is not finite: training stopped before "
+            f"anything was saved. {where}. Lower --train.learning_rate, set --train.clip_norm, or check the "
+            "data for broken examples; resuming starts from that checkpoint.")
+
+    def _log_train(self, step, window, learning_rate, history_path):
+        seconds = max(time.perf_counter() - window["started"], 1e-9)
+        values = {
+            "loss": float(np.mean(window["loss"])) if window["loss"] else None,
+            "learning_rate": learning_rate,
+            "gradient_norm": float(np.mean(window["norm"])) if window["norm"] else None,
+            "tokens_per_second": window["tokens"] / seconds,
+            "examples_per_second": window["examples"] / seconds,
+            **self._metric_results(),
+        }
+        if self.config.precision == "mixed_float16":
+            values["loss_scale"] = optimization.loss_scale(self.optimizer)
+        self.model.reset_metrics()
+        self.summaries.scalars(self.summaries.train, step, values)
+        self._log_history(history_path, {"step": step, "train": values})
+
+    def _log_history(self, path, record):
+        if self.chief:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+
+    def _result(self, start_step, step, seconds, history_path, resumed_from=None):
+        train, evaluation = [], []
+        if os.path.exists(history_path):
+            with open(history_path, encoding="utf-8") as file:
+                for line in file:
+                    record = json.loads(line)
+                    (train if "train" in record else evaluation).append(record)
+        return {
+            "steps": step, "steps_this_run": step - start_step, "seconds": seconds, "resumed_from": resumed_from,
+            "skipped_steps": list(self.skipped_steps),
+            "first_loss": train[0]["train"]["loss"] if train else None,
+            "last_loss": train[-1]["train"]["loss"] if train else None,
+            "eval": evaluation[-1]["eval"] if evaluation else {},
+            "checkpoint": self.checkpoints.path(step) if self.checkpoints.latest_step() == step else None,
+            "logdir": self.summaries.logdir,
+        }

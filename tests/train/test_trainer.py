@@ -1,0 +1,195 @@
+"""The training loop: strategies agree, resume is exact, divergence is caught, TensorBoard gets its data.
+
+The strategy, resume and multi-worker checks run `tests/train/train_tiny.py` in separate
+processes (logical CPUs and TF_CONFIG must be set before TensorFlow starts; a resume
+test must kill a real process).
+"""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kzoo.train import TrainConfig, Trainer, TrainingDiverged, build_optimizer, resolve_strategy
+
+pytestmark = pytest.mark.backend("tensorflow")  # tf.distribute and tf.data drive the loop
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _start(output_dir, *args, env=None):
+    command = [sys.executable, "-m", "tests.train.train_tiny", str(output_dir), *args]
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": ROOT, **(env or {})}
+    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _run(output_dir, *args, env=None):
+    process = _start(output_dir, *args, env=env)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def _weights(output_dir, task=0):
+    with np.load(os.path.join(output_dir, f"weights-{task}.npz")) as state:
+        return [state[f"w{i}"] for i in range(len(state.files))]
+
+
+def _train_losses(output_dir):
+    with open(os.path.join(output_dir, "history.jsonl")) as file:
+        records = [json.loads(line) for line in file]
+    return {record["step"]: record["train"]["loss"] for record in records if "train" in record}
+
+
+def test_mirrored_on_two_devices_matches_one_device(tmp_path):
+    common = ["--logical-cpus=2", "--dropout=0", "--steps=12"]
+    _run(tmp_path / "one", "--strategy=default", *common)
+    _run(tmp_path / "two", "--strategy=mirrored", *common)
+    one, two = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
+    assert sorted(one) == list(range(1, 13))
+    np.testing.assert_allclose([two[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=2e-6)
+    for a, b in zip(_weights(tmp_path / "one"), _weights(tmp_path / "two")):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_bit_identical_weights(tmp_path):
+    args = ["--steps=40", "--checkpoint-every=4"]
+    _run(tmp_path / "straight", *args)
+    killed = tmp_path / "killed"
+    process = _start(killed, *args)
+    deadline = time.time() + 240
+    while not glob.glob(str(killed / "checkpoints" / "step-00000000[8-9]")) and time.time() < deadline:
+        assert process.poll() is None, process.stdout.read()[-3000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    interrupted_at = max(int(p.rsplit("-", 1)[1]) for p in glob.glob(str(killed / "checkpoints" / "step-*")))
+    assert interrupted_at < 40, "the run finished before it could be killed"
+    _run(killed, *args)
+    with open(killed / "result-0.json") as file:
+        result = json.load(file)
+    assert result["resumed_from"] == interrupted_at
+    assert result["steps_this_run"] == 40 - interrupted_at  # no step repeated or skipped
+    for a, b in zip(_weights(tmp_path / "straight"), _weights(killed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_on_localhost_trains_and_workers_agree(tmp_path):
+    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(_start(tmp_path, "--strategy=multi_worker", "--steps=8", "--dropout=0",
+                                env={"TF_CONFIG": json.dumps(config)}))
+    for process in processes:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-3000:]
+    for a, b in zip(_weights(tmp_path, 0), _weights(tmp_path, 1)):
+        np.testing.assert_array_equal(a, b)
+    losses = _train_losses(tmp_path)  # written by the chief (worker 0) only
+    assert sorted(losses) == list(range(1, 9)) and losses[8] < losses[1]
+    assert os.path.isdir(tmp_path / "checkpoints" / "step-000000008")
+
+
+# --- in-process checks on a tiny regression model ------------------------------------------------
+
+
+def _regression_data(poison_batch=None, batches=8, batch_size=4):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batches * batch_size, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]], "float32")).astype("float32")
+    if poison_batch is not None:
+        x[poison_batch * batch_size] = np.nan
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+def _trainer(tmp_path, precision="float32", poison_batch=None, **overrides):
+    keras.mixed_precision.set_dtype_policy(precision)
+    settings = dict(steps=8, batch_size=4, learning_rate=1e-2, warmup_steps=0, log_every=1, eval_every=100,
+                    checkpoint_every=2, precision=precision, output_dir=str(tmp_path), verbose=0)
+    config = TrainConfig(**{**settings, **overrides})
+    strategy = resolve_strategy("default")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=build_optimizer(config, model.trainable_variables), loss="mse")
+    return Trainer(model, config, strategy, _regression_data(poison_batch))
+
+
+def test_nan_in_float32_stops_and_leaves_the_last_checkpoint_untouched(tmp_path):
+    trainer = _trainer(tmp_path, poison_batch=4)  # the fifth step sees a NaN input
+    with pytest.raises(TrainingDiverged, match=r"at step 5 is not finite.*last good checkpoint \(step 4\)"):
+        trainer.fit()
+    assert trainer.checkpoints.steps() == [2, 4]
+    meta = json.load(open(os.path.join(trainer.checkpoints.path(4), "meta.json")))
+    restored = trainer.checkpoints.restore(4)
+    assert restored["sha256"] == meta["sha256"]
+    assert all(np.isfinite(keras.ops.convert_to_numpy(v.value)).all() for v in trainer.model.variables)
+
+
+def test_nan_under_mixed_float16_lowers_the_loss_scale_and_training_goes_on(tmp_path):
+    trainer = _trainer(tmp_path, precision="mixed_float16", poison_batch=4)
+    scale_before = float(trainer.optimizer.dynamic_scale.numpy())
+    result = trainer.fit()
+    assert result["steps"] == 8
+    assert 5 in result["skipped_steps"]  # the poisoned batch: update skipped, scale halved
+    assert float(trainer.optimizer.dynamic_scale.numpy()) < scale_before
+    assert all(np.isfinite(keras.ops.convert_to_numpy(v.value)).all() for v in trainer.model.variables)
+
+
+def test_gradient_accumulation_updates_every_k_steps(tmp_path):
+    trainer = _trainer(tmp_path, gradient_accumulation_steps=2, steps=3, checkpoint_every=100)
+    trainer.fit()
+    assert int(trainer.optimizer.iterations.numpy()) == 1  # 3 micro-steps: one update, one pending
+
+
+def _event_tags(logdir):
+    tags = {}
+    for path in glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tags.setdefault(os.path.basename(os.path.dirname(path)), set()).add(value.tag)
+    return tags
+
+
+def test_tensorboard_receives_scalars_text_image_and_hparams(tmp_path):
+    from kzoo import data, models
+    from kzoo.train.recipe import perplexity
+    from kzoo.train.summaries import Summaries
+    from tests.data.helpers import EOS, WhitespaceTokenizer, corpus
+
+    texts = [" ".join(document) for document in corpus(num_documents=12)]
+    dataset = data.causal_lm_dataset(texts, WhitespaceTokenizer(), sequence_length=8, eos_id=EOS, batch_size=4)
+    config = TrainConfig(steps=2, batch_size=4, log_every=1, eval_every=2, eval_steps=2, output_dir=str(tmp_path),
+                         verbose=0)
+    model = models.GPTCausalLM(models.from_preset("gpt_test"))
+    model.compile(optimizer=build_optimizer(config, model.trainable_variables))
+    example = next(iter(dataset.unbatch().batch(1)))[0]
+    samples = lambda model, results: {"samples": "w1 w2 -> w3"}  # noqa: E731
+    trainer = Trainer(model, config, resolve_strategy("default"), dataset, dataset,
+                      evaluators=[perplexity, samples], attention_example=example)
+    trainer.summaries.config({"train": {"steps": 2, "precision": "float32"}}, "train:\n  steps: 2\n")
+    trainer.fit()
+    trainer.summaries.flush()
+    tags = _event_tags(str(tmp_path / "logs"))
+    assert {"loss", "learning_rate", "gradient_norm", "tokens_per_second", "examples_per_second", "accuracy",
+            "config", "_hparams_/session_start_info"} <= tags["train"]
+    assert {"loss", "accuracy", "perplexity", "samples", "attention/layer_0", "attention/layer_1"} <= \
+        tags["eval"]
+    assert isinstance(trainer.summaries, Summaries)

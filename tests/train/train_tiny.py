@@ -1,0 +1,66 @@
+"""A tiny kzoo training run, as a separate process: used by the strategy, resume and multi-worker tests.
+
+    python -m tests.train.train_tiny OUTPUT_DIR [--strategy S] [--logical-cpus N] [--steps N] ...
+
+Trains a dropout-enabled tiny GPT on a generated corpus with `kzoo.train.Trainer`, then
+writes the final trainable weights to `OUTPUT_DIR/weights-<task>.npz` (the task index
+of a multi-worker job, else 0). Logical CPUs must be configured before TensorFlow
+starts, which is why this runs as its own process.
+"""
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("output_dir")
+    parser.add_argument("--strategy", default="default")
+    parser.add_argument("--logical-cpus", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--checkpoint-every", type=int, default=4)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--clip-norm", type=float, default=0.5)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    if args.logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
+    tf.config.experimental.enable_op_determinism()
+    import keras
+    import numpy as np
+
+    from kzoo import data, models
+    from kzoo.train import TrainConfig, Trainer, build_optimizer, resolve_strategy
+    from tests.data.helpers import EOS, WhitespaceTokenizer, corpus
+
+    keras.utils.set_random_seed(0)
+    devices = ",".join(f"/cpu:{i}" for i in range(args.logical_cpus)) if args.strategy == "mirrored" else ""
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=3e-3, warmup_steps=2,
+                         log_every=1, eval_every=1000, checkpoint_every=args.checkpoint_every,
+                         clip_norm=args.clip_norm, strategy=args.strategy, devices=devices,
+                         output_dir=args.output_dir, verbose=0)
+    strategy = resolve_strategy(config.strategy, config.devices)
+    texts = [" ".join(document) for document in corpus(num_documents=40)]
+    dataset = data.causal_lm_dataset(texts, WhitespaceTokenizer(), sequence_length=16, eos_id=EOS,
+                                     batch_size=config.batch_size, shuffle=True, seed=0)
+    with strategy.scope():
+        model = models.GPTCausalLM(models.from_preset("gpt_test", dropout=args.dropout))
+        model.compile(optimizer=build_optimizer(config, model.trainable_variables))
+    result = Trainer(model, config, strategy, dataset).fit()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task = (getattr(resolver, "task_id", 0) or 0) if resolver is not None else 0
+    weights = {f"w{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(model.trainable_variables)}
+    np.savez(os.path.join(args.output_dir, f"weights-{task}.npz"), **weights)
+    with open(os.path.join(args.output_dir, f"result-{task}.json"), "w") as file:
+        json.dump({key: value for key, value in result.items() if key != "eval"}, file)
+
+
+if __name__ == "__main__":
+    main()
