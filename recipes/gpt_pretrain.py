@@ -18,7 +18,9 @@ import sys
 from kzoo import data, models
 from kzoo.train import TrainConfig
 from kzoo.train.recipe import (ModelConfig, RecipeParts, default_corpus, perplexity, prepare_tokenizer,
-                               run_recipe, split_holdout)
+                               run_recipe, sample_generations, split_holdout)
+
+PROMPTS = ("Return a new", "The default value is", "This function", "If the file")
 
 
 @dataclasses.dataclass
@@ -65,7 +67,8 @@ def build(config, workdir):
                                   **config.model.preset_arguments())
     model = models.GPTCausalLM(backbone)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
-    return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[perplexity],
+    evaluators = [perplexity, sample_generations(PROMPTS, tokenizer)]
+    return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=evaluators,
                        attention_example=example, tokenizer_files=tokenizer_files)
 
 

@@ -223,6 +223,7 @@ class Trainer:
         history_path = os.path.join(self.output_dir, "history.jsonl")
         if start_step >= config.steps:
             return self._result(start_step, start_step, 0.0, history_path, resumed_from=start_step)
+        self._truncate_history(history_path, start_step)
         self._build_compiled_state()
         if self._train_function is None:
             self._train_function = self._make_train_function()
@@ -300,6 +301,15 @@ class Trainer:
         self.model.reset_metrics()
         self.summaries.scalars(self.summaries.train, step, values)
         self._log_history(history_path, {"step": step, "train": values})
+
+    def _truncate_history(self, path, step):
+        """Drops records of steps after `step` (logged by a run that died before its next checkpoint)."""
+        if not self.chief or not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as file:
+            kept = [line for line in file if json.loads(line)["step"] <= step]
+        with open(path, "w", encoding="utf-8") as file:
+            file.writelines(kept)
 
     def _log_history(self, path, record):
         if self.chief:

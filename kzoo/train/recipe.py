@@ -249,3 +249,14 @@ def perplexity(model, results):
     if "loss" not in results:
         return {}
     return {"perplexity": math.exp(min(results["loss"], 50.0))}
+
+
+def sample_generations(prompts, tokenizer, max_new_tokens=24, name="samples"):
+    """Evaluator: greedy continuations of fixed `prompts`, logged as one markdown text."""
+
+    def evaluate(model, results):
+        outputs = model.generate(list(prompts), tokenizer=tokenizer, max_new_tokens=max_new_tokens)
+        lines = [f"* **{prompt}** {output}" for prompt, output in zip(prompts, outputs)]
+        return {name: "\n".join(lines)}
+
+    return evaluate

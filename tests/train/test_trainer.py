@@ -193,3 +193,32 @@ def test_tensorboard_receives_scalars_text_image_and_hparams(tmp_path):
     assert {"loss", "accuracy", "perplexity", "samples", "attention/layer_0", "attention/layer_1"} <= \
         tags["eval"]
     assert isinstance(trainer.summaries, Summaries)
+
+
+def test_xla_compiled_step_trains(tmp_path):
+    trainer = _trainer(tmp_path, xla=True, steps=3, checkpoint_every=100)
+    result = trainer.fit()
+    assert result["steps"] == 3 and np.isfinite(result["last_loss"])
+
+
+def test_mixed_bfloat16_trains_with_float32_variables(tmp_path):
+    trainer = _trainer(tmp_path, precision="mixed_bfloat16", steps=3, checkpoint_every=100)
+    result = trainer.fit()
+    assert np.isfinite(result["last_loss"])
+    assert all(v.dtype == "float32" for v in trainer.model.trainable_variables)
+    assert trainer.model.layers[0].compute_dtype == "bfloat16"
+
+
+def test_strategy_errors_say_what_to_do(monkeypatch):
+    from kzoo.train import ConfigError
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="multi_worker needs TF_CONFIG"):
+        resolve_strategy("multi_worker")
+    with pytest.raises(ConfigError, match="one_device takes exactly one device"):
+        resolve_strategy("one_device", devices="/cpu:0,/cpu:1")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
+        resolve_strategy("auto")
+    monkeypatch.delenv("TF_CONFIG")
+    assert resolve_strategy("auto").num_replicas_in_sync == 1
