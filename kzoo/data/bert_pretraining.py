@@ -81,7 +81,7 @@ def _random_continuation(documents, doc_index, target_length, rng):
 
 def bert_pretraining_dataset(
     documents, tokenizer, *, sequence_length, max_predictions_per_sequence, vocabulary_size, cls_id, sep_id,
-    pad_id, mask_id, mask_rate=0.15, short_seq_prob=0.1, batch_size=None, shuffle=False, seed=0,
+    pad_id, mask_id, mask_rate=0.15, short_seq_prob=0.1, dupe_factor=1, batch_size=None, shuffle=False, seed=0,
     input_context=None, shuffle_buffer=10_000, drop_remainder=True,
 ):
     """BERT pretraining examples for `BertPretrainer.fit`.
@@ -90,7 +90,9 @@ def bert_pretraining_dataset(
     built with `make_sentence_pairs(seed=seed)`, then each pair is packed as
     `[CLS] A [SEP] B [SEP]` (longest-first truncation) and masked with `mask_tokens`
     seeded by `(seed, pair index)`; the masks are the same every epoch (static
-    masking, as in BERT's original data).
+    masking, as in BERT's original data). `dupe_factor` > 1 repeats the pairing and
+    masking that many times with other seeds (BERT's `dupe_factor`), tokenizing once,
+    so one pass over the data shows each sentence with different partners and masks.
 
     Args:
         documents: list of documents, each a list of sentence strings
@@ -109,7 +111,13 @@ def bert_pretraining_dataset(
     flat = [sentence for document in documents for sentence in document]
     ids = iter(_common.tokenize_python(tokenizer, flat))
     tokenized = [[next(ids) for _ in document] for document in documents]
-    firsts, seconds, labels = make_sentence_pairs(tokenized, sequence_length - 3, seed, short_seq_prob)
+    if dupe_factor < 1:
+        raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}.")
+    firsts, seconds, labels = [], [], []
+    for copy in range(dupe_factor):  # copy 0 uses `seed` itself, as without duplication
+        pairs = make_sentence_pairs(tokenized, sequence_length - 3, seed if copy == 0 else [seed, copy], short_seq_prob)
+        for out, part in zip((firsts, seconds, labels), pairs, strict=True):
+            out.extend(part)
 
     source = tf.data.Dataset.zip(
         _common.ragged_slices(firsts), _common.ragged_slices(seconds),

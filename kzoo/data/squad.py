@@ -105,14 +105,23 @@ def _piece_spans(word, span, pieces, tokenizer):
 
 def tokenize_with_offsets(tokenizer, text):
     """Sub-token ids of `text` and their character spans: `(ids, offsets)` lists."""
-    words, spans = _words(text)
-    if not words:
-        return [], []
-    ids, offsets = [], []
-    for word, span, pieces in zip(words, spans, _common.tokenize_python(tokenizer, words), strict=True):
-        ids.extend(pieces)
-        offsets.extend(_piece_spans(word, span, pieces, tokenizer))
-    return ids, offsets
+    return _tokenize_texts_with_offsets(tokenizer, [text])[text]
+
+
+def _tokenize_texts_with_offsets(tokenizer, texts):
+    """`{text: (ids, offsets)}` for distinct `texts`, all their words tokenized in a few batched calls."""
+    texts = list(dict.fromkeys(texts))
+    split = [_words(text) for text in texts]
+    pieces = iter(_common.tokenize_python(tokenizer, [word for words, _ in split for word in words]))
+    out = {}
+    for text, (words, spans) in zip(texts, split, strict=True):
+        ids, offsets = [], []
+        for word, span in zip(words, spans, strict=True):
+            word_pieces = next(pieces)
+            ids.extend(word_pieces)
+            offsets.extend(_piece_spans(word, span, word_pieces, tokenizer))
+        out[text] = (ids, offsets)
+    return out
 
 
 def squad_features(
@@ -132,11 +141,12 @@ def squad_features(
     """
     _common.check_special_ids(cls_id=cls_id, sep_id=sep_id, pad_id=pad_id)
     questions = _common.tokenize_python(tokenizer, [example.question for example in examples])
+    contexts = _tokenize_texts_with_offsets(tokenizer, [example.context for example in examples])
     rows = {name: [] for name in ("token_ids", "segment_ids", "start_positions", "end_positions", "offsets",
                                   "example_index")}
     for index, (example, question) in enumerate(zip(examples, questions, strict=True)):
         question = question[:max_query_length]
-        context_ids, offsets = tokenize_with_offsets(tokenizer, example.context)
+        context_ids, offsets = contexts[example.context]
         answer = _answer_tokens(example, offsets)
         window = sequence_length - len(question) - 3
         if window < 1:

@@ -63,7 +63,10 @@ class Task(keras.Model):
         if loss == "auto":
             loss = self.default_loss()
         if metrics == "auto":
-            metrics = self.default_metrics()
+            # As weighted metrics: Keras' plain `metrics` ignore sample weights, so they would also score
+            # padded MLM slots and the sub-tokens a tagging task weights 0.
+            metrics = None
+            kwargs.setdefault("weighted_metrics", self.default_metrics())
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def default_loss(self):

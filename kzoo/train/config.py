@@ -213,7 +213,8 @@ def _parse(key, value, kind):
     if origin in (list, tuple):
         items = value.split(",") if isinstance(value, str) else list(value)
         item_kind = typing.get_args(kind)[0] if typing.get_args(kind) else str
-        parsed = [_parse(key, item.strip() if isinstance(item, str) else item, item_kind) for item in items if item != ""]
+        items = [item.strip() if isinstance(item, str) else item for item in items]
+        parsed = [_parse(key, item, item_kind) for item in items if item != ""]
         return tuple(parsed) if origin is tuple else parsed
     try:
         if kind is bool:

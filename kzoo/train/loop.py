@@ -29,7 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kzoo.train import optimization, strategy as strategies
+from kzoo.train import optimization
+from kzoo.train import strategy as strategies
 from kzoo.train.checkpoint import CheckpointManager
 from kzoo.train.config import TrainConfig
 from kzoo.train.summaries import Summaries
@@ -109,6 +110,10 @@ class Trainer:
             scaled_loss = optimizer.scale_loss(loss)
         variables = model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
+        # Variables the loss does not reach (BERT's pooler under a tagging or span head) have no gradient;
+        # all_reduce cannot take None (MirroredStrategy fails), so leave them out of the step.
+        used = [pair for pair in zip(gradients, variables, strict=True) if pair[0] is not None]
+        gradients, variables = [pair[0] for pair in used], [pair[1] for pair in used]
         replicas = self.strategy.num_replicas_in_sync
         if replicas > 1:
             gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)

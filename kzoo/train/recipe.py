@@ -109,7 +109,8 @@ def run_recipe(name, config, build, argv=None, description="", evaluate_only=Fal
 def _run(name, config, build, evaluate_only):
     import keras
 
-    from kzoo.train import optimization, strategy as strategies
+    from kzoo.train import optimization
+    from kzoo.train import strategy as strategies
     from kzoo.train.loop import Trainer, TrainingDiverged
 
     train: TrainConfig = config.train
@@ -192,7 +193,7 @@ def _report(name, result):
 
 
 def default_corpus(task, workdir, seed=0, size=None):
-    """Writes (once) the offline default corpus of `task` under `<workdir>/data`; returns its paths."""
+    """Writes the offline default corpus of `task` under `<workdir>/data` (deterministic); returns its paths."""
     from kzoo.data import corpora
 
     return corpora.write_default_corpus(task, os.path.join(workdir, "data"), seed=seed, size=size)
@@ -256,7 +257,7 @@ def sample_generations(prompts, tokenizer, max_new_tokens=24, name="samples"):
 
     def evaluate(model, results):
         outputs = model.generate(list(prompts), tokenizer=tokenizer, max_new_tokens=max_new_tokens)
-        lines = [f"* **{prompt}** {output}" for prompt, output in zip(prompts, outputs)]
+        lines = [f"* **{prompt}** {output}" for prompt, output in zip(prompts, outputs, strict=True)]
         return {name: "\n".join(lines)}
 
     return evaluate

@@ -1,13 +1,13 @@
 """Choosing a `tf.distribute.Strategy` by name.
 
-| name | what it gives |
-|---|---|
-| `auto` | TPU if a TPU is named (`--train.tpu`, `TPU_NAME`) or attached; multi-worker if `TF_CONFIG` lists several tasks; mirrored if more than one GPU; else the default (one device) strategy |
-| `default` | TensorFlow's default strategy: no distribution, the first GPU if any |
-| `one_device` | `OneDeviceStrategy` on `--train.devices` (default GPU 0, else the CPU) |
-| `mirrored` | synchronous data parallelism on the local GPUs (or `--train.devices`, e.g. two logical CPUs in tests) |
-| `multi_worker` | `MultiWorkerMirroredStrategy` across the workers in `TF_CONFIG` |
-| `tpu` | `TPUStrategy` on the TPU the resolver finds |
+- `auto`: TPU if a TPU is named (`--train.tpu`, `TPU_NAME`) or attached; multi-worker if
+  `TF_CONFIG` lists several tasks; mirrored if more than one GPU; else `default`.
+- `default`: TensorFlow's default strategy: no distribution, the first GPU if any.
+- `one_device`: `OneDeviceStrategy` on `--train.devices` (default GPU 0, else the CPU).
+- `mirrored`: synchronous data parallelism on the local GPUs (or `--train.devices`,
+  e.g. two logical CPUs in tests).
+- `multi_worker`: `MultiWorkerMirroredStrategy` across the workers in `TF_CONFIG`.
+- `tpu`: `TPUStrategy` on the TPU the resolver finds.
 
 Nothing here contacts a network unless a TPU or `TF_CONFIG` asks for it.
 """

@@ -62,8 +62,10 @@ class BertPretrainer(_BertTask):
         self._store_config(backbone)
 
     def default_loss(self):
+        # The MLM loss is the mean over real masked positions (BERT's), not over all `p` slots.
         return {
-            "mlm_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "mlm_logits": keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight"),
             "nsp_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         }
 
@@ -110,6 +112,10 @@ class BertTokenClassifier(_BertTask):
         logits = self.token_classification_head(backbone(inputs)["sequence_output"])
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self._store_config(backbone, num_classes=num_classes, dropout=dropout)
+
+    def default_loss(self):
+        # Mean over the weighted (e.g. first sub-word) positions, not over every position of the batch.
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
