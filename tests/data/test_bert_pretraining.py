@@ -100,3 +100,19 @@ def test_shards_partition_the_unsharded_examples():
     everything = rows()
     shards = [rows(input_context=tf.distribute.InputContext(2, i, 2)) for i in range(2)]
     assert shards[0] == everything[0::2] and shards[1] == everything[1::2]  # masks keyed by global index
+
+
+def test_dupe_factor_adds_differently_paired_copies_after_the_original():
+    options = dict(sequence_length=32, max_predictions_per_sequence=5, vocabulary_size=VOCAB, cls_id=CLS,
+                   sep_id=SEP, pad_id=PAD, mask_id=MASK, seed=3)
+    documents = corpus(num_documents=8)
+
+    def rows(dataset):
+        return [features["token_ids"].numpy().tolist() for features, _, _ in dataset]
+
+    once = rows(data.bert_pretraining_dataset(documents, WhitespaceTokenizer(), **options))
+    twice = rows(data.bert_pretraining_dataset(documents, WhitespaceTokenizer(), dupe_factor=2, **options))
+    assert twice[: len(once)] == once  # copy 0 is the unduplicated data
+    assert len(twice) > len(once) and twice[len(once):] != once[: len(twice) - len(once)]
+    with pytest.raises(ValueError, match="dupe_factor must be >= 1"):
+        data.bert_pretraining_dataset(documents, WhitespaceTokenizer(), dupe_factor=0, **options)
