@@ -17,8 +17,16 @@ import sys
 
 from kzoo import data, models
 from kzoo.train import TrainConfig
-from kzoo.train.recipe import (ModelConfig, RecipeParts, default_corpus, perplexity, prepare_tokenizer,
-                               run_recipe, sample_generations, split_holdout)
+from kzoo.train.recipe import (
+    ModelConfig,
+    RecipeParts,
+    default_corpus,
+    perplexity,
+    prepare_tokenizer,
+    run_recipe,
+    sample_generations,
+    split_holdout,
+)
 
 PROMPTS = ("Return a new", "The default value is", "This function", "If the file")
 
@@ -42,7 +50,8 @@ class Config:
 
 def read_documents(config, workdir):
     """(train, held-out) documents as strings, one string per document."""
-    paths = config.data.train_files.split(",") if config.data.train_files else [default_corpus("lm", workdir)["documents"]]
+    paths = config.data.train_files.split(",") if config.data.train_files else None
+    paths = paths or [default_corpus("lm", workdir)["documents"]]
     documents, _ = data.read_text_documents(paths)
     if config.data.eval_files:
         held_out, _ = data.read_text_documents(config.data.eval_files.split(","))

@@ -19,8 +19,8 @@ def _rates(schedule, steps):
 
 def test_warmup_then_linear_and_cosine_decay():
     linear = WarmupDecay(1.0, total_steps=10, warmup_steps=4, decay="linear", end_ratio=0.0)
-    np.testing.assert_allclose(_rates(linear, range(10)), [0.25, 0.5, 0.75, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0],
-                               atol=1e-6)
+    expected = [0.25, 0.5, 0.75, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0]
+    np.testing.assert_allclose(_rates(linear, range(10)), expected, atol=1e-6)
     cosine = WarmupDecay(2.0, total_steps=12, warmup_steps=2, decay="cosine", end_ratio=0.1)
     expected = [2.0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (s + 1 - 2) / 10))) for s in range(2, 12)]
     np.testing.assert_allclose(_rates(cosine, range(2, 12)), expected, atol=1e-6)
@@ -67,7 +67,7 @@ def test_save_restore_round_trip_and_keep_n(tmp_path):
         variable.assign(np.full(variable.shape, 7.0, dtype=variable.dtype))
     meta = manager.restore_latest()
     assert meta["step"] == 6 and meta["data_position"] == 6
-    for original, variable in zip(originals, manager.model.variables):
+    for original, variable in zip(originals, manager.model.variables, strict=True):
         np.testing.assert_array_equal(original, keras.ops.convert_to_numpy(variable.value))
 
 

@@ -57,7 +57,7 @@ def test_mirrored_on_two_devices_matches_one_device(tmp_path):
     one, two = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
     assert sorted(one) == list(range(1, 13))
     np.testing.assert_allclose([two[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=2e-6)
-    for a, b in zip(_weights(tmp_path / "one"), _weights(tmp_path / "two")):
+    for a, b in zip(_weights(tmp_path / "one"), _weights(tmp_path / "two"), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -80,7 +80,7 @@ def test_resume_after_sigkill_gives_bit_identical_weights(tmp_path):
         result = json.load(file)
     assert result["resumed_from"] == interrupted_at
     assert result["steps_this_run"] == 40 - interrupted_at  # no step repeated or skipped
-    for a, b in zip(_weights(tmp_path / "straight"), _weights(killed)):
+    for a, b in zip(_weights(tmp_path / "straight"), _weights(killed), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -101,7 +101,7 @@ def test_multi_worker_on_localhost_trains_and_workers_agree(tmp_path):
     for process in processes:
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output[-3000:]
-    for a, b in zip(_weights(tmp_path, 0), _weights(tmp_path, 1)):
+    for a, b in zip(_weights(tmp_path, 0), _weights(tmp_path, 1), strict=True):
         np.testing.assert_array_equal(a, b)
     losses = _train_losses(tmp_path)  # written by the chief (worker 0) only
     assert sorted(losses) == list(range(1, 9)) and losses[8] < losses[1]
