@@ -70,7 +70,9 @@ class Task(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def default_loss(self):
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # The mean over weighted positions: the kzoo.data pipelines pass target masks as sample weights, and
+        # Keras' default reduction would divide by every position, padding included.
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
     def default_metrics(self):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

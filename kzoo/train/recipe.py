@@ -220,7 +220,7 @@ def prepare_tokenizer(kind, texts, vocabulary_size, workdir, tokenizer_dir=""):
             raise ConfigError(f"data.tokenizer_dir {tokenizer_dir!r} is not a directory.")
         files = {name: os.path.join(tokenizer_dir, name) for name in os.listdir(tokenizer_dir)}
         return tokenizer_from_files(files), files
-    folder = os.path.join(workdir, "vocab")
+    folder = os.path.join(workdir, "vocab", f"{kind}-{vocabulary_size}")  # a new kind or size trains anew
     target = "vocab.txt" if kind == "wordpiece" else "spiece.model"
     path = os.path.join(folder, target)
     if not os.path.exists(path):

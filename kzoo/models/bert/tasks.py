@@ -113,9 +113,6 @@ class BertTokenClassifier(_BertTask):
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self._store_config(backbone, num_classes=num_classes, dropout=dropout)
 
-    def default_loss(self):
-        # Mean over the weighted (e.g. first sub-word) positions, not over every position of the batch.
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
 
 @keras.saving.register_keras_serializable(package="kzoo")

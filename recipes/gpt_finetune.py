@@ -1,0 +1,154 @@
+"""GPT fine-tuning: continue next-token training of an imported causal LM on new text.
+
+Checkpoint (`--model.checkpoint=PATH`): a local Hugging Face GPT-2 directory
+(`config.json` + `model.safetensors` + `vocab.json`/`merges.txt`), a local keras-hub
+GPT-2 preset directory, or a kzoo `.keras` file whose tokenizer files are in the
+`tokenizer/` folder beside it (as every kzoo recipe saves them). Default:
+`runs/gpt_pretrain/model.keras`, the output of `kzoo train gpt_pretrain`.
+
+Default data (offline): the documents of `kzoo.data.corpora`'s generated match
+reports (summarization corpus, 3,000 training and 750 held-out documents) as plain
+text: a domain shift from the docstring prose gpt_pretrain trains on. Bring your own
+with `--data.train_files=DIR_OR_FILES` (plain text, one sentence a line, one document
+a file) and optionally `--data.eval_files` (else every tenth document is held out).
+The tokenizer is the checkpoint's own (override with `--data.tokenizer_dir`).
+
+    python recipes/gpt_pretrain.py && python recipes/gpt_finetune.py   # ~3 + ~2 minutes on 2 CPU cores
+    python recipes/gpt_finetune.py --model.checkpoint=path/to/gpt2 --data.train_files=my_texts/ --train.batch_size=8
+
+Metrics: held-out loss and perplexity, with those of the checkpoint before fine-tuning
+(`base_loss`, `base_perplexity`, measured once before the first step on the same
+held-out batches); continuations of a few held-out openings, before and now, as text.
+"""
+
+import dataclasses
+import os
+import sys
+
+import keras
+
+from kzoo import data, metrics, models
+from kzoo.convert import from_huggingface, from_keras_hub
+from kzoo.text import tokenizer_from_files
+from kzoo.train import ConfigError, TrainConfig
+from kzoo.train.recipe import RecipeParts, default_corpus, run_recipe, split_holdout
+
+DEFAULT_CHECKPOINT = os.path.join("runs", "gpt_pretrain", "model.keras")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    checkpoint: str = ""  # HF GPT-2 dir, keras-hub preset dir or kzoo .keras file; empty: runs/gpt_pretrain
+
+
+@dataclasses.dataclass
+class DataConfig:
+    train_files: str = ""  # comma-separated text files/directories; empty: the default corpus' documents
+    eval_files: str = ""  # empty: the default test documents, or every tenth training document
+    tokenizer_dir: str = ""  # empty: the checkpoint's tokenizer files
+    sequence_length: int = 64
+    prompt_words: int = 8  # words of each held-out document used as a prompt for the samples
+    sample_tokens: int = 32  # tokens generated per sample
+
+
+@dataclasses.dataclass
+class Config:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
+        steps=150, batch_size=32, learning_rate=5e-4, warmup_steps=15, decay="cosine", eval_every=75,
+        checkpoint_every=75))
+
+
+def files_in(folder):
+    """`{basename: path}` of the files in a tokenizer folder."""
+    if not os.path.isdir(folder):
+        raise ConfigError(f"no tokenizer folder {folder!r}: pass one with --data.tokenizer_dir.")
+    return {name: os.path.join(folder, name) for name in os.listdir(folder)}
+
+
+def load_checkpoint(path):
+    """`(GPTCausalLM, {tokenizer basename: path} or None, path)` from a HF/keras-hub dir or a `.keras` file."""
+    if not path and not os.path.exists(DEFAULT_CHECKPOINT):
+        raise ConfigError(f"no checkpoint at {DEFAULT_CHECKPOINT}: run `kzoo train gpt_pretrain` first "
+                          "or pass --model.checkpoint=PATH (HF GPT-2 dir, keras-hub preset dir or .keras file).")
+    path = path or DEFAULT_CHECKPOINT
+    if os.path.isfile(path) and path.endswith(".keras"):
+        model, files = keras.saving.load_model(path, compile=False), None
+    elif os.path.isfile(os.path.join(path, "config.json")):
+        keras_hub = os.path.exists(os.path.join(path, "model.weights.h5")) or os.path.exists(
+            os.path.join(path, "model.weights.json"))
+        imported = (from_keras_hub if keras_hub else from_huggingface)(path, family="gpt")
+        model, files = imported.model, imported.tokenizer_files
+    else:
+        raise ConfigError(f"model.checkpoint {path!r} is neither a .keras file nor a directory with config.json.")
+    if not isinstance(model, models.GPTCausalLM):
+        raise ConfigError(f"model.checkpoint {path!r} holds a {type(model).__name__}, not a GPTCausalLM.")
+    return model, files, path
+
+
+def read_documents(config, workdir):
+    """(train, held-out) documents as strings."""
+    if config.data.train_files:
+        train, _ = data.read_text_documents(config.data.train_files.split(","))
+        train = [" ".join(document) for document in train]
+        held_out = None
+    else:
+        corpus = default_corpus("summarization", workdir)
+        train = [record["document"] for record in data.read_csv(corpus["train"], ["document"])[0]]
+        held_out = [record["document"] for record in data.read_csv(corpus["test"], ["document"])[0]]
+    if config.data.eval_files:
+        held_out = [" ".join(document) for document in data.read_text_documents(config.data.eval_files.split(","))[0]]
+    if held_out is None:
+        train, held_out = split_holdout(train)
+    if not train or not held_out:
+        raise ValueError(f"no documents found in {config.data.train_files}: pass --data.train_files with text files.")
+    return train, held_out
+
+
+def held_out_loss(model, dataset):
+    """Mean of the per-batch held-out losses, computed as the training loop's evaluation does."""
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    values = [float(loss(y, model(x, training=False), sample_weight=w)) for x, y, w in dataset]
+    return sum(values) / len(values)
+
+
+def continuations(model, tokenizer, prompts, config):
+    return model.generate(prompts, tokenizer=tokenizer, max_new_tokens=config.data.sample_tokens)
+
+
+def build(config, workdir):
+    model, tokenizer_files, path = load_checkpoint(config.model.checkpoint)
+    if config.data.tokenizer_dir or tokenizer_files is None:  # a .keras file: the recipe's tokenizer/ beside it
+        tokenizer_files = files_in(config.data.tokenizer_dir or os.path.join(os.path.dirname(path), "tokenizer"))
+    tokenizer = tokenizer_from_files(tokenizer_files)
+    train_texts, eval_texts = read_documents(config, workdir)
+    eos, size = tokenizer.special_token_ids.get("eos"), model.backbone.token_embedding.vocabulary_size
+    if tokenizer.vocabulary_size != size or eos is None:
+        raise ConfigError(f"the tokenizer ({tokenizer.vocabulary_size} ids, end token {eos}) does not fit the model "
+                          f"({size} ids): pass the checkpoint's own with --data.tokenizer_dir.")
+    options = dict(sequence_length=config.data.sequence_length, eos_id=eos, batch_size=config.train.batch_size)
+    train_set = data.causal_lm_dataset(train_texts, tokenizer, shuffle=True, seed=config.train.seed, **options)
+    eval_set = data.causal_lm_dataset(eval_texts, tokenizer, **options)
+
+    # The checkpoint as it is, before the first step: the baseline the evaluations are compared with.
+    base_loss = held_out_loss(model, eval_set.take(config.train.eval_steps or -1))
+    prompts = [" ".join(text.split()[:config.data.prompt_words]) for text in eval_texts[:3]]
+    before = continuations(model, tokenizer, prompts, config)
+
+    def evaluate(model, results):
+        now = continuations(model, tokenizer, prompts, config)
+        samples = [f"**{p}** …  \nbefore: {b}  \nnow: {n}" for p, b, n in zip(prompts, before, now, strict=True)]
+        return {"perplexity": metrics.perplexity(results["loss"]), "base_loss": base_loss,
+                "base_perplexity": metrics.perplexity(base_loss), "samples": "\n\n".join(samples)}
+
+    return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[evaluate],
+                       tokenizer_files=tokenizer_files)
+
+
+def main(argv=None):
+    run_recipe("gpt_finetune", Config(), build, argv, description=__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Seq2seq translation: a T5-style encoder-decoder trained with teacher forcing.
+
+Default data (offline): `kzoo.data.corpora`'s generated translation task, English to an
+invented language with its own lexicon, adjectives after nouns and the verb last
+(6,000 training pairs, 1,500 test pairs in `translation/{train,test}.tsv`). One
+SentencePiece unigram vocabulary is trained on sources and targets together; the
+default corpus has only ~75 distinct words, so the default size is small (96): raise
+`--data.vocabulary_size` (e.g. 8000) for real data. Bring your own with
+`--data.train_files=FILES` (csv/tsv with a header; the columns are
+`--data.source_column`/`--data.target_column`), optionally `--data.eval_files` (else
+every tenth training pair is held out) and `--data.tokenizer_dir` (a `spiece.model`).
+
+    python recipes/seq2seq_translate.py                      # defaults, ~4-5 minutes on 2 CPU cores
+    python recipes/seq2seq_translate.py --model.preset=t5_small --data.train_files=my.tsv --data.vocabulary_size=8000
+
+Metrics: held-out loss and token accuracy (teacher forcing); corpus BLEU (a fraction,
+on whitespace tokens, with sacrebleu's default "exp" smoothing) of greedy translations
+of the first `--data.decode_examples` held-out sources, a few of them logged as text.
+"""
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from kzoo import data, metrics, models
+from kzoo.train import TrainConfig
+from kzoo.train.recipe import ModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe, split_holdout
+
+
+@dataclasses.dataclass
+class DataConfig:
+    train_files: str = ""  # comma-separated csv/tsv files or directories; empty: the default corpus
+    eval_files: str = ""  # empty: the default test split, or every tenth training pair for user data
+    source_column: str = "source"
+    target_column: str = "target"
+    tokenizer_dir: str = ""  # empty: train a SentencePiece vocabulary on sources + targets
+    vocabulary_kind: str = "sentencepiece_unigram"  # or "sentencepiece" (BPE pieces)
+    vocabulary_size: int = 96
+    source_length: int = 32  # tokens, EOS included; longer texts are truncated
+    target_length: int = 32
+    decode_examples: int = 300  # held-out pairs translated greedily at every evaluation (BLEU)
+
+
+@dataclasses.dataclass
+class Config:
+    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(preset="t5_tiny", dropout=0.0))
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
+        steps=600, batch_size=64, learning_rate=3e-3, warmup_steps=60, decay="cosine", eval_every=200,
+        checkpoint_every=200))
+
+
+def read_pairs(config, workdir):
+    """(train, held-out) lists of (source, target) strings."""
+    columns = {"source": config.data.source_column, "target": config.data.target_column}
+    paths = config.data.train_files.split(",") if config.data.train_files else None
+    eval_paths = config.data.eval_files.split(",") if config.data.eval_files else None
+    if paths is None:
+        corpus = default_corpus("translation", workdir)
+        paths, eval_paths = [corpus["train"]], eval_paths or [corpus["test"]]
+    train, _ = data.read_csv(paths, columns)
+    held_out = data.read_csv(eval_paths, columns)[0] if eval_paths else None
+    if held_out is None:
+        train, held_out = split_holdout(train)
+    if not train or not held_out:
+        raise ValueError(f"no source/target pairs found in {paths}: pass --data.train_files with csv/tsv files.")
+    return [(r["source"], r["target"]) for r in train], [(r["source"], r["target"]) for r in held_out]
+
+
+def bleu_evaluator(pairs, tokenizer, config):
+    """Evaluator: greedy translations of `pairs` (one compiled batch) scored with corpus BLEU."""
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    packed = tokenizer.encode(sources, max_length=config.data.source_length)  # truncated like the training data
+    prompts = {"encoder_token_ids": np.asarray(packed["token_ids"]),
+               "encoder_padding_mask": np.asarray(packed["padding_mask"])}
+    eos = tokenizer.special_token_ids["eos"]
+
+    def evaluate(model, results):
+        ids = model.generate(prompts, max_new_tokens=config.data.target_length, stop_token_ids=[eos],
+                             pad_id=tokenizer.pad_id)
+        rows = [[int(i) for i in row] for row in ids]
+        rows = [row[:row.index(eos)] if eos in row else row for row in rows]  # cut at the end token
+        hypotheses = [text.decode("utf-8") for text in tokenizer.detokenize(rows).numpy()]
+        samples = [f"{s}  \n→ {h}  \n(reference: {r})" for s, h, r in zip(sources, hypotheses, references, strict=True)]
+        bleu = metrics.corpus_bleu(hypotheses, references, smooth="exp")["bleu"]
+        return {"bleu": bleu, "samples": "\n\n".join(samples[:5])}
+
+    return evaluate
+
+
+def build(config, workdir):
+    train_pairs, eval_pairs = read_pairs(config, workdir)
+    tokenizer, tokenizer_files = prepare_tokenizer(
+        config.data.vocabulary_kind, [text for pair in train_pairs for text in pair], config.data.vocabulary_size,
+        workdir, config.data.tokenizer_dir)
+    pad, eos = tokenizer.pad_id, tokenizer.special_token_ids["eos"]
+    options = dict(encoder_length=config.data.source_length, decoder_length=config.data.target_length, pad_id=pad,
+                   eos_id=eos, decoder_start_id=pad, batch_size=config.train.batch_size)
+    train_set = data.seq2seq_dataset(train_pairs, tokenizer, shuffle=True, seed=config.train.seed,
+                                     drop_remainder=True, **options)
+    eval_set = data.seq2seq_dataset(eval_pairs, tokenizer, **options)
+
+    arguments = {**config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
+                 "max_sequence_length": max(config.data.source_length, config.data.target_length)}
+    model = models.Seq2SeqLM(models.from_preset(config.model.preset, **arguments))
+    example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
+    return RecipeParts(
+        model=model, train_dataset=train_set, eval_dataset=eval_set,
+        evaluators=[bleu_evaluator(eval_pairs[:config.data.decode_examples], tokenizer, config)],
+        attention_example=example, tokenizer_files=tokenizer_files)
+
+
+def main(argv=None):
+    run_recipe("seq2seq_translate", Config(), build, argv, description=__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
