@@ -108,3 +108,62 @@ class GPTBackbone(Backbone):
         if return_attention_scores:
             outputs["attention_scores"] = scores
         return outputs
+
+    # === Incremental decoding (used by kzoo.generate) ===
+
+    def empty_cache(self, batch_size, max_length, dtype=None):
+        """Zero KV caches for `call_with_cache`: a list with one `(b, 2, max_length, h, k)`
+        tensor per decoder block, in the compute dtype unless `dtype` is given."""
+        return [block.empty_self_attention_cache(batch_size, max_length, dtype) for block in self.decoder_blocks]
+
+    def call_with_cache(self, token_ids, cache=None, cache_update_index=0, padding_mask=None, position_ids=None):
+        """Runs the decoder stack on `token_ids`, optionally writing into KV caches (inference only).
+
+        The layers are the backbone's own; this entry point only adds what decoding needs:
+        a KV cache per block and per-row positions, so that left-padded prompts of
+        different lengths share one buffer.
+
+        Args:
+            token_ids: int `(b, s)`; with a cache, the tokens at buffer positions
+                `cache_update_index .. cache_update_index + s - 1`.
+            cache: None for a full causal pass over `token_ids`, or the list from
+                `empty_cache` (one `(b, 2, t_max, h, k)` tensor per block).
+            cache_update_index: int or int32 scalar tensor, buffer position of the first
+                token (0 without a cache).
+            padding_mask: bool/int `(b, t_max)` with a cache, `(b, s)` without; True for
+                real tokens (False for left padding). None: everything is real.
+            position_ids: int `(b, s)` position of each token for learned position
+                embeddings (a left-padded row counts from its first real token). None:
+                `cache_update_index + arange(s)` for every row. Rotary models ignore it:
+                rotary attention depends only on the offset between positions, which
+                left padding leaves unchanged.
+
+        Returns:
+            `(sequence_output, cache)`: `(b, s, hidden_dim)` after the final norm, and
+            the updated list of caches (None without a cache).
+        """
+        x = self.token_embedding(token_ids)
+        if self.position_embedding is not None:
+            if position_ids is None:
+                x = x + self.position_embedding(x, start_index=cache_update_index)
+            else:
+                table = keras.ops.cast(self.position_embedding.position_embeddings, x.dtype)
+                x = x + keras.ops.take(table, keras.ops.cast(position_ids, "int32"), axis=0)
+        new_cache = None if cache is None else []
+        for index, block in enumerate(self.decoder_blocks):
+            if cache is None:
+                x = block(x, padding_mask=padding_mask, training=False)
+            else:
+                x, layer_cache = block(
+                    x,
+                    padding_mask=padding_mask,
+                    self_attention_cache=cache[index],
+                    cache_update_index=cache_update_index,
+                    training=False,
+                )
+                new_cache.append(layer_cache)
+        return self.final_norm(x), new_cache
+
+    def token_logits(self, hidden):
+        """Vocabulary logits `(..., V)` from hidden states, with the tied token embedding."""
+        return self.token_embedding(hidden, reverse=True)

@@ -25,3 +25,11 @@ class GPTCausalLM(Task):
         logits = backbone.token_embedding(hidden, reverse=True)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self._store_config(backbone)
+
+    def generate(self, inputs, **options):
+        """Generates new tokens (or text) for `inputs`; see `kzoo.generate.generate`
+        for the inputs, options (`strategy`, `max_new_tokens`, `num_beams`, ...) and
+        the result."""
+        from kzoo.generate import generate
+
+        return generate(self, inputs, **options)

@@ -140,14 +140,19 @@ class Seq2SeqBackbone(Backbone):
             for side in ("encoder", "decoder")
         )
 
-    def _embed(self, token_ids, position_layer, embedding_norm, training):
-        """Token (+ absolute position) embeddings; returns `(x, relative bias or None)`."""
+    def _embed(self, token_ids, position_layer, embedding_norm, training, start_index=0, key_length=None):
+        """Token (+ absolute position) embeddings; returns `(x, relative bias or None)`.
+
+        `start_index` is the position of the first token (the cache index while
+        decoding) and `key_length` the number of keys the relative bias spans
+        (default: the number of tokens).
+        """
         x = self.token_embedding(token_ids)
         bias = None
         if self.relative:
-            bias = position_layer(x)
+            bias = position_layer(x, key_length=key_length, start_index=start_index)
         else:
-            x = x + position_layer(x)
+            x = x + position_layer(x, start_index=start_index)
         if embedding_norm is not None:
             x = embedding_norm(x)
         return self.embeddings_dropout(x, training=training), bias
@@ -197,3 +202,46 @@ class Seq2SeqBackbone(Backbone):
     def token_logits(self, decoder_hidden):
         """Vocabulary logits `(b, s, V)` from decoder states (tied or own projection)."""
         return self.token_embedding(decoder_hidden, reverse=True)
+
+    # === Incremental decoding (used by kzoo.generate) ===
+
+    def empty_decoder_cache(self, batch_size, max_length, dtype=None):
+        """Zero self-attention KV caches for `decode_with_cache`: a list with one
+        `(b, 2, max_length, h, k)` tensor per decoder block."""
+        return [block.empty_self_attention_cache(batch_size, max_length, dtype) for block in self.decoder_blocks]
+
+    def cross_attention_caches(self, encoder_outputs):
+        """Keys and values of `encoder_outputs` `(b, t, d)` for every decoder block: a list of
+        `(b, 2, t, h, k)` tensors, computed once per prompt."""
+        return [block.compute_cross_attention_cache(encoder_outputs) for block in self.decoder_blocks]
+
+    def decode_with_cache(self, token_ids, cache, cross_caches, cache_update_index, encoder_padding_mask):
+        """Decoder stack over `token_ids` with KV caches (inference only).
+
+        Args:
+            token_ids: int `(b, s)`, the decoder tokens at positions
+                `cache_update_index .. cache_update_index + s - 1`.
+            cache: list from `empty_decoder_cache`, one `(b, 2, t_max, h, k)` per block.
+            cross_caches: list from `cross_attention_caches`.
+            cache_update_index: int or int32 scalar tensor.
+            encoder_padding_mask: bool/int `(b, t)`, True for real encoder tokens.
+
+        Returns:
+            `(decoder_sequence_output, cache)`: `(b, s, d)` and the updated caches.
+        """
+        max_length = keras.ops.shape(cache[0])[2]
+        x, bias = self._embed(
+            token_ids, self.decoder_position, self.decoder_embedding_norm, False,
+            start_index=cache_update_index, key_length=max_length,
+        )
+        new_cache = []
+        for block, layer_cache, cross_cache in zip(self.decoder_blocks, cache, cross_caches, strict=True):
+            x, layer_cache, _ = block(
+                x, encoder_padding_mask=encoder_padding_mask, self_attention_bias=bias,
+                self_attention_cache=layer_cache, cross_attention_cache=cross_cache,
+                cache_update_index=cache_update_index, training=False,
+            )
+            new_cache.append(layer_cache)
+        if self.decoder_final_norm is not None:
+            x = self.decoder_final_norm(x)
+        return x, new_cache

@@ -22,3 +22,11 @@ class Seq2SeqLM(Task):
         hidden = backbone(inputs)["decoder_sequence_output"]
         super().__init__(inputs=inputs, outputs=backbone.token_logits(hidden), **kwargs)
         self._store_config(backbone)
+
+    def generate(self, inputs, **options):
+        """Generates new tokens (or text) for `inputs`; see `kzoo.generate.generate`
+        for the inputs, options (`strategy`, `max_new_tokens`, `num_beams`, ...) and
+        the result."""
+        from kzoo.generate import generate
+
+        return generate(self, inputs, **options)
