@@ -27,11 +27,16 @@ samples logged as text.
 import dataclasses
 import sys
 
-import numpy as np
-
 from kzoo import data, metrics, models
 from kzoo.train import TrainConfig
-from kzoo.train.recipe import ModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe, split_holdout
+from kzoo.train.recipe import (
+    ModelConfig,
+    RecipeParts,
+    greedy_seq2seq_evaluator,
+    prepare_tokenizer,
+    read_text_pairs,
+    run_recipe,
+)
 
 
 @dataclasses.dataclass
@@ -57,45 +62,8 @@ class Config:
         checkpoint_every=200))
 
 
-def read_pairs(config, workdir):
-    """(train, held-out) lists of (source, target) strings."""
-    columns = {"source": config.data.source_column, "target": config.data.target_column}
-    paths = config.data.train_files.split(",") if config.data.train_files else None
-    eval_paths = config.data.eval_files.split(",") if config.data.eval_files else None
-    if paths is None:
-        corpus = default_corpus("summarization", workdir)
-        paths, eval_paths = [corpus["train"]], eval_paths or [corpus["test"]]
-    train, _ = data.read_csv(paths, columns)
-    held_out = data.read_csv(eval_paths, columns)[0] if eval_paths else None
-    if held_out is None:
-        train, held_out = split_holdout(train)
-    if not train or not held_out:
-        raise ValueError(f"no source/target pairs found in {paths}: pass --data.train_files with csv/tsv files.")
-    return [(r["source"], r["target"]) for r in train], [(r["source"], r["target"]) for r in held_out]
-
-
-def rouge_evaluator(pairs, tokenizer, config):
-    """Evaluator: greedy summaries of `pairs` (one compiled batch) scored with ROUGE-1/2/L."""
-    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
-    packed = tokenizer.encode(sources, max_length=config.data.source_length)  # truncated like the training data
-    prompts = {"encoder_token_ids": np.asarray(packed["token_ids"]),
-               "encoder_padding_mask": np.asarray(packed["padding_mask"])}
-    eos = tokenizer.special_token_ids["eos"]
-
-    def evaluate(model, results):
-        ids = model.generate(prompts, max_new_tokens=config.data.target_length, stop_token_ids=[eos],
-                             pad_id=tokenizer.pad_id)
-        rows = [[int(i) for i in row] for row in ids]
-        rows = [row[:row.index(eos)] if eos in row else row for row in rows]  # cut at the end token
-        hypotheses = [text.decode("utf-8") for text in tokenizer.detokenize(rows).numpy()]
-        samples = [f"{s}  \n→ {h}  \n(reference: {r})" for s, h, r in zip(sources, hypotheses, references, strict=True)]
-        return {**metrics.rouge(hypotheses, references), "samples": "\n\n".join(samples[:5])}
-
-    return evaluate
-
-
 def build(config, workdir):
-    train_pairs, eval_pairs = read_pairs(config, workdir)
+    train_pairs, eval_pairs = read_text_pairs("summarization", config.data, workdir)
     tokenizer, tokenizer_files = prepare_tokenizer(
         config.data.vocabulary_kind, [text for pair in train_pairs for text in pair], config.data.vocabulary_size,
         workdir, config.data.tokenizer_dir)
@@ -112,7 +80,9 @@ def build(config, workdir):
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(
         model=model, train_dataset=train_set, eval_dataset=eval_set,
-        evaluators=[rouge_evaluator(eval_pairs[:config.data.decode_examples], tokenizer, config)],
+        evaluators=[greedy_seq2seq_evaluator(
+            eval_pairs[:config.data.decode_examples], tokenizer, config.data.source_length,
+            config.data.target_length, score=metrics.rouge)],
         attention_example=example, tokenizer_files=tokenizer_files)
 
 

@@ -261,3 +261,52 @@ def sample_generations(prompts, tokenizer, max_new_tokens=24, name="samples"):
         return {name: "\n".join(lines)}
 
     return evaluate
+
+
+def read_text_pairs(task, data_config, workdir):
+    """(train, held-out) lists of (source, target) strings for the seq2seq recipes.
+
+    Reads `data_config.train_files` / `eval_files` (csv/tsv with a header; columns
+    `source_column` / `target_column`), or the offline default corpus of `task` with its
+    test split; user data without eval files holds out every tenth pair.
+    """
+    from kzoo import data
+
+    columns = {"source": data_config.source_column, "target": data_config.target_column}
+    paths = data_config.train_files.split(",") if data_config.train_files else None
+    eval_paths = data_config.eval_files.split(",") if data_config.eval_files else None
+    if paths is None:
+        corpus = default_corpus(task, workdir)
+        paths, eval_paths = [corpus["train"]], eval_paths or [corpus["test"]]
+    train, _ = data.read_csv(paths, columns)
+    held_out = data.read_csv(eval_paths, columns)[0] if eval_paths else None
+    if held_out is None:
+        train, held_out = split_holdout(train)
+    if not train or not held_out:
+        raise ValueError(f"no source/target pairs found in {paths}: pass --data.train_files with csv/tsv files.")
+    return [(r["source"], r["target"]) for r in train], [(r["source"], r["target"]) for r in held_out]
+
+
+def greedy_seq2seq_evaluator(pairs, tokenizer, source_length, target_length, score):
+    """Evaluator: greedy outputs for the sources of `pairs` (one compiled batch), scored by `score`.
+
+    `score(hypotheses, references) -> dict of floats`; a few (source, output, reference)
+    triples are returned as the `samples` text.
+    """
+    import numpy as np
+
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    packed = tokenizer.encode(sources, max_length=source_length)  # truncated like the training data
+    prompts = {"encoder_token_ids": np.asarray(packed["token_ids"]),
+               "encoder_padding_mask": np.asarray(packed["padding_mask"])}
+    eos = tokenizer.special_token_ids["eos"]
+
+    def evaluate(model, results):
+        ids = model.generate(prompts, max_new_tokens=target_length, stop_token_ids=[eos], pad_id=tokenizer.pad_id)
+        rows = [[int(i) for i in row] for row in ids]
+        rows = [row[:row.index(eos)] if eos in row else row for row in rows]  # cut at the end token
+        hypotheses = [text.decode("utf-8") for text in tokenizer.detokenize(rows).numpy()]
+        samples = [f"{s}  \n→ {h}  \n(reference: {r})" for s, h, r in zip(sources, hypotheses, references, strict=True)]
+        return {**score(hypotheses, references), "samples": "\n\n".join(samples[:5])}
+
+    return evaluate
