@@ -181,6 +181,10 @@ def build_parser():
 
     generate_cli.register(commands)
 
+    from kzoo.export import cli as export_cli
+
+    export_cli.register(commands)
+
     listing = commands.add_parser("layers", help="list the layers of kzoo.layers")
     listing.set_defaults(run=_layers)
     return parser

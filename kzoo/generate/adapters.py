@@ -23,6 +23,7 @@ Shapes: B rows (batch, times beams), P prompt length, N max_new_tokens, V vocabu
 
 from keras import ops
 
+from kzoo.layers.cache_updates import write_at
 from kzoo.models.gpt.tasks import GPTCausalLM
 from kzoo.models.seq2seq.tasks import Seq2SeqLM
 
@@ -95,7 +96,7 @@ class CausalAdapter:
         """
         token_ids = ops.cast(arrays["token_ids"], "int32")
         prompt_mask = ops.cast(arrays["padding_mask"], "bool")
-        batch, prompt_length = token_ids.shape[0], token_ids.shape[1]
+        batch, prompt_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
         total = prompt_length + options.max_new_tokens
         mask = ops.concatenate([prompt_mask, ops.ones((batch, options.max_new_tokens), "bool")], axis=1)
         pad_count = prompt_length - ops.sum(ops.cast(prompt_mask, "int32"), axis=1)  # (b,)
@@ -126,7 +127,7 @@ class CausalAdapter:
                 tokens[:, None], state["cache"], index, padding_mask=context["mask"], position_ids=positions
             )
             return _logits(self.backbone, hidden[:, 0]), {"cache": cache}
-        buffer = ops.slice_update(state["buffer"], (ops.zeros((), "int32"), index), tokens[:, None])
+        buffer = write_at(state["buffer"], index, tokens[:, None])
         hidden, _ = self.backbone.call_with_cache(
             buffer, None, 0, padding_mask=context["mask"], position_ids=context["positions"]
         )
@@ -187,7 +188,7 @@ class Seq2SeqAdapter:
         """
         token_ids = ops.cast(arrays["token_ids"], "int32")
         encoder_mask = ops.cast(arrays["padding_mask"], "bool")
-        batch = token_ids.shape[0]
+        batch = ops.shape(token_ids)[0]
         encoded = self.backbone.encode(token_ids, encoder_mask, training=False)
         total = 1 + options.max_new_tokens
         start = ops.full((batch, 1), options.decoder_start_id, "int32")
@@ -213,8 +214,8 @@ class Seq2SeqAdapter:
                 tokens[:, None], state["cache"], context["cross"], index, context["encoder_mask"]
             )
             return _logits(self.backbone, hidden[:, 0]), {"cache": cache}
-        buffer = ops.slice_update(state["buffer"], (ops.zeros((), "int32"), index), tokens[:, None])
-        batch, total = buffer.shape[0], buffer.shape[1]
+        buffer = write_at(state["buffer"], index, tokens[:, None])
+        batch, total = ops.shape(buffer)[0], ops.shape(buffer)[1]
         hidden = self.backbone.decode(
             buffer, ops.ones((batch, total), "bool"), context["encoded"], context["encoder_mask"]
         )
@@ -225,7 +226,7 @@ class Seq2SeqAdapter:
 
     def seen(self, arrays, beams, options):
         """bool `(B, V)`: the decoder start token (the decoder sequence `transformers` penalises)."""
-        batch = arrays["token_ids"].shape[0]
+        batch = ops.shape(arrays["token_ids"])[0]
         vocabulary = ops.arange(self.vocabulary_size, dtype="int32")
         seen = ops.broadcast_to(vocabulary[None, :] == options.decoder_start_id, (batch, self.vocabulary_size))
         return _repeat(seen, beams)

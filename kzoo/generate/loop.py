@@ -14,17 +14,28 @@ from keras import ops
 
 from kzoo.generate import beam, processors
 from kzoo.generate.sampling import TokenSelector
+from kzoo.layers.cache_updates import write_at
 
 
-def build_decode(adapter, options):
+def build_decode(adapter, options, selector=None):
     """The traced decoding function for `adapter` (a `kzoo.generate.adapters` object).
 
     Built outside any trace: the keras-hub sampler it may create holds a (never used)
     seed variable, and variables cannot be created inside a compiled function.
+
+    Args:
+        adapter: the model's adapter.
+        options: `GenerationOptions`.
+        selector: for non-beam strategies, a callable `(scores (B, V) float32, base_seed, step) -> (B,) int32`
+            that replaces the one `options` describes (the SavedModel export passes one whose temperature and
+            top-p are tensors fed at serving time).
+
+    `arrays` may hold "max_new_tokens", an int32 scalar tensor that ends the loop earlier than
+    `options.max_new_tokens` (which still sizes the buffers); beam search ignores it.
     """
     if options.strategy == "beam":
         return _beam_decode(adapter, options)
-    return _sampling_decode(adapter, options, TokenSelector(options))
+    return _sampling_decode(adapter, options, selector or TokenSelector(options))
 
 
 def _sampling_decode(adapter, options, selector):
@@ -35,7 +46,7 @@ def _sampling_decode(adapter, options, selector):
     def decode(arrays, seed):
         stop_mask = processors.stop_token_mask(options.stop_token_ids, vocabulary)
         logits, state, context, first_index = adapter.start(arrays, options, 1)
-        batch = logits.shape[0]
+        batch = ops.shape(logits)[0]
         loop = {
             "t": ops.zeros((), "int32"),
             "logits": logits,
@@ -47,15 +58,19 @@ def _sampling_decode(adapter, options, selector):
         if penalise:
             loop["seen"] = adapter.seen(arrays, 1, options)
 
+        limit = length
+        if "max_new_tokens" in arrays:
+            limit = ops.minimum(ops.cast(arrays["max_new_tokens"], "int32"), length)
+
         def cond(loop):
-            return ops.logical_and(loop["t"] < length, ops.logical_not(ops.all(loop["finished"])))
+            return ops.logical_and(loop["t"] < limit, ops.logical_not(ops.all(loop["finished"])))
 
         def body(loop):
             t = loop["t"]
             scores = processors.process(loop["logits"], t, options, stop_mask, loop.get("seen"))
             token = selector(scores, seed, t)
             token = ops.where(loop["finished"], pad, token)
-            tokens = ops.slice_update(loop["tokens"], (ops.zeros((), "int32"), t), token[:, None])
+            tokens = write_at(loop["tokens"], t, token[:, None])
             stopped = ops.logical_and(processors.is_stop(token, options.stop_token_ids), ~loop["finished"])
             lengths = ops.where(stopped, t + 1, loop["lengths"])
             logits, state = adapter.step(token, first_index + t, loop["state"], context, options)
@@ -87,7 +102,7 @@ def _beam_decode(adapter, options):
         del seed  # beam search is deterministic
         stop_mask = processors.stop_token_mask(options.stop_token_ids, vocabulary)
         logits, state, context, first_index = adapter.start(arrays, options, beams)
-        batch = logits.shape[0] // beams
+        batch = ops.shape(logits)[0] // beams
         loop = {
             "t": ops.zeros((), "int32"),
             "logits": logits,

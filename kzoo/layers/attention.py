@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from kzoo.layers import _checks
+from kzoo.layers.cache_updates import write_at
 from kzoo.layers.embeddings import RotaryEmbedding
 from kzoo.layers.masks import causal_mask, combine_masks
 
@@ -39,6 +40,15 @@ class MultiHeadAttention(keras.layers.Layer):
     and keys after the newest token are always masked. The updated cache is
     returned. A `cache` without `cache_update_index` is a fixed precomputed cache
     (cross attention over encoder outputs, see `compute_cache`).
+
+    Past keys/values (the growing-cache form ONNX exports use, Hugging Face's
+    `past_key_values` convention): pass `past_key_value=(keys, values)`, each
+    `(b, t_past, h, k)`, for self attention. The new tokens' keys/values are
+    concatenated after them along the time axis (no in-place write, so the graph
+    converts to ONNX), the queries sit at positions `t_past ..` (causal mask and
+    rotary angles), and the call also returns `present = (keys, values)`, each
+    `(b, t_past + s, h, k)`. Zero-length pasts (`t_past = 0`, see `empty_past`) make
+    it a prefill pass.
 
     Args:
         num_heads: int, number of heads.
@@ -163,6 +173,7 @@ class MultiHeadAttention(keras.layers.Layer):
         cache_update_index=None,
         return_attention_scores=False,
         training=None,
+        past_key_value=None,
     ):
         """Attends from `query` to `key_value` (or to itself).
 
@@ -179,16 +190,26 @@ class MultiHeadAttention(keras.layers.Layer):
             cache_update_index: int or int scalar tensor, where the new keys go.
             return_attention_scores: bool, also return the probabilities.
             training: bool, enables dropout.
+            past_key_value: None, or a pair `(keys, values)` of float
+                `(b, t_past, h, k)` for self attention; `padding_mask` then covers
+                `t = t_past + s` keys. Not combinable with `cache`.
 
         Returns:
             `outputs` `(b, s, output_dim)`, followed by the updated `cache` when a
-            cache was given, followed by the attention probabilities `(b, h, s, t)`
-            when `return_attention_scores` is set.
+            cache was given (or `present` `(keys, values)`, each `(b, t_past + s, h, k)`,
+            when `past_key_value` was given), followed by the attention probabilities
+            `(b, h, s, t)` when `return_attention_scores` is set.
         """
         self._validate(query, key_value, padding_mask, attention_mask, cache, cache_update_index)
+        self._validate_past(past_key_value, key_value, cache)
         query_heads = self._project_query(query)  # (b, s, h, k)
         start = 0 if cache_update_index is None else cache_update_index
-        if cache is not None and cache_update_index is None:
+        present = None
+        if past_key_value is not None:
+            query_heads, key_heads, value_heads = self._concat_past(query, query_heads, past_key_value)
+            present = (key_heads, value_heads)
+            start = ops.shape(past_key_value[0])[1]
+        elif cache is not None and cache_update_index is None:
             key_heads, value_heads = cache[:, 0], cache[:, 1]  # (b, t, h, k) each
         else:
             source = query if key_value is None else key_value
@@ -216,6 +237,8 @@ class MultiHeadAttention(keras.layers.Layer):
         results = (outputs,)
         if cache is not None:
             results += (cache,)
+        if present is not None:
+            results += (present,)
         if return_attention_scores:
             results += (scores,)
         return results[0] if len(results) == 1 else results
@@ -243,12 +266,61 @@ class MultiHeadAttention(keras.layers.Layer):
         return self._project_output(context), probabilities  # (b, s, d_out), (b, h, s, t)
 
     def _update_cache(self, cache, key_heads, value_heads, index):
-        index = ops.cast(index, "int32")
-        zero = ops.zeros((), "int32")
-        start = (zero, index, zero, zero)
-        key_heads = ops.slice_update(cache[:, 0], start, ops.cast(key_heads, cache.dtype))
-        value_heads = ops.slice_update(cache[:, 1], start, ops.cast(value_heads, cache.dtype))
+        key_heads = write_at(cache[:, 0], index, key_heads)
+        value_heads = write_at(cache[:, 1], index, value_heads)
         return key_heads, value_heads, ops.stack([key_heads, value_heads], axis=1)
+
+    def _concat_past(self, query, query_heads, past_key_value):
+        """Queries, keys and values `(b, s|t, h, k)` of the self-attention past path.
+
+        The queries and the new keys are rotated (rotary models) from position
+        `t_past`; the new keys/values follow the past ones along the time axis:
+        `(b, t_past, h, k)` + `(b, s, h, k)` -> `(b, t_past + s, h, k)`.
+        """
+        past_keys, past_values = past_key_value
+        past_length = ops.shape(past_keys)[1]
+        key_heads, value_heads = self._project_key_value(query)  # (b, s, h, k) each
+        if self.rotary_embedding is not None:
+            query_heads = self.rotary_embedding(query_heads, start_index=past_length)
+            key_heads = self.rotary_embedding(key_heads, start_index=past_length)
+        key_heads = ops.concatenate([ops.cast(past_keys, key_heads.dtype), key_heads], axis=1)
+        value_heads = ops.concatenate([ops.cast(past_values, value_heads.dtype), value_heads], axis=1)
+        return query_heads, key_heads, value_heads
+
+    def _validate_past(self, past_key_value, key_value, cache):
+        if past_key_value is None:
+            return
+        if cache is not None or key_value is not None:
+            raise ValueError(
+                f"MultiHeadAttention '{self.name}': `past_key_value` is for self attention without "
+                "a `cache`; pass either a `cache` (fixed buffer) or `past_key_value` (growing), and no "
+                "`key_value`."
+            )
+        if not isinstance(past_key_value, (tuple, list)) or len(past_key_value) != 2:
+            raise ValueError(
+                f"MultiHeadAttention '{self.name}': `past_key_value` must be a pair (keys, values), "
+                f"got {type(past_key_value).__name__}."
+            )
+        expected = (self.num_heads, self.head_dim)
+        for name, tensor in zip(("keys", "values"), past_key_value, strict=True):
+            _checks.check_rank(f"past_key_value {name}", tensor, 4, self)
+            got = tuple(tensor.shape[2:])
+            if any(g is not None and g != e for g, e in zip(got, expected, strict=True)):
+                raise ValueError(
+                    f"MultiHeadAttention '{self.name}': past {name} must have shape (batch, past_length, "
+                    f"{self.num_heads}, {self.head_dim}), got {tuple(tensor.shape)}."
+                )
+
+    def empty_past(self, batch_size, dtype=None):
+        """Zero-length past `(keys, values)`, each `(batch_size, 0, h, k)`: a prefill pass."""
+        if not self.built:
+            raise ValueError(
+                f"MultiHeadAttention '{self.name}' is not built yet; call it once (or "
+                "build it) before creating a past."
+            )
+        shape = (batch_size, 0, self.num_heads, self.head_dim)
+        empty = ops.zeros(shape, dtype or self.compute_dtype)
+        return empty, empty
 
     def compute_cache(self, key_value):
         """Projects `key_value` `(b, t, d_kv)` once into a fixed cache `(b, 2, t, h, k)`.

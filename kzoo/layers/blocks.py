@@ -289,6 +289,12 @@ class DecoderBlock(_TransformerBlock):
     `compute_cross_attention_cache`) saves re-projecting the encoder outputs each
     step. One token at a time gives the same outputs as the full causal pass.
 
+    Growing past (the ONNX export form): pass `self_attention_past` `(keys, values)`,
+    each `(b, t_past, h, k)` (zero-length for a prefill, see `empty_self_attention_past`);
+    the new tokens' keys/values are concatenated after them and the block returns
+    `present` `(keys, values)`, each `(b, t_past + s, h, k)`, in the place of the
+    updated self-attention cache.
+
     Example:
         >>> block = DecoderBlock(num_heads=4, intermediate_dim=128, use_cross_attention=True)
         >>> y = block(x, encoder_outputs=enc, encoder_padding_mask=enc_mask)
@@ -326,6 +332,7 @@ class DecoderBlock(_TransformerBlock):
         mask=None,
         inputs_mask=None,
         encoder_outputs_mask=None,
+        self_attention_past=None,
     ):
         """Args:
             inputs: float `(b, s, d)` decoder hidden states.
@@ -347,13 +354,22 @@ class DecoderBlock(_TransformerBlock):
                 "self_attention" and (with cross attention) "cross_attention"
                 probabilities `(b, h, s, keys)`.
             training: bool, enables dropout.
+            self_attention_past: None or `(keys, values)`, each float
+                `(b, t_past, h, k)`; `padding_mask` then covers `t_past + s` keys.
+                Not combinable with `self_attention_cache`.
 
         Returns:
-            `outputs` `(b, s, d)`; then the updated `self_attention_cache` and the
-            `cross_attention_cache` when they were given; then the scores dict when
-            requested.
+            `outputs` `(b, s, d)`; then the updated `self_attention_cache` (or the
+            `present` `(keys, values)` pair when `self_attention_past` was given) and
+            the `cross_attention_cache` when they were given; then the scores dict
+            when requested.
         """
         self._check_call_inputs(inputs)
+        if self_attention_past is not None and self_attention_cache is not None:
+            raise ValueError(
+                f"DecoderBlock '{self.name}': pass either `self_attention_cache` (a fixed buffer written "
+                "at `cache_update_index`) or `self_attention_past` (a growing past), not both."
+            )
         if self_attention_cache is not None and cache_update_index is None:
             raise ValueError(
                 f"DecoderBlock '{self.name}': `self_attention_cache` needs "
@@ -369,7 +385,7 @@ class DecoderBlock(_TransformerBlock):
                 f"DecoderBlock '{self.name}' has no cross attention; build it with "
                 "`use_cross_attention=True` to attend to `encoder_outputs`."
             )
-        if self_attention_cache is None:
+        if self_attention_cache is None and self_attention_past is None:
             padding_mask = _first_given(padding_mask, inputs_mask, mask)
         encoder_padding_mask = _first_given(encoder_padding_mask, encoder_outputs_mask)
         scores = {}
@@ -384,13 +400,15 @@ class DecoderBlock(_TransformerBlock):
                 cache_update_index=cache_update_index,
                 return_attention_scores=True,
                 training=training,
+                past_key_value=self_attention_past,
             )
             return outputs[0], outputs[1:]
 
         x, extras = self._residual(
             inputs, self_attend, self.self_attention_norm, self.self_attention_dropout, training
         )
-        new_self_cache = extras[0] if self_attention_cache is not None else None
+        has_self_state = self_attention_cache is not None or self_attention_past is not None
+        new_self_cache = extras[0] if has_self_state else None
         scores["self_attention"] = extras[-1]
 
         if self.use_cross_attention:
@@ -413,7 +431,7 @@ class DecoderBlock(_TransformerBlock):
 
         x = self._feed_forward_residual(x, training)
         results = (x,)
-        if self_attention_cache is not None:
+        if has_self_state:
             results += (new_self_cache,)
         if cross_attention_cache is not None:
             results += (cross_attention_cache,)
@@ -430,6 +448,11 @@ class DecoderBlock(_TransformerBlock):
     def empty_self_attention_cache(self, batch_size, max_length, dtype=None):
         """Zeros `(batch_size, 2, max_length, h, k)` for incremental decoding."""
         return self.self_attention.empty_cache(batch_size, max_length, dtype)
+
+    def empty_self_attention_past(self, batch_size, dtype=None):
+        """Zero-length `(keys, values)`, each `(batch_size, 0, h, k)`, for a prefill with
+        `self_attention_past`."""
+        return self.self_attention.empty_past(batch_size, dtype)
 
     def get_config(self):
         config = super().get_config()

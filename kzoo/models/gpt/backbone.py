@@ -164,6 +164,56 @@ class GPTBackbone(Backbone):
                 new_cache.append(layer_cache)
         return self.final_norm(x), new_cache
 
+    # === Growing past (the ONNX export form, see kzoo.export.onnx) ===
+
+    def empty_past(self, batch_size, dtype=None):
+        """Zero-length past keys/values for `call_with_past` (a prefill): a list with one
+        `(keys, values)` pair per decoder block, each `(batch_size, 0, h, k)`."""
+        return [block.empty_self_attention_past(batch_size, dtype) for block in self.decoder_blocks]
+
+    def call_with_past(self, token_ids, past_key_values, padding_mask=None, position_ids=None):
+        """Runs the decoder stack on `token_ids` after `past_key_values` (inference only).
+
+        The concatenating counterpart of `call_with_cache` (Hugging Face's
+        `past_key_values` convention): instead of writing into a fixed buffer, each
+        block concatenates the new keys/values after its past along the time axis and
+        returns them, so the graph has no in-place update (it converts to ONNX).
+
+        Args:
+            token_ids: int `(b, s)`, the tokens at positions `t_past .. t_past + s - 1`.
+            past_key_values: list with one `(keys, values)` pair per block, each float
+                `(b, t_past, h, k)` (`empty_past` for a prefill).
+            padding_mask: bool/int `(b, t_past + s)`, True for real tokens (False for
+                left padding), over the past and the new tokens. None: all real.
+            position_ids: int `(b, s)` position of each token for learned position
+                embeddings (a left-padded row counts from its first real token). None:
+                `t_past + arange(s)` for every row. Rotary models ignore it (see
+                `call_with_cache`); their angles start at `t_past`.
+
+        Returns:
+            `(sequence_output, present)`: `(b, s, hidden_dim)` after the final norm, and
+            a list with one `(keys, values)` pair per block, each `(b, t_past + s, h, k)`.
+        """
+        if len(past_key_values) != len(self.decoder_blocks):
+            raise ValueError(
+                f"GPTBackbone '{self.name}': `past_key_values` holds {len(past_key_values)} (keys, values) "
+                f"pairs but the model has {len(self.decoder_blocks)} decoder blocks; pass one per block "
+                "(see `empty_past`)."
+            )
+        x = self.token_embedding(token_ids)
+        if self.position_embedding is not None:
+            if position_ids is None:
+                past_length = keras.ops.shape(past_key_values[0][0])[1]
+                x = x + self.position_embedding(x, start_index=past_length)
+            else:
+                table = keras.ops.cast(self.position_embedding.position_embeddings, x.dtype)
+                x = x + keras.ops.take(table, keras.ops.cast(position_ids, "int32"), axis=0)
+        present = []
+        for block, past in zip(self.decoder_blocks, past_key_values, strict=True):
+            x, layer_present = block(x, padding_mask=padding_mask, self_attention_past=tuple(past), training=False)
+            present.append(layer_present)
+        return self.final_norm(x), present
+
     def token_logits(self, hidden):
         """Vocabulary logits `(..., V)` from hidden states, with the tied token embedding."""
         return self.token_embedding(hidden, reverse=True)

@@ -245,3 +245,52 @@ class Seq2SeqBackbone(Backbone):
         if self.decoder_final_norm is not None:
             x = self.decoder_final_norm(x)
         return x, new_cache
+
+    # === Growing past (the ONNX export form, see kzoo.export.onnx) ===
+
+    def empty_decoder_past(self, batch_size, dtype=None):
+        """Zero-length self-attention past for `decode_with_past` (the first step): one
+        `(keys, values)` pair per decoder block, each `(batch_size, 0, h, k)`."""
+        return [block.empty_self_attention_past(batch_size, dtype) for block in self.decoder_blocks]
+
+    def decode_with_past(self, token_ids, past_key_values, cross_caches, encoder_padding_mask):
+        """Decoder stack over `token_ids` after `past_key_values` (inference only).
+
+        The concatenating counterpart of `decode_with_cache`: each block appends the
+        new self-attention keys/values to its past along the time axis and returns
+        them (no in-place update, so the graph converts to ONNX). Every decoder token
+        is real (as in `kzoo.generate`), so there is no decoder padding mask.
+
+        Args:
+            token_ids: int `(b, s)`, the decoder tokens at positions `t_past .. t_past + s - 1`.
+            past_key_values: list with one `(keys, values)` pair per decoder block, each
+                float `(b, t_past, h, k)` (`empty_decoder_past` for the first step).
+            cross_caches: list from `cross_attention_caches`, one `(b, 2, t, h, k)` per block.
+            encoder_padding_mask: bool/int `(b, t)`, True for real encoder tokens.
+
+        Returns:
+            `(decoder_sequence_output, present)`: `(b, s, d)` and one `(keys, values)`
+            pair per block, each `(b, t_past + s, h, k)`.
+        """
+        if len(past_key_values) != len(self.decoder_blocks):
+            raise ValueError(
+                f"Seq2SeqBackbone '{self.name}': `past_key_values` holds {len(past_key_values)} (keys, values) "
+                f"pairs but the model has {len(self.decoder_blocks)} decoder blocks; pass one per block "
+                "(see `empty_decoder_past`)."
+            )
+        past_length = keras.ops.shape(past_key_values[0][0])[1]
+        key_length = past_length + keras.ops.shape(token_ids)[1]
+        x, bias = self._embed(
+            token_ids, self.decoder_position, self.decoder_embedding_norm, False,
+            start_index=past_length, key_length=key_length,
+        )
+        present = []
+        for block, past, cross_cache in zip(self.decoder_blocks, past_key_values, cross_caches, strict=True):
+            x, layer_present, _ = block(
+                x, encoder_padding_mask=encoder_padding_mask, self_attention_bias=bias,
+                self_attention_past=tuple(past), cross_attention_cache=cross_cache, training=False,
+            )
+            present.append(layer_present)
+        if self.decoder_final_norm is not None:
+            x = self.decoder_final_norm(x)
+        return x, present

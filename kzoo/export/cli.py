@@ -1,0 +1,180 @@
+"""`kzoo export`: a trained model (a recipe's run directory or a .keras file) as a SavedModel or ONNX.
+
+Examples:
+    kzoo export runs/bert_classify --format savedmodel --output exports/models --name sentiment --verify
+    kzoo export runs/gpt_pretrain --format savedmodel --output exports/models --max-new-tokens 48
+    kzoo export runs/bert_classify --format onnx --output exports/onnx/sentiment --int8 --verify
+"""
+
+import argparse
+import json
+import os
+import sys
+
+RUN_MODEL = "model.keras"
+RUN_TOKENIZER = "tokenizer"
+LABELS_FILE = "labels.json"
+
+
+class UsageError(Exception):
+    """A bad command line or source; printed as one line, exit status 2."""
+
+
+def register(subparsers):
+    """Adds the `export` subcommand to `subparsers`."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a trained model as a TF Serving SavedModel or an ONNX model",
+        description="Export a kzoo model. SOURCE is a `kzoo train` output directory (model.keras and tokenizer/) "
+        "or a .keras file (add --tokenizer-dir for the text signatures).",
+    )
+    parser.add_argument("source", help="a run directory (holds model.keras) or a .keras file")
+    parser.add_argument("--format", choices=["savedmodel", "onnx"], default="savedmodel", help="default savedmodel")
+    parser.add_argument("--output", required=True,
+                        help="savedmodel: the model base directory (writes OUTPUT/NAME/VERSION); onnx: a directory")
+    parser.add_argument("--tokenizer-dir", help="tokenizer files (default: SOURCE/tokenizer for a run directory)")
+    parser.add_argument("--labels", help="labels.json of a classifier or tagger (default: in the tokenizer folder)")
+    parser.add_argument("--verify", action="store_true",
+                        help="compare the export with the Keras model on random and example inputs; fail on drift")
+    saved = parser.add_argument_group("savedmodel")
+    saved.add_argument("--name", help="TF Serving model name (default: the model class in lower case)")
+    saved.add_argument("--version", type=int, help="version directory (default: the next free number)")
+    saved.add_argument("--max-length", type=int, default=128, help="sub-tokens per text (default 128)")
+    saved.add_argument("--max-new-tokens", type=int, help="generation limit (default 64, or half a small context)")
+    saved.add_argument("--temperature", type=float, default=0.0, help="`generate` temperature (default 0: greedy)")
+    saved.add_argument("--top-p", type=float, default=1.0, help="`generate` nucleus mass (default 1.0)")
+    saved.add_argument("--decoder-start-id", type=int, help="seq2seq first decoder token (default: the pad id)")
+    saved.add_argument("--no-warmup", action="store_true", help="do not write assets.extra warm-up requests")
+    saved.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
+    onnx = parser.add_argument_group("onnx")
+    onnx.add_argument("--opset", type=int, default=17, help="ONNX opset, 13-18 (default 17)")
+    onnx.add_argument("--no-decoding", action="store_true",
+                      help="GPT/seq2seq: only the forward graph, not the decoder-with-past graphs")
+    onnx.add_argument("--int8", action="store_true", help="also write int8 dynamically quantized graphs")
+    onnx.add_argument("--int8-per-channel", action="store_true", help="int8 with one scale per output channel")
+    onnx.add_argument("--verify-rtol", type=float, default=1e-3, help="ONNX --verify rtol (default 1e-3)")
+    onnx.add_argument("--verify-atol", type=float, default=1e-4, help="ONNX --verify atol (default 1e-4)")
+    parser.set_defaults(run=run)
+
+
+def load_source(source, tokenizer_dir=None, labels_path=None):
+    """`(model, tokenizer or None, tokenizer files, labels or None)` from a run directory or a .keras file.
+
+    The .keras file is loaded with Keras' safe mode (no Lambda layers, no arbitrary code).
+    """
+    import keras
+
+    import kzoo.models  # noqa: F401  (registers the kzoo classes for deserialization)
+
+    if os.path.isdir(source):
+        model_path = os.path.join(source, RUN_MODEL)
+        if not os.path.isfile(model_path):
+            raise UsageError(f"{source} holds no {RUN_MODEL}: pass a finished `kzoo train` run or a .keras file.")
+        default_tokenizer = os.path.join(source, RUN_TOKENIZER)
+        tokenizer_dir = tokenizer_dir or (default_tokenizer if os.path.isdir(default_tokenizer) else None)
+    elif source.endswith(".keras") and os.path.isfile(source):
+        model_path = source
+    else:
+        raise UsageError(f"{source} is neither a run directory nor a .keras file.")
+    try:
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    except (ValueError, TypeError, OSError) as error:
+        raise UsageError(f"cannot load {model_path}: {error}") from error
+    tokenizer, files = None, {}
+    if tokenizer_dir:
+        from kzoo.text import tokenizer_from_files
+
+        if not os.path.isdir(tokenizer_dir):
+            raise UsageError(f"--tokenizer-dir {tokenizer_dir} is not a directory.")
+        files = {name: os.path.join(tokenizer_dir, name) for name in sorted(os.listdir(tokenizer_dir))}
+        files = {name: path for name, path in files.items() if os.path.isfile(path)}
+        try:
+            tokenizer = tokenizer_from_files(files)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        if labels_path is None and LABELS_FILE in files:
+            labels_path = files[LABELS_FILE]
+        files.pop(LABELS_FILE, None)
+    labels = None
+    if labels_path:
+        try:
+            with open(labels_path, encoding="utf-8") as handle:
+                labels = json.load(handle)["labels"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"{labels_path} is not a kzoo labels.json ({{\"labels\": [...]}}): {error}") from error
+    return model, tokenizer, files, labels
+
+
+def _savedmodel(args, model, tokenizer, files, labels):
+    from kzoo.export.savedmodel import export_savedmodel
+    from kzoo.export.serving import ServingSettings
+
+    settings = ServingSettings(
+        max_length=args.max_length, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        top_p=args.top_p, decoder_start_id=args.decoder_start_id,
+    )
+    result = export_savedmodel(
+        model, args.output, tokenizer=tokenizer, labels=labels, model_name=args.name, version=args.version,
+        settings=settings, tokenizer_files=files, warmup=not args.no_warmup, overwrite=args.overwrite,
+    )
+    print(f"kzoo export: {type(model).__name__} -> {result.path}")
+    for name, doc in result.signatures.items():
+        print(f"  signature {name}: {doc}")
+    if args.verify:
+        from kzoo.export.verify import format_rows, verify_savedmodel
+
+        rows = verify_savedmodel(model, result.path, tokenizer=tokenizer, labels=labels, settings=settings)
+        print("verify (fresh TensorFlow-only process vs Keras):\n" + format_rows(rows))
+    base = os.path.abspath(args.output)
+    print(f"serve: tensorflow_model_server --rest_api_port=8501 --model_name={result.model_name} "
+          f"--model_base_path={os.path.join(base, result.model_name)} --enable_model_warmup=true")
+    return 0
+
+
+def _onnx(args, model, tokenizer, files, labels):
+    from kzoo.export import onnx as onnx_export
+
+    metadata = onnx_export.export_onnx(model, args.output, opset=args.opset, decoding=not args.no_decoding)
+    print(f"kzoo export: {type(model).__name__} -> {args.output} (opset {metadata['opset']}, "
+          f"tf2onnx {metadata['tf2onnx_version']})")
+    for name, graph in metadata["graphs"].items():
+        inputs = ", ".join(item if isinstance(item, str) else str(item.get("name", item)) for item in graph["inputs"])
+        outputs = ", ".join(item if isinstance(item, str) else str(item.get("name", item)) for item in graph["outputs"])
+        print(f"  {name}: {graph['file']}  inputs {inputs}  outputs {outputs}")
+    if args.int8:
+        for name, path in onnx_export.quantize_onnx(args.output, per_channel=args.int8_per_channel).items():
+            print(f"  int8 {name}: {path}")
+    if args.verify:
+        report = onnx_export.verify_onnx(model, args.output, rtol=args.verify_rtol, atol=args.verify_atol)
+        print("verify (ONNX Runtime vs Keras, worst over shapes):")
+        for row in onnx_export.summarize(report):
+            agreement = f" argmax agreement {row['argmax_agreement']:.3f}" if "argmax_agreement" in row else ""
+            print(f"  {row['graph']:>18} {row['precision']} {row['output']:<26} max abs {row['max_abs']:.2e} "
+                  f"max rel {row['max_rel']:.2e} {'ok' if row['ok'] else 'FAIL'}{agreement}")
+    if tokenizer is not None and files:
+        import shutil
+
+        for name, path in files.items():
+            shutil.copy(path, os.path.join(args.output, name))
+        print(f"  tokenizer files copied beside the graphs: {', '.join(sorted(files))}")
+    return 0
+
+
+def run(args):
+    from kzoo.export.errors import ExportError
+
+    try:
+        model, tokenizer, files, labels = load_source(args.source, args.tokenizer_dir, args.labels)
+        if args.format == "savedmodel":
+            return _savedmodel(args, model, tokenizer, files, labels)
+        return _onnx(args, model, tokenizer, files, labels)
+    except (UsageError, ExportError, ValueError) as error:
+        print(f"kzoo export: {error}", file=sys.stderr)
+        return 2
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="kzoo")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["export", *(sys.argv[1:] if argv is None else argv)])
+    return args.run(args)

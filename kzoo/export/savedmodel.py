@@ -1,0 +1,353 @@
+"""`export_savedmodel`: a kzoo model (and its tokenizer) as a SavedModel that TF Serving loads.
+
+Layout (TF Serving's): `<export_dir>/<model_name>/<version>/` with `saved_model.pb`, `variables/`, `assets/` (the
+tokenizer's vocabulary files) and `assets.extra/`:
+  * `tf_serving_warmup_requests`: one PredictRequest per signature (TF Serving replays them at load, so the first
+    client request does not pay for graph initialisation);
+  * `kzoo_export.json`: the model class, signatures with their inputs, outputs and the truncation policy, labels,
+    settings, and the versions that wrote it.
+
+The version directory is written under a hidden staging name and renamed when complete, so a server polling
+`<model_name>/` never loads a half-written version.
+
+The SavedModel is self-contained: its graphs use core TensorFlow and tensorflow-text kernels only (no Python, no
+Keras, no kzoo; see `reload_check.py`), the tokenizer runs in the graph, and the decoding loop of `generate` uses
+no XLA-only ops (`kzoo.layers.cache_updates`). It also loads as a TF Hub module: `hub.KerasLayer(path)` and
+`keras.layers.TFSMLayer(path)` call its tensor-in function (`__call__` / `serving_default`), and its `variables`
+and `trainable_variables` are exposed.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import kzoo
+from kzoo.export import generation, serving
+from kzoo.export.errors import ExportError
+from kzoo.layers.cache_updates import portable_updates
+from kzoo.models.bert.backbone import BertBackbone
+from kzoo.models.bert.tasks import BertClassifier, BertSpanQA, BertTokenClassifier
+from kzoo.models.gpt.tasks import GPTCausalLM
+from kzoo.models.seq2seq.tasks import Seq2SeqLM
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+METADATA_FILE = "kzoo_export.json"
+SERVABLE_MODELS = "BertBackbone, BertClassifier, BertTokenClassifier, BertSpanQA, BertPretrainer, GPTCausalLM, Seq2SeqLM"
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """Where the export went and what it serves."""
+
+    path: str  # the version directory
+    model_name: str
+    version: int
+    signatures: dict  # name -> doc
+
+
+def _check_model(model):
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(
+            f"SavedModel export needs the TensorFlow Keras backend (running {keras.backend.backend()!r}); "
+            "set KERAS_BACKEND=tensorflow."
+        )
+    from kzoo.models.backbone import Backbone, Task
+
+    if not isinstance(model, (Task, BertBackbone)) or (isinstance(model, Backbone) and not isinstance(
+            model, BertBackbone)):
+        raise ExportError(f"export takes a kzoo model ({SERVABLE_MODELS}), got {type(model).__name__}.")
+
+
+def _check_tokenizer(model, tokenizer):
+    if tokenizer is None:
+        return
+    config = serving._config(model)
+    if tokenizer.vocabulary_size > int(config["vocabulary_size"]):
+        raise ExportError(
+            f"The tokenizer has {tokenizer.vocabulary_size} ids but the model's vocabulary has "
+            f"{config['vocabulary_size']}: export with the tokenizer the model was trained with."
+        )
+
+
+def _labels(model, labels):
+    count = model.get_config()["num_classes"]
+    if labels is None:
+        return [str(i) for i in range(count)]
+    labels = [str(label) for label in labels]
+    if len(labels) != count:
+        raise ExportError(
+            f"{len(labels)} labels given for a model with {count} classes; pass the labels.json the model was "
+            "trained with."
+        )
+    return labels
+
+
+def _settings(model, tokenizer, settings):
+    settings = settings or serving.ServingSettings()
+    limit = serving.position_limit(model)
+    changes = {}
+    if limit is not None and settings.max_length > limit and not isinstance(model, GPTCausalLM):
+        changes["max_length"] = limit
+    if tokenizer is not None:
+        special = getattr(tokenizer, "special_token_ids", {}) or {}
+        if not settings.stop_token_ids and "eos" in special:
+            changes["stop_token_ids"] = (special["eos"],)
+        changes["pad_id"] = int(getattr(tokenizer, "pad_id", settings.pad_id))
+    if settings.max_new_tokens is None:
+        # 64 new tokens, or half the positions of a learned-position GPT with a smaller context.
+        room = 64 if limit is None or not isinstance(model, (GPTCausalLM, Seq2SeqLM)) else min(64, limit // 2)
+        changes["max_new_tokens"] = max(room, 1)
+    for name in ("max_length", "max_new_tokens", "max_query_length", "max_answer_tokens"):
+        value = changes.get(name, getattr(settings, name))
+        if not isinstance(value, int) or value < 1:
+            raise ExportError(f"{name} must be a positive integer, got {value!r}.")
+    if changes.get("max_length", settings.max_length) < 4:
+        raise ExportError("max_length must be at least 4 sub-tokens.")
+    return dataclasses.replace(settings, **changes)
+
+
+def serving_signatures(model, tokenizer=None, labels=None, settings=None):
+    """The `Signature`s exported for `model` (tensor-in always; text-in with a tokenizer)."""
+    signatures = [serving.tensor_signature(model, _tensor_example(model, tokenizer))]
+    if tokenizer is None:
+        return signatures
+    if isinstance(model, BertClassifier):
+        signatures += serving.classification_signatures(model, tokenizer, labels, settings)
+    elif isinstance(model, BertTokenClassifier):
+        signatures += serving.tagging_signature(model, tokenizer, labels, settings)
+    elif isinstance(model, BertSpanQA):
+        signatures += serving.qa_signature(model, tokenizer, settings)
+    elif isinstance(model, BertBackbone):
+        signatures += serving.embedding_signature(model, tokenizer, settings)
+    elif isinstance(model, (GPTCausalLM, Seq2SeqLM)):
+        signatures += generation.generation_signatures(model, tokenizer, settings)
+    return signatures
+
+
+def _tensor_example(model, tokenizer):
+    """A small valid tensor-in request: batch 2, length 6."""
+    names = serving._input_names(model)
+    vocabulary = int(serving._config(model)["vocabulary_size"])
+    ids = (np.arange(12, dtype=np.int32).reshape(2, 6) * 7 + 3) % vocabulary
+    mask = np.array([[1] * 6, [1] * 4 + [0] * 2], np.int32)
+    example = {}
+    for name in names:
+        if name.endswith("token_ids"):
+            example[name] = ids
+        elif name.endswith("padding_mask"):
+            example[name] = mask
+        elif name == "segment_ids":
+            example[name] = np.array([[0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0]], np.int32)
+        elif name == "mask_positions":
+            example[name] = np.array([[1, 2], [3, 0]], np.int32)
+    return example
+
+
+class _Servable(tf.__internal__.tracking.AutoTrackable):
+    """The saved object: the model's variables, the tokenizer, the assets and the functions."""
+
+
+def _next_version(model_dir):
+    versions = [int(name) for name in os.listdir(model_dir) if name.isdigit()] if os.path.isdir(model_dir) else []
+    return max(versions, default=0) + 1
+
+
+def _version_dir(export_dir, model_name, version, overwrite):
+    if not model_name or os.sep in model_name or model_name.startswith("."):
+        raise ExportError(f"model_name must be a plain directory name, got {model_name!r}.")
+    model_dir = os.path.join(os.fspath(export_dir), model_name)
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"Cannot create the export directory {model_dir!r}: {error.strerror}.") from error
+    if not os.access(model_dir, os.W_OK):
+        raise ExportError(f"The export directory {model_dir!r} is not writable.")
+    if version is None:
+        version = _next_version(model_dir)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ExportError(f"version must be a positive integer (TF Serving's version directories), got {version!r}.")
+    target = os.path.join(model_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise ExportError(
+            f"{target} already exists; pass another version, omit it to use the next free one "
+            f"({_next_version(model_dir)}), or overwrite=True (--overwrite)."
+        )
+    return model_dir, target, version
+
+
+def example_arrays(signature):
+    """The example request of `signature` as NumPy arrays in the signature's dtypes."""
+    specs = signature.function.input_signature
+    flat = {}
+    for spec in specs:
+        if isinstance(spec, dict):
+            flat.update({name: item for name, item in spec.items()})
+        else:
+            flat[spec.name] = spec
+    arrays = {}
+    for name, value in signature.example.items():
+        dtype = flat[name].dtype
+        arrays[name] = np.array(value, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
+        if dtype == tf.string:
+            arrays[name] = np.array([v.encode("utf-8") if isinstance(v, str) else v for v in np.ravel(arrays[name])],
+                                    dtype=object).reshape(np.shape(value))
+    return arrays
+
+
+def write_warmup_requests(path, model_name, signatures):
+    """`assets.extra/tf_serving_warmup_requests`: a TFRecord of PredictionLog protos, one per signature."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature in signatures:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature.name)
+            )
+            for name, array in example_arrays(signature).items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def read_warmup_requests(path):
+    """The `(signature_name, {input: NumPy array})` pairs of a warm-up file (tests, `--verify`)."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    requests = []
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        requests.append((request.model_spec.signature_name, inputs))
+    return requests
+
+
+def _spec_description(spec, rank=None):
+    if spec.shape.rank is None:
+        shape = None if rank is None else [-1] * rank
+    else:
+        shape = [-1 if size is None else size for size in spec.shape.as_list()]
+    return {"dtype": spec.dtype.name, "shape": shape}
+
+
+def _io_description(signature):
+    """`({input: {dtype, shape}}, {output: {dtype, shape}})`; input ranks (checked in the graph, declared
+    unknown) come from the example request, -1 marks a dynamic size."""
+    concrete = signature.function.get_concrete_function()
+    ranks = {name: np.ndim(value) for name, value in signature.example.items()}
+    inputs = {spec.name: _spec_description(spec, ranks.get(spec.name))
+              for spec in tf.nest.flatten(concrete.structured_input_signature[0])}
+    outputs = {name: _spec_description(spec) for name, spec in concrete.structured_outputs.items()}
+    return inputs, outputs
+
+
+def export_savedmodel(
+    model,
+    export_dir,
+    *,
+    tokenizer=None,
+    labels=None,
+    model_name=None,
+    version=None,
+    settings=None,
+    tokenizer_files=None,
+    warmup=True,
+    overwrite=False,
+):
+    """Writes `model` as a TF Serving SavedModel `<export_dir>/<model_name>/<version>/`.
+
+    Args:
+        model: a kzoo `BertBackbone`, `BertClassifier`, `BertTokenClassifier`, `BertSpanQA`, `BertPretrainer`,
+            `GPTCausalLM` or `Seq2SeqLM` (TensorFlow backend).
+        export_dir: the model base path TF Serving is pointed at (its parent, with `model_name`).
+        tokenizer: a `kzoo.text` tokenizer; adds the text-in signatures (see `kzoo.export.serving`).
+        labels: class or tag names in id order (classification/tagging); default "0", "1", ...
+        model_name: TF Serving's model name (default: the model's class name in lower case).
+        version: int >= 1; default the next free version number.
+        settings: `ServingSettings` (packing length, generation limits).
+        tokenizer_files: `{basename: path}` copied into `assets/` (the vocabulary travels with the model).
+        warmup: write `assets.extra/tf_serving_warmup_requests`.
+        overwrite: replace an existing version directory.
+
+    Returns:
+        `ExportResult`.
+
+    Raises:
+        ExportError: wrong backend or model type, labels that do not match the classes, a tokenizer larger than
+            the model's vocabulary, a version directory that exists, an unwritable directory.
+    """
+    _check_model(model)
+    _check_tokenizer(model, tokenizer)
+    if isinstance(model, (BertClassifier, BertTokenClassifier)):
+        labels = _labels(model, labels)
+    settings = _settings(model, tokenizer, settings)
+    model_name = model_name or type(model).__name__.lower()
+    model_dir, target, version = _version_dir(export_dir, model_name, version, overwrite)
+
+    signatures = serving_signatures(model, tokenizer, labels, settings)
+    root = _Servable()
+    root.model = model
+    root.variables = [variable.value for variable in model.variables]
+    root.trainable_variables = [variable.value for variable in model.trainable_variables]
+    root.regularization_losses = []
+    if tokenizer is not None:
+        root.tokenizer = tokenizer
+    root.vocabulary_files = [tf.saved_model.Asset(path) for _, path in sorted((tokenizer_files or {}).items())]
+    for signature in signatures:
+        setattr(root, signature.name, signature.function)
+    root.__call__ = signatures[0].function  # the TF Hub / TFSMLayer entry point
+
+    staging = tempfile.mkdtemp(prefix=f".{version}.partial-", dir=model_dir)
+    try:
+        with portable_updates():
+            concrete = {signature.name: signature.function.get_concrete_function() for signature in signatures}
+            tf.saved_model.save(root, staging, signatures=concrete)
+        extra = os.path.join(staging, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        if warmup:
+            write_warmup_requests(os.path.join(extra, WARMUP_FILE), model_name, signatures)
+        metadata = _metadata(model, signatures, labels, settings, tokenizer, tokenizer_files, model_name, version)
+        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as handle:
+            json.dump(metadata, handle, indent=1)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(target, model_name, version, {s.name: s.doc for s in signatures})
+
+
+def _metadata(model, signatures, labels, settings, tokenizer, tokenizer_files, model_name, version):
+    described = {}
+    for signature in signatures:
+        inputs, outputs = _io_description(signature)
+        described[signature.name] = {"doc": signature.doc, "inputs": inputs, "outputs": outputs}
+    return {
+        "format": "kzoo-savedmodel/1",
+        "model_name": model_name,
+        "version": version,
+        "model_class": type(model).__name__,
+        "model_config": json.loads(json.dumps(model.get_config(), default=str)),
+        "signatures": described,
+        "labels": labels,
+        "settings": dataclasses.asdict(settings),
+        "tokenizer": None if tokenizer is None else {
+            "class": type(tokenizer).__name__,
+            "vocabulary_size": tokenizer.vocabulary_size,
+            "assets": sorted(os.path.basename(p) for p in (tokenizer_files or {}).values()),
+        },
+        "written_by": {
+            "kzoo": kzoo.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        },
+        "serving": "tensorflow_model_server --model_name=%s --model_base_path=<absolute path of %s> "
+                   "--enable_model_warmup=true" % (model_name, "the export dir/" + model_name),
+    }
