@@ -107,7 +107,8 @@ def generation_signatures(model, tokenizer, settings):
         if prefix:
             tokens = tf.concat([text_ops.constant_rows(prefix, tf.shape(prompts)[0]), tokens], axis=1)
         kept = tf.minimum(tokens.row_lengths(), budget)
-        tokens = tf.ragged.boolean_mask(tokens, tf.ragged.range(tokens.row_lengths()) >= (tokens.row_lengths() - kept)[:, None])
+        first_kept = (tokens.row_lengths() - kept)[:, None]
+        tokens = tf.ragged.boolean_mask(tokens, tf.ragged.range(tokens.row_lengths()) >= first_kept)
         ids, mask = left_pad(tokens, settings.pad_id)
         return ids, mask, tf.cast(kept, tf.int32)
 

@@ -39,7 +39,9 @@ from kzoo.models.seq2seq.tasks import Seq2SeqLM
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "kzoo_export.json"
-SERVABLE_MODELS = "BertBackbone, BertClassifier, BertTokenClassifier, BertSpanQA, BertPretrainer, GPTCausalLM, Seq2SeqLM"
+SERVABLE_MODELS = (
+    "BertBackbone, BertClassifier, BertTokenClassifier, BertSpanQA, BertPretrainer, GPTCausalLM, Seq2SeqLM"
+)
 
 
 @dataclasses.dataclass
@@ -348,6 +350,6 @@ def _metadata(model, signatures, labels, settings, tokenizer, tokenizer_files, m
             "kzoo": kzoo.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
             "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         },
-        "serving": "tensorflow_model_server --model_name=%s --model_base_path=<absolute path of %s> "
-                   "--enable_model_warmup=true" % (model_name, "the export dir/" + model_name),
+        "serving": f"tensorflow_model_server --model_name={model_name} --model_base_path=<absolute path of "
+                   f"the export dir/{model_name}> --enable_model_warmup=true",
     }
