@@ -243,13 +243,8 @@ def classification_signatures(model, tokenizer, labels, settings):
 
     @tf.function(input_signature=[_spec("text", tf.string), _spec("text_pair", tf.string)])
     def classify_pair(text, text_pair):
-        text = text_ops.check_batch(text, "text")
-        text_pair = text_ops.with_rank(text_pair, 1, "text_pair")
-        same = tf.debugging.assert_equal(
-            tf.size(text), tf.size(text_pair), message="text and text_pair must hold the same number of strings."
-        )
-        with tf.control_dependencies([same]):
-            return finish(model(_bert_packed(tokenizer, text, length, text_pair), training=False))
+        text, text_pair = text_ops.check_pair(text, text_pair, ("text", "text_pair"))
+        return finish(model(_bert_packed(tokenizer, text, length, text_pair), training=False))
 
     out = "label (b,) string, label_id (b,) int32, score (b,) float32 (its probability), probabilities (b, C)"
     policy = f"truncated to {length} sub-tokens with [CLS]/[SEP]"
@@ -305,13 +300,7 @@ def qa_signature(model, tokenizer, settings):
 
     @tf.function(input_signature=[_spec("question", tf.string), _spec("context", tf.string)])
     def answer(question, context):
-        question = text_ops.check_batch(question, "question")
-        context = text_ops.with_rank(context, 1, "context")
-        same = tf.debugging.assert_equal(
-            tf.size(question), tf.size(context), message="question and context must hold the same number of strings."
-        )
-        with tf.control_dependencies([same]):
-            question = tf.identity(question)
+        question, context = text_ops.check_pair(question, context, ("question", "context"))
         batch = tf.shape(question)[0]
         query = tokenizer._tokenize_batch(question)[:, :query_budget]
         words, pieces = text_ops.word_pieces(tokenizer, context)

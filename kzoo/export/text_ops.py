@@ -36,6 +36,17 @@ def check_batch(strings, name):
         return tf.identity(strings)
 
 
+def check_pair(first, second, names):
+    """Two (b,) string inputs checked like `check_batch`, and to hold the same number of strings."""
+    first = check_batch(first, names[0])
+    second = with_rank(second, 1, names[1])
+    same = tf.debugging.assert_equal(
+        tf.size(first), tf.size(second), message=f"{names[0]} and {names[1]} must hold the same number of strings."
+    )
+    with tf.control_dependencies([same]):
+        return tf.identity(first), tf.identity(second)
+
+
 def word_pieces(tokenizer, strings):
     """Whitespace words of each text and their sub-tokens.
 
