@@ -13,7 +13,7 @@ import time
 import keras
 import numpy as np
 
-from kzoo import layers
+from kzoo import layers, saving
 
 
 def arithmetic_sequences(rng, batch_size, length, vocabulary_size, max_step=3):
@@ -58,7 +58,7 @@ def run(steps=150, batch_size=32, sequence_length=16, output_dir="runs/smoke", s
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "tiny_decoder.keras")
     model.save(path)
-    restored = keras.saving.load_model(path)
+    restored = saving.load_model(path, compile=True)
     difference = float(np.max(np.abs(restored.predict(held_out[:8, :-1], verbose=0)
                                      - model.predict(held_out[:8, :-1], verbose=0))))
     return {

@@ -27,7 +27,7 @@ import sys
 
 import keras
 
-from kzoo import data, metrics, models
+from kzoo import data, metrics, models, saving
 from kzoo.convert import from_huggingface, from_keras_hub
 from kzoo.text import tokenizer_from_files
 from kzoo.train import ConfigError, TrainConfig
@@ -74,7 +74,7 @@ def load_checkpoint(path):
                           "or pass --model.checkpoint=PATH (HF GPT-2 dir, keras-hub preset dir or .keras file).")
     path = path or DEFAULT_CHECKPOINT
     if os.path.isfile(path) and path.endswith(".keras"):
-        model, files = keras.saving.load_model(path, compile=False), None
+        model, files = saving.load_model(path, compile=False), None
     elif os.path.isfile(os.path.join(path, "config.json")):
         keras_hub = os.path.exists(os.path.join(path, "model.weights.h5")) or os.path.exists(
             os.path.join(path, "model.weights.json"))

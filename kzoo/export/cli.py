@@ -60,11 +60,10 @@ def register(subparsers):
 def load_source(source, tokenizer_dir=None, labels_path=None):
     """`(model, tokenizer or None, tokenizer files, labels or None)` from a run directory or a .keras file.
 
-    The .keras file is loaded with Keras' safe mode (no Lambda layers, no arbitrary code).
+    The .keras file is checked by `kzoo.saving.load_model` (no Lambda layers, foreign classes or unsafe
+    archive members) and then loaded with Keras' safe mode.
     """
-    import keras
-
-    import kzoo.models  # noqa: F401  (registers the kzoo classes for deserialization)
+    from kzoo.saving import ModelFileError, load_model
 
     if os.path.isdir(source):
         model_path = os.path.join(source, RUN_MODEL)
@@ -77,7 +76,9 @@ def load_source(source, tokenizer_dir=None, labels_path=None):
     else:
         raise UsageError(f"{source} is neither a run directory nor a .keras file.")
     try:
-        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+        model = load_model(model_path, compile=False, safe_mode=True)
+    except ModelFileError as error:  # its message already names the file
+        raise UsageError(str(error)) from error
     except (ValueError, TypeError, OSError) as error:
         raise UsageError(f"cannot load {model_path}: {error}") from error
     tokenizer, files = None, {}
@@ -150,7 +151,7 @@ def _onnx(args, model, tokenizer, files, labels):
         for row in onnx_export.summarize(report):
             agreement = f" argmax agreement {row['argmax_agreement']:.3f}" if "argmax_agreement" in row else ""
             print(f"  {row['graph']:>18} {row['precision']} {row['output']:<26} max abs {row['max_abs']:.2e} "
-                  f"max rel {row['max_rel']:.2e} {'ok' if row['ok'] else 'FAIL'}{agreement}")
+                  f"max rel {row['max_rel']:.2e} {onnx_export.verdict(row)}{agreement}")
     if tokenizer is not None and files:
         import shutil
 

@@ -13,6 +13,7 @@ import os
 import sys
 
 from kzoo.generate.options import STRATEGIES
+from kzoo.saving import ModelFileError
 
 
 def _early_stopping(text):
@@ -105,12 +106,10 @@ def run(args):
         elif texts:
             raise ValueError("text prompts need --tokenizer FILES (or pass token ids with --ids).")
 
-        import keras
-
-        import kzoo.models  # noqa: F401  (registers the kzoo classes for loading)
         from kzoo.generate import generate
+        from kzoo.saving import load_model
 
-        model = keras.saving.load_model(args.model)
+        model = load_model(args.model)  # checked first: no Lambda layers, foreign classes or unsafe members
         outputs = generate(
             model,
             texts or ids,
@@ -131,6 +130,9 @@ def run(args):
             decoder_start_id=args.decoder_start_id,
             jit_compile=not args.no_xla,
         )
+    except ModelFileError as error:  # a model file kzoo refuses to open: a bad input, like a usage error
+        print(f"kzoo generate: {error}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as error:
         print(f"kzoo generate: {error}", file=sys.stderr)
         return 1
