@@ -308,13 +308,26 @@ class Trainer:
         self._log_history(history_path, {"step": step, "train": values})
 
     def _truncate_history(self, path, step):
-        """Drops records of steps after `step` (logged by a run that died before its next checkpoint)."""
+        """Drops records of steps after `step` (logged by a run that died before its next checkpoint), and a torn
+        last line (a kill in the middle of an append). The kept records are written to a temporary file that
+        replaces the history in one rename, so a kill during this rewrite loses nothing."""
         if not self.chief or not os.path.exists(path):
             return
+        kept = []
         with open(path, encoding="utf-8") as file:
-            kept = [line for line in file if json.loads(line)["step"] <= step]
-        with open(path, "w", encoding="utf-8") as file:
+            for line in file:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("step", 0) <= step:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+        partial = f"{path}.partial"
+        with open(partial, "w", encoding="utf-8") as file:
             file.writelines(kept)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
 
     def _log_history(self, path, record):
         if self.chief:

@@ -152,6 +152,19 @@ def test_nan_under_mixed_float16_lowers_the_loss_scale_and_training_goes_on(tmp_
     assert all(np.isfinite(keras.ops.convert_to_numpy(v.value)).all() for v in trainer.model.variables)
 
 
+def test_resume_drops_history_past_the_checkpoint_and_a_torn_last_line(tmp_path):
+    _trainer(tmp_path, steps=4).fit()  # checkpoints at steps 2 and 4
+    history = tmp_path / "history.jsonl"
+    with open(history, "a", encoding="utf-8") as file:  # a run that logged step 5, then died mid-append
+        file.write(json.dumps({"step": 5, "train": {"loss": 1.0}}) + "\n" + '{"step": 6, "tra')
+    result = _trainer(tmp_path, steps=8).fit()
+    assert result["resumed_from"] == 4
+    steps = [json.loads(line)["step"] for line in history.read_text(encoding="utf-8").splitlines()
+             if "train" in json.loads(line)]
+    assert steps == list(range(1, 9))  # step 5 logged once (by the resumed run), the torn line gone
+    assert not os.path.exists(f"{history}.partial")
+
+
 def test_gradient_accumulation_updates_every_k_steps(tmp_path):
     trainer = _trainer(tmp_path, gradient_accumulation_steps=2, steps=3, checkpoint_every=100)
     trainer.fit()
