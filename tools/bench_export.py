@@ -7,6 +7,12 @@ random ids at sequence length 128 (every position real). Artifacts are prepared 
 timed in a fresh process that only loads its artifact: 3 warm-up calls, then the median of `--repeats` calls per
 batch size. TensorFlow and ONNX Runtime use their default thread pools (all cores); torch is set to all cores.
 
+`keras_hub_onnx` is keras-hub's SavedModel converted by the tf2onnx command line (`--saved-model`, same opset),
+the route keras-hub users take to ONNX. Each row also gets its achieved GFLOP/s (`bert_flops`: the encoder's
+matmul FLOPs per call) against a measured ceiling: ONNX Runtime running one fp32 MatMul (and its int8
+dynamically quantized form) of the BERT feed-forward shape over the same number of rows, so a figure near 100%
+says the peer is bound by this CPU's matmul speed, not by overheads.
+
 `--accuracy-run RUN_DIR` (a finished `kzoo train bert_classify` run) adds the int8 accuracy check: the run's
 held-out set scored by the Keras model, its ONNX fp32 export and the int8 one.
 
@@ -28,7 +34,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = ("kzoo_savedmodel", "kzoo_onnx_fp32", "kzoo_onnx_int8", "keras_hub_savedmodel", "hf_torch")
+PEERS = ("kzoo_savedmodel", "kzoo_onnx_fp32", "kzoo_onnx_int8", "keras_hub_savedmodel", "keras_hub_onnx", "hf_torch")
+OPSET = 17
 BERT_BASE = dict(vocabulary_size=30522, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072,
                  max_sequence_length=512)
 TINY = dict(vocabulary_size=1000, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=128,
@@ -44,6 +51,14 @@ def _inputs(batch, length, vocabulary_size, seed=0):
         "segment_ids": np.zeros((batch, length), "int32"),
         "padding_mask": np.ones((batch, length), "int32"),
     }
+
+
+def bert_flops(sizes, batch, length):
+    """Multiply-add FLOPs (2 per MAC) of one BERT encoder call: per layer the Q/K/V/output projections
+    (4·h²), the feed-forward (2·h·i) and the attention scores and context (2·s·h) per token, plus the pooler."""
+    hidden, inner = sizes["hidden_dim"], sizes["intermediate_dim"]
+    per_token_layer = 2 * (4 * hidden * hidden + 2 * hidden * inner + 2 * length * hidden)
+    return batch * (sizes["num_layers"] * length * per_token_layer + 2 * hidden * hidden)
 
 
 # --- preparing artifacts (one process each) ----------------------------------------------------------------------
@@ -79,8 +94,18 @@ def prepare_keras_hub(sizes, workdir):
         max_sequence_length=sizes["max_sequence_length"],
     )
     started = time.perf_counter()
-    backbone.export(os.path.join(workdir, "keras_hub_savedmodel"), format="tf_saved_model", verbose=False)
-    return {"savedmodel_export_s": time.perf_counter() - started}
+    saved = os.path.join(workdir, "keras_hub_savedmodel")
+    backbone.export(saved, format="tf_saved_model", verbose=False)
+    result = {"savedmodel_export_s": time.perf_counter() - started}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved, "--opset", str(OPSET),
+                           "--output", os.path.join(workdir, "keras_hub.onnx")], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError("tf2onnx could not convert keras-hub's SavedModel: "
+                           + " | ".join(done.stderr.strip().splitlines()[-3:]))
+    result["onnx_export_s"] = time.perf_counter() - started
+    return result
 
 
 PREPARE = {"kzoo": prepare_kzoo, "keras_hub": prepare_keras_hub}
@@ -115,7 +140,7 @@ def _ort(path):
 
 
 def _time_onnx(sizes, workdir, file_name):
-    session = _ort(os.path.join(workdir, "kzoo_onnx", file_name))
+    session = _ort(os.path.join(workdir, file_name))
     names = [item.name for item in session.get_inputs()]
 
     def make(batch, length):
@@ -126,11 +151,15 @@ def _time_onnx(sizes, workdir, file_name):
 
 
 def time_kzoo_onnx_fp32(sizes, workdir):
-    return _time_onnx(sizes, workdir, "model.onnx")
+    return _time_onnx(sizes, workdir, os.path.join("kzoo_onnx", "model.onnx"))
 
 
 def time_kzoo_onnx_int8(sizes, workdir):
-    return _time_onnx(sizes, workdir, "model.int8.onnx")
+    return _time_onnx(sizes, workdir, os.path.join("kzoo_onnx", "model.int8.onnx"))
+
+
+def time_keras_hub_onnx(sizes, workdir):
+    return _time_onnx(sizes, workdir, "keras_hub.onnx")
 
 
 def time_keras_hub_savedmodel(sizes, workdir):
@@ -171,8 +200,37 @@ def time_hf_torch(sizes, workdir):
 TIMERS = {
     "kzoo_savedmodel": time_kzoo_savedmodel, "kzoo_onnx_fp32": time_kzoo_onnx_fp32,
     "kzoo_onnx_int8": time_kzoo_onnx_int8, "keras_hub_savedmodel": time_keras_hub_savedmodel,
-    "hf_torch": time_hf_torch,
+    "keras_hub_onnx": time_keras_hub_onnx, "hf_torch": time_hf_torch,
 }
+
+
+def matmul_ceiling(sizes, workdir, batch_sizes, length, repeats):
+    """GFLOP/s of ONNX Runtime on one MatMul (rows = batch·length, hidden → intermediate), fp32 and int8
+    (dynamic quantization, as `quantize_onnx` applies): the most this CPU gives the encoder's matmuls."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    hidden, inner = sizes["hidden_dim"], sizes["intermediate_dim"]
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(hidden, inner)).astype("float32"), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "ceiling",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", inner])], [weight])
+    fp32_path, int8_path = os.path.join(workdir, "ceiling.onnx"), os.path.join(workdir, "ceiling.int8.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), fp32_path)
+    quantize_dynamic(fp32_path, int8_path, weight_type=QuantType.QInt8)
+    rows = []
+    for precision, path in (("fp32", fp32_path), ("int8", int8_path)):
+        session = _ort(path)
+        for batch in batch_sizes:
+            x = np.random.default_rng(1).normal(size=(batch * length, hidden)).astype("float32")
+            median, best = _median_ms(lambda session=session, x=x: session.run(None, {"x": x}), repeats)
+            flops = 2 * batch * length * hidden * inner
+            rows.append({"ceiling": precision, "batch": batch, "median_ms": median, "min_ms": best,
+                         "gflops_per_s": flops / median / 1e6})
+    return rows
 
 
 def _median_ms(call, repeats):
@@ -196,13 +254,19 @@ def worker(args):
         result = PREPARE[args.worker[len("prepare_"):]](sizes, args.workdir)
         print(json.dumps({"prepare": args.worker, **result}))
         return
+    if args.worker == "ceiling":
+        for row in matmul_ceiling(sizes, args.workdir, args.batch_sizes, args.sequence_length, args.repeats):
+            print(json.dumps(row), flush=True)
+        return
     started = time.perf_counter()
     make = TIMERS[args.worker](sizes, args.workdir)
     load_s = time.perf_counter() - started
     for batch in args.batch_sizes:
         median, best = _median_ms(make(batch, args.sequence_length), args.repeats)
+        gflops = bert_flops(sizes, batch, args.sequence_length) / median / 1e6
         print(json.dumps({"peer": args.worker, "batch": batch, "sequence_length": args.sequence_length,
-                          "median_ms": median, "min_ms": best, "load_s": load_s, "repeats": args.repeats}),
+                          "median_ms": median, "min_ms": best, "gflops_per_s": gflops, "load_s": load_s,
+                          "repeats": args.repeats}),
               flush=True)
 
 
@@ -281,6 +345,39 @@ def _table(rows, batch_sizes):
     return "\n".join(lines)
 
 
+def _efficiency_table(rows, ceiling, batch_sizes):
+    """Achieved GFLOP/s per peer and batch, and its share of the matmul ceiling of the same precision."""
+    limits = {(row["ceiling"], row["batch"]): row["gflops_per_s"] for row in ceiling}
+    header = f"{'GFLOP/s (% of matmul ceiling)':32s}" + "".join(f"{'batch ' + str(b):>16s}" for b in batch_sizes)
+    lines = [header, "-" * len(header)]
+    for precision in ("fp32", "int8"):
+        cells = "".join(f"{limits[(precision, b)]:>16.1f}" if (precision, b) in limits else f"{'-':>16s}"
+                        for b in batch_sizes)
+        lines.append(f"{'ceiling: one ' + precision + ' MatMul':32s}{cells}")
+    for peer in dict.fromkeys(row["peer"] for row in rows if "gflops_per_s" in row):
+        precision = "int8" if peer.endswith("int8") else "fp32"
+        cells = ""
+        for batch in batch_sizes:
+            row = next((r for r in rows if r["peer"] == peer and r.get("batch") == batch), None)
+            limit = limits.get((precision, batch))
+            if row is None:
+                cells += f"{'-':>16s}"
+            else:
+                share = f" ({100 * row['gflops_per_s'] / limit:.0f}%)" if limit else ""
+                cells += f"{row['gflops_per_s']:>10.1f}{share:>6s}"
+        lines.append(f"{peer:32s}{cells}")
+    return "\n".join(lines)
+
+
+def _processor():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        return names[0] if names else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny BERT, 3 repeats (a smoke run)")
@@ -323,7 +420,7 @@ def main(argv=None):
             print(f"prepare {kind}: " + ", ".join(f"{k} {v:.1f}" for k, v in result[-1].items()
                                                  if isinstance(v, float)), flush=True)
     for peer in args.peers:
-        if peer.split("_")[0] in failed or (peer == "keras_hub_savedmodel" and "keras_hub" in failed):
+        if any(peer.startswith(kind) for kind in failed):
             rows.append({"peer": peer, "error": "its artifact could not be prepared"})
             continue
         result, error = _run([*base, "--worker", peer], args.timeout)
@@ -331,11 +428,17 @@ def main(argv=None):
         if error:
             rows.append({"peer": peer, "error": error})
         print(_table([row for row in rows if row["peer"] == peer], args.batch_sizes).splitlines()[-1], flush=True)
+    ceiling, error = _run([*base, "--worker", "ceiling"], args.timeout)
+    if error:
+        print(f"matmul ceiling: {error}", flush=True)
     print()
     print(_table(rows, args.batch_sizes))
+    print()
+    print(_efficiency_table(rows, ceiling, args.batch_sizes))
     report = {"model": "tiny" if args.quick else "bert_base", "sizes": TINY if args.quick else BERT_BASE,
               "sequence_length": args.sequence_length, "batch_sizes": args.batch_sizes, "cpus": os.cpu_count(),
-              "load_average_at_start": load, "machine": platform.machine(), "prepared": prepared, "results": rows}
+              "load_average_at_start": load, "machine": platform.machine(), "processor": _processor(),
+              "prepared": prepared, "results": rows, "matmul_ceiling": ceiling}
     if args.accuracy_run:
         report["accuracy"] = accuracy(args.accuracy_run, args.workdir)
         print("\nint8 accuracy check on", args.accuracy_run, json.dumps(report["accuracy"]))

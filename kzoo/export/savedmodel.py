@@ -231,23 +231,34 @@ def read_warmup_requests(path):
     return requests
 
 
-def _spec_description(spec, rank=None):
-    if spec.shape.rank is None:
-        shape = None if rank is None else [-1] * rank
+def _tensor_description(info, rank=None):
+    """`{dtype, shape}` of a SignatureDef TensorInfo; -1 marks a dynamic size, `rank` stands in for an unknown
+    rank (the inputs are declared rank-free and checked in the graph)."""
+    shape = info.tensor_shape
+    if shape.unknown_rank:
+        dims = None if rank is None else [-1] * rank
     else:
-        shape = [-1 if size is None else size for size in spec.shape.as_list()]
-    return {"dtype": spec.dtype.name, "shape": shape}
+        dims = [int(dim.size) for dim in shape.dim]
+    return {"dtype": tf.dtypes.as_dtype(info.dtype).name, "shape": dims}
 
 
-def _io_description(signature):
-    """`({input: {dtype, shape}}, {output: {dtype, shape}})`; input ranks (checked in the graph, declared
-    unknown) come from the example request, -1 marks a dynamic size."""
-    concrete = signature.function.get_concrete_function()
-    ranks = {name: np.ndim(value) for name, value in signature.example.items()}
-    inputs = {spec.name: _spec_description(spec, ranks.get(spec.name))
-              for spec in tf.nest.flatten(concrete.structured_input_signature[0])}
-    outputs = {name: _spec_description(spec) for name, spec in concrete.structured_outputs.items()}
-    return inputs, outputs
+def _io_descriptions(saved_dir, signatures):
+    """{signature: ({input: {dtype, shape}}, {output: {dtype, shape}})} read from the written `saved_model.pb`
+    (what a server sees; tracing the functions again here would double the export time). Input ranks come from
+    each signature's example request."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with open(os.path.join(saved_dir, "saved_model.pb"), "rb") as handle:
+        saved = saved_model_pb2.SavedModel.FromString(handle.read())
+    definitions = saved.meta_graphs[0].signature_def
+    described = {}
+    for signature in signatures:
+        definition = definitions[signature.name]
+        ranks = {name: np.ndim(value) for name, value in signature.example.items()}
+        inputs = {name: _tensor_description(info, ranks.get(name)) for name, info in sorted(definition.inputs.items())}
+        outputs = {name: _tensor_description(info) for name, info in sorted(definition.outputs.items())}
+        described[signature.name] = (inputs, outputs)
+    return described
 
 
 def export_savedmodel(
@@ -295,7 +306,8 @@ def export_savedmodel(
 
     signatures = serving_signatures(model, tokenizer, labels, settings)
     root = _Servable()
-    root.model = model
+    # The Keras model object is not tracked: its variables are (above), and walking its object graph would
+    # double the save time for nothing a loaded SavedModel uses.
     root.variables = [variable.value for variable in model.variables]
     root.trainable_variables = [variable.value for variable in model.trainable_variables]
     root.regularization_losses = []
@@ -309,13 +321,15 @@ def export_savedmodel(
     staging = tempfile.mkdtemp(prefix=f".{version}.partial-", dir=model_dir)
     try:
         with portable_updates():
-            concrete = {signature.name: signature.function.get_concrete_function() for signature in signatures}
-            tf.saved_model.save(root, staging, signatures=concrete)
+            # tf.functions (not concrete functions traced beforehand): the saver traces each one once, in its save
+            # context; a function traced outside that context would be traced a second time.
+            tf.saved_model.save(root, staging, signatures={s.name: s.function for s in signatures})
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(extra, exist_ok=True)
         if warmup:
             write_warmup_requests(os.path.join(extra, WARMUP_FILE), model_name, signatures)
-        metadata = _metadata(model, signatures, labels, settings, tokenizer, tokenizer_files, model_name, version)
+        metadata = _metadata(model, signatures, _io_descriptions(staging, signatures), labels, settings, tokenizer,
+                             tokenizer_files, model_name, version)
         with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as handle:
             json.dump(metadata, handle, indent=1)
         if os.path.exists(target):
@@ -327,10 +341,11 @@ def export_savedmodel(
     return ExportResult(target, model_name, version, {s.name: s.doc for s in signatures})
 
 
-def _metadata(model, signatures, labels, settings, tokenizer, tokenizer_files, model_name, version):
+def _metadata(model, signatures, io_descriptions, labels, settings, tokenizer, tokenizer_files, model_name,
+              version):
     described = {}
     for signature in signatures:
-        inputs, outputs = _io_description(signature)
+        inputs, outputs = io_descriptions[signature.name]
         described[signature.name] = {"doc": signature.doc, "inputs": inputs, "outputs": outputs}
     return {
         "format": "kzoo-savedmodel/1",

@@ -4,15 +4,14 @@ Every exported model has `serving_default`, the tensor-in signature: the Keras m
 batch size and sequence length, and its outputs as float32 (plus derived outputs such as probabilities). With a
 tokenizer, a text-in signature is added per task:
 
-| model | text signature | inputs | outputs |
-|---|---|---|---|
-| `BertClassifier` | `classify` | `text` | `label`, `label_id`, `score`, `probabilities` |
-|                  | `classify_pair` | `text`, `text_pair` | the same |
-| `BertTokenClassifier` | `tag` | `text` | `words`, `tags`, `entity_types`, `entity_texts`, `entity_starts`, `entity_ends`, `num_entities` |
-| `BertSpanQA` | `answer` | `question`, `context` | `answer`, `score`, `answer_start`, `answer_end` |
-| `BertBackbone` | `embed` | `text` | `embedding` (mean of the token vectors), `pooled_output` |
-| `GPTCausalLM`, `Seq2SeqLM` | `generate` | `prompts` | `text`, `token_ids`, `num_tokens` |
-|                            | `generate_with_options` | `prompts`, `max_new_tokens`, `temperature`, `top_p`, `seed` | the same |
+* `BertClassifier`: `classify` (`text`) and `classify_pair` (`text`, `text_pair`) → `label`, `label_id`, `score`,
+  `probabilities`.
+* `BertTokenClassifier`: `tag` (`text`) → `words`, `tags`, `entity_types`, `entity_texts`, `entity_starts`,
+  `entity_ends`, `num_entities`.
+* `BertSpanQA`: `answer` (`question`, `context`) → `answer`, `score`, `answer_start`, `answer_end`.
+* `BertBackbone`: `embed` (`text`) → `embedding` (mean of the token vectors), `pooled_output`.
+* `GPTCausalLM`, `Seq2SeqLM`: `generate` (`prompts`) and `generate_with_options` (`prompts`, `max_new_tokens`,
+  `temperature`, `top_p`, `seed`) → `text`, `token_ids`, `num_tokens`.
 
 Input policy (stated again in the export's `assets.extra/kzoo_export.json`): texts are tokenized in the graph and
 truncated to the export's `max_length` sub-tokens, special tokens included: the END of a classification text, of

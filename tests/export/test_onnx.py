@@ -229,6 +229,23 @@ def test_int8_models_run_and_mostly_agree(bert_exports, generative_exports, tmp_
         assert any(row["precision"] == "int8" and "argmax_agreement" in row for row in report)
 
 
+@TF_ONLY
+def test_cli_exports_onnx_with_int8_and_reports_int8_drift_as_information(bert_exports, tmp_path, capsys):
+    from kzoo import cli
+
+    model, _ = bert_exports["classifier"]
+    source = tmp_path / "classifier.keras"
+    model.save(source)
+    output = tmp_path / "onnx"
+    assert cli.main(["export", str(source), "--format", "onnx", "--output", str(output), "--int8", "--verify"]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split() for line in printed.splitlines() if " max abs " in line]
+    assert {row[1] for row in rows} == {"fp32", "int8"}
+    assert all(row[-1] == "ok" for row in rows if row[1] == "fp32")
+    assert all("info" in row for row in rows if row[1] == "int8") and "FAIL" not in printed
+    assert (output / "model.int8.onnx").exists()
+
+
 # === Tampering and errors ===
 
 
