@@ -5,6 +5,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests (hypothesis): 1,000 examples per property, no deadline (the first example traces graphs), no
+# example database in the working tree (a failure prints its example and reproduction blob instead). Fixtures
+# are module or session scoped state that examples may share. HYPOTHESIS_PROFILE=quick runs 50 examples.
+settings.register_profile(
+    "kzoo", max_examples=1000, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile("quick", settings.get_profile("kzoo"), max_examples=50)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "kzoo"))
 
 if keras.backend.backend() == "jax":
     import jax

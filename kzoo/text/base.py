@@ -29,9 +29,11 @@ def to_string_tensor(strings):
         if not all(isinstance(s, (str, bytes)) for s in strings):
             kinds = sorted({type(s).__name__ for s in strings if not isinstance(s, (str, bytes))})
             raise TypeError(f"tokenizers take text: a list of str/bytes, got a list holding {', '.join(kinds)}.")
-        strings = [s.encode("utf-8", "surrogatepass") if isinstance(s, str) else s for s in strings]
+        # tf.string explicitly: an empty list is an empty batch, not a float32 tensor.
+        strings = tf.constant([s.encode("utf-8", "surrogatepass") if isinstance(s, str) else s for s in strings],
+                              tf.string, shape=[len(strings)])
     elif isinstance(strings, np.ndarray) and strings.dtype.kind == "U":
-        strings = np.char.encode(strings, "utf-8")
+        strings = np.char.encode(strings, "utf-8", "surrogatepass")  # lone surrogates are replaced as in a str
     if isinstance(strings, (tf.Tensor, tf.Variable)) or tf.is_tensor(strings):
         tensor = strings
     else:
@@ -57,7 +59,7 @@ def to_ragged_ids(ids):
     if not tf.is_tensor(ids):
         if isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray)):
             return tf.ragged.constant([list(row) for row in ids], dtype=tf.int32), False
-        ids = tf.convert_to_tensor(ids)
+        ids = tf.convert_to_tensor(ids, dtype_hint=tf.int32)  # [] is a sequence of no ids, not a float32 tensor
     if not ids.dtype.is_integer:
         raise TypeError(f"detokenize takes integer token ids, got a {ids.dtype.name} tensor.")
     ids = tf.cast(ids, tf.int32)
