@@ -34,6 +34,8 @@ BERT_TASKS = {
     "span_qa": models.BertSpanQA,
     "pretrainer": models.BertPretrainer,
 }
+# The seq2seq conversions take 15-20 s each: the quick tier checks the GPTs, CI (slow tier) all four.
+SLOW_GENERATIVE = {"t5", "bart"}
 GENERATIVE = {
     "gpt_learned": lambda: helpers.tiny_gpt("learned", seed=0),
     "gpt_rotary": lambda: helpers.tiny_gpt("rotary", seed=0),
@@ -152,7 +154,8 @@ def test_fully_padded_rows_stay_finite(bert_exports):
 
 
 @TF_ONLY
-@pytest.mark.parametrize("name", list(GENERATIVE))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in SLOW_GENERATIVE else ())
+                                  for n in GENERATIVE])
 def test_generative_graphs_match_keras(generative_exports, name):
     model, directory = generative_exports[name]
     metadata = onnx_export.load_metadata(directory)
@@ -165,7 +168,8 @@ def test_generative_graphs_match_keras(generative_exports, name):
 
 
 @TF_ONLY
-@pytest.mark.parametrize("name", list(GENERATIVE))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in SLOW_GENERATIVE else ())
+                                  for n in GENERATIVE])
 def test_onnx_greedy_generation_equals_keras(generative_exports, name):
     model, directory = generative_exports[name]
     options = dict(max_new_tokens=NEW_TOKENS)

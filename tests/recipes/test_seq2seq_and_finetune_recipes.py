@@ -94,6 +94,7 @@ def test_finetune_from_keras_hub_preset(tmp_path):
     assert {"vocabulary.json", "merges.txt"} <= set(os.listdir(tmp_path / "out" / "tokenizer"))
 
 
+@pytest.mark.slow
 def test_finetune_from_huggingface(tmp_path):
     checkpoint = _tiny_hf_gpt2(tmp_path / "gpt2")
     result = run(gpt_finetune.main, tmp_path / "out", f"--model.checkpoint={checkpoint}", *FINETUNE)

@@ -51,6 +51,7 @@ def _check_rows(report, models):
         assert row["backend"] == "tensorflow" and row["precision"] == "float32"
 
 
+@pytest.mark.slow
 @pytest.mark.backend("tensorflow")  # runs its own subprocesses (TensorFlow backend); once is enough
 def test_quick_cpu_run_writes_the_table_and_json(tmp_path):
     report = _run_quick(tmp_path, "--models", "gpt")

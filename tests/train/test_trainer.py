@@ -50,6 +50,7 @@ def _train_losses(output_dir):
     return {record["step"]: record["train"]["loss"] for record in records if "train" in record}
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_devices_matches_one_device(tmp_path):
     common = ["--logical-cpus=2", "--dropout=0", "--steps=12"]
     _run(tmp_path / "one", "--strategy=default", *common)
