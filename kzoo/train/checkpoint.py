@@ -125,10 +125,16 @@ class CheckpointManager:
             file.flush()
             os.fsync(file.fileno())
         _fsync_directory(staging)
-        if os.path.exists(final):  # re-saving a step (e.g. the final one): replace it as a whole
-            shutil.rmtree(final)
+        retired = None
+        if os.path.exists(final):
+            # Re-saving a step (e.g. the final one): rename the old one aside first, so the step is missing only
+            # between two renames (not during a whole rmtree) if the process dies here.
+            retired = os.path.join(self.directory, f".retired-step-{step:09d}-{uuid.uuid4().hex[:8]}")
+            os.replace(final, retired)
         os.replace(staging, final)
         _fsync_directory(self.directory)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
         self._prune()
         return final
 
@@ -137,7 +143,7 @@ class CheckpointManager:
         for step in steps[: max(0, len(steps) - self.keep)]:
             shutil.rmtree(self.path(step), ignore_errors=True)
         for name in os.listdir(self.directory):  # staging directories of killed writers
-            if name.startswith(".tmp-step-"):
+            if name.startswith((".tmp-step-", ".retired-step-")):
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
     # --- restoring ------------------------------------------------------------------------------

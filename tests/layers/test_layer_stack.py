@@ -91,7 +91,12 @@ def test_jit_compiled_prediction_matches_eager():
 JIT_MODES = [False, True] if keras.backend.backend() == "tensorflow" else [True]
 
 
-@pytest.mark.parametrize("jit_compile", JIT_MODES, ids=["graph" if not m else "jit" for m in JIT_MODES])
+# XLA compilation of the whole stack costs ~30 s under TensorFlow: that variant is in the slow tier there.
+@pytest.mark.parametrize("jit_compile", [
+    pytest.param(mode, id="jit" if mode else "graph",
+                 marks=pytest.mark.slow if mode and keras.backend.backend() == "tensorflow" else ())
+    for mode in JIT_MODES
+])
 def test_one_training_step(jit_compile):
     model = build_stack()
     inputs = stack_inputs(4)

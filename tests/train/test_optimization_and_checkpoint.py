@@ -104,3 +104,16 @@ def test_interrupted_writes_leave_no_checkpoint_behind(tmp_path):
     assert not os.path.exists(staging)
     with open(os.path.join(manager.path(6), "meta.json")) as file:
         assert json.load(file)["variables"]["model"][0][1] == [3, 4]
+
+
+def test_resaving_a_step_replaces_it_whole_and_leaves_nothing_aside(tmp_path):
+    manager = _manager(tmp_path, keep=3)
+    manager.save(4)
+    first = manager.model.variables[0]
+    first.assign(np.full(first.shape, 3.0, dtype=first.dtype))
+    manager.save(4)  # e.g. the final save landing on a periodic checkpoint's step
+    assert manager.steps() == [4]
+    assert sorted(os.listdir(manager.directory)) == ["step-000000004"]
+    first.assign(np.zeros(first.shape, dtype=first.dtype))
+    assert manager.restore_latest()["step"] == 4
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(first.value), np.full(first.shape, 3.0))

@@ -14,6 +14,7 @@ TINY = ["--model.preset=gpt_test", "--data.vocabulary_size=256", "--data.sequenc
         "--train.batch_size=4", "--train.eval_steps=2", "--train.verbose=0", "--train.log_every=1"]
 
 
+@pytest.mark.slow
 def test_train_resume_and_eval_through_the_command_line(tmp_path, capsys):
     output = str(tmp_path / "run")
     assert "gpt_pretrain" in recipe_names()
