@@ -234,17 +234,23 @@ class Seq2SeqBackbone(Backbone):
             token_ids, self.decoder_position, self.decoder_embedding_norm, False,
             start_index=cache_update_index, key_length=max_length,
         )
-        new_cache = []
-        for block, layer_cache, cross_cache in zip(self.decoder_blocks, cache, cross_caches, strict=True):
-            x, layer_cache, _ = block(
+        per_block = [dict(self_attention_cache=c, cache_update_index=cache_update_index) for c in cache]
+        return self._decode_blocks(x, bias, cross_caches, encoder_padding_mask, per_block)
+
+    def _decode_blocks(self, x, bias, cross_caches, encoder_padding_mask, per_block):
+        """The decoder blocks at inference over embedded `x`, each with its own self-attention state
+        (`per_block`: the keyword arguments of one block, a cache or a past), then the final norm.
+        Returns `(x, [the state each block returned])`."""
+        states = []
+        for block, cross_cache, state in zip(self.decoder_blocks, cross_caches, per_block, strict=True):
+            x, state, _ = block(
                 x, encoder_padding_mask=encoder_padding_mask, self_attention_bias=bias,
-                self_attention_cache=layer_cache, cross_attention_cache=cross_cache,
-                cache_update_index=cache_update_index, training=False,
+                cross_attention_cache=cross_cache, training=False, **state,
             )
-            new_cache.append(layer_cache)
+            states.append(state)
         if self.decoder_final_norm is not None:
             x = self.decoder_final_norm(x)
-        return x, new_cache
+        return x, states
 
     # === Growing past (the ONNX export form, see kzoo.export.onnx) ===
 
@@ -284,13 +290,5 @@ class Seq2SeqBackbone(Backbone):
             token_ids, self.decoder_position, self.decoder_embedding_norm, False,
             start_index=past_length, key_length=key_length,
         )
-        present = []
-        for block, past, cross_cache in zip(self.decoder_blocks, past_key_values, cross_caches, strict=True):
-            x, layer_present, _ = block(
-                x, encoder_padding_mask=encoder_padding_mask, self_attention_bias=bias,
-                self_attention_past=tuple(past), cross_attention_cache=cross_cache, training=False,
-            )
-            present.append(layer_present)
-        if self.decoder_final_norm is not None:
-            x = self.decoder_final_norm(x)
-        return x, present
+        per_block = [dict(self_attention_past=tuple(past)) for past in past_key_values]
+        return self._decode_blocks(x, bias, cross_caches, encoder_padding_mask, per_block)
