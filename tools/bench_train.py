@@ -19,14 +19,17 @@ Modes:
   --device cpu (default): TensorFlow backend for kzoo and keras-hub (--backend jax to
       switch), float32; MFU is against a measured ceiling: the best float32 2048^3 matmul
       rate of the same framework, in the same process, right after the timed steps.
-  --device gpu: KERAS_BACKEND=jax, mixed_bfloat16 (torch: bf16 autocast); MFU against
+  --device gpu: KERAS_BACKEND=jax, mixed_bfloat16 (torch: bf16 autocast), kzoo's and the
+      nanoGPT reference's GPT token table padded to a multiple of 64 rows (--vocabulary-multiple;
+      "V rows" column), fused attention (see kzoo.layers.MultiHeadAttention); MFU against
       the spec-sheet dense BF16 peak of the GPU (H100/H200/A100 table in
       tools/bench/peaks.py, or --peak-tflops). The Keras workers block `import
       tensorflow`, so the run proves the GPU path needs no TensorFlow. Fails at once
       with a message when no CUDA GPU is usable by JAX.
 
-Metrics per row: step time = median of the timed steps (each step timed alone, after
-the warm-up steps; a step ends when its loss is on the host), tokens/s = batch * T /
+Metrics per row: step time = median of the timed steps (after the warm-up steps; on
+CPU each step is timed alone and ends when its loss is on the host; on GPU the loss is
+read every 10th step, --sync-every, and a window's time / 10 counts), tokens/s = batch * T /
 step time, achieved FLOP/s = FLOPs/token * tokens/s with FLOPs/token = 6*N + 12*L*H*Q*T
 (N as printed; tools/bench/specs.py explains it), MFU = achieved / peak (or ceiling).
 
@@ -92,16 +95,22 @@ def worker(args):
 
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        build = keras_peers.build_kzoo if args.worker == "kzoo" else keras_peers.build_keras_hub
-        run, info = build(spec, batch, args.backend, precision, args.xla, args.dropout)
+        if args.worker == "kzoo":
+            run, info = keras_peers.build_kzoo(spec, batch, args.backend, precision, args.xla, args.dropout,
+                                               vocabulary_multiple=args.vocabulary_multiple)
+        else:
+            run, info = keras_peers.build_keras_hub(spec, batch, args.backend, precision, args.xla, args.dropout)
         framework = keras_peers.ceiling_framework(args.backend)
         device_name = keras_peers.device_name(args.backend)
     else:
         from tools.bench import torch_peers
 
         device = "cuda" if gpu else "cpu"
-        build = torch_peers.build_transformers if args.worker == "transformers" else torch_peers.build_nanogpt
-        run, info = build(spec, batch, device, args.dropout, args.compile and args.worker == "nanogpt")
+        if args.worker == "transformers":
+            run, info = torch_peers.build_transformers(spec, batch, device, args.dropout)
+        else:
+            run, info = torch_peers.build_nanogpt(spec, batch, device, args.dropout, args.compile,
+                                                  vocabulary_multiple=args.vocabulary_multiple)
         framework = "torch"
         if args.threads:
             import torch
@@ -109,7 +118,7 @@ def worker(args):
             torch.set_num_threads(args.threads)
         device_name = torch_peers.device_name(device)
     build_s = time.perf_counter() - started
-    timing = run(args.warmup, args.steps)
+    timing = run(args.warmup, args.steps, args.sync_every)
 
     tokens_per_s = spec.tokens_per_step / timing["step_s"]
     flops_per_token = specs.flops_per_token(spec)
@@ -149,7 +158,8 @@ def _worker_command(peer, model, args):
     command = [sys.executable, os.path.abspath(__file__), "--worker", peer, "--model-name", model,
                "--device", args.device, "--backend", args.backend, "--size-set", args.size_set,
                "--warmup", str(args.warmup), "--steps", str(args.steps), "--dropout", str(args.dropout),
-               "--ceiling-size", str(args.ceiling_size)]
+               "--ceiling-size", str(args.ceiling_size), "--vocabulary-multiple", str(args.vocabulary_multiple),
+               "--sync-every", str(args.sync_every)]
     if args.threads:
         command += ["--threads", str(args.threads)]
     for flag, on in (("--xla", args.xla), ("--no-compile", not args.compile),
@@ -202,7 +212,8 @@ def _si(value):
 
 def _table(rows):
     header = (f"{'model':5s} {'peer':12s} {'backend':10s} {'step ms':>9s} {'cpu ms':>8s} {'tokens/s':>10s} "
-              f"{'FLOP/s':>9s} {'MFU %':>6s} {'vs':>10s} {'step/kzoo':>9s} {'first s':>8s} {'params':>10s}")
+              f"{'FLOP/s':>9s} {'MFU %':>6s} {'vs':>10s} {'step/kzoo':>9s} {'first s':>8s} {'params':>11s} "
+              f"{'V rows':>7s}")
     lines = [header, "-" * len(header)]
     kzoo = {(row["model"], row.get("repeat")): row["step_s"] for row in rows
             if row["peer"] == "kzoo" and "step_s" in row}
@@ -222,7 +233,7 @@ def _table(rows):
             f"{row['model']:5s} {row['peer']:12s} {row['backend']:10s} {1e3 * row['step_s']:>9.2f} "
             f"{1e3 * row['step_cpu_s']:>8.1f} "
             f"{row['tokens_per_s']:>10.0f} {_si(row['achieved_flops_per_s']):>9s} {mfu:>6s} {vs:>10s} "
-            f"{ratio:>9s} {row['first_step_s']:>8.2f} {row['parameters']:>10,d}")
+            f"{ratio:>9s} {row['first_step_s']:>8.2f} {row['parameters']:>11,d} {row.get('vocabulary_rows') or '':>7}")
     return "\n".join(lines)
 
 
@@ -253,7 +264,7 @@ def _summary(rows, args):
                 "tokens_per_s": tokens_per_s, "achieved_flops_per_s": tokens_per_s * specs.flops_per_token(spec),
                 "mfu": statistics.median(row["mfu"] for row in done), "peak_flops_per_s": median["peak_flops_per_s"],
                 "peak_kind": done[0]["peak_kind"], "first_step_s": median["first_step_s"],
-                "parameters": done[0]["parameters"],
+                "parameters": done[0]["parameters"], "vocabulary_rows": done[0].get("vocabulary_rows"),
                 **({"ratio_to_kzoo": statistics.median(ratios), "ratios_to_kzoo": ratios} if ratios else {}),
             })
     return summary
@@ -287,6 +298,15 @@ def parse_args(argv=None):
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="run the nanoGPT peer eagerly instead of under torch.compile")
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--sync-every", type=int,
+                        help="read the loss (a host sync) only every this many timed steps, as a training loop "
+                             "that logs every N steps; step time = window / N (default 1 on CPU: every step "
+                             "timed alone; 10 on GPU, where a per-step sync idles the device while the host "
+                             "dispatches the next step); --steps must be a multiple")
+    parser.add_argument("--vocabulary-multiple", type=int,
+                        help="GPT: round the token table of kzoo and the nanoGPT reference up to a multiple of "
+                             "this many rows (the logits keep the vocabulary; keras-hub and transformers have no "
+                             "such option); default 64 on GPU (50257 -> 50304), 1 on CPU")
     parser.add_argument("--no-tensorflow", action="store_true",
                         help="make `import tensorflow` fail in the kzoo/keras-hub workers (implied by --device gpu; "
                              "needs --backend jax)")
@@ -320,6 +340,14 @@ def parse_args(argv=None):
         parser.error("--warmup and --steps must be >= 1 (the first step compiles and is never timed)")
     if args.ceiling_size is None:
         args.ceiling_size = 512 if args.size_set == "quick" else 2048
+    if args.sync_every is None:
+        args.sync_every = 10 if args.device == "gpu" else 1
+    if args.sync_every < 1 or args.steps % args.sync_every:
+        parser.error(f"--steps ({args.steps}) must be a positive multiple of --sync-every ({args.sync_every})")
+    if args.vocabulary_multiple is None:
+        args.vocabulary_multiple = 64 if args.device == "gpu" else 1
+    if args.vocabulary_multiple < 1:
+        parser.error("--vocabulary-multiple must be >= 1")
     return args
 
 
@@ -363,7 +391,8 @@ def main(argv=None):
         "device": args.device, "size_set": args.size_set, "keras_backend": args.backend,
         "precision": "mixed_bfloat16 (torch: bf16 autocast)" if args.device == "gpu" else "float32",
         "warmup_steps": args.warmup, "timed_steps": args.steps, "xla": args.xla, "nanogpt_compile": args.compile,
-        "dropout": args.dropout, "threads": args.threads or "framework default", "formula": specs.FORMULA,
+        "dropout": args.dropout, "vocabulary_multiple": args.vocabulary_multiple, "sync_every": args.sync_every,
+        "threads": args.threads or "framework default", "formula": specs.FORMULA,
         "models": {model: {**specs.SIZE_SETS[args.size_set][model].to_dict(),
                            "parameter_counts": specs.parameter_counts(specs.SIZE_SETS[args.size_set][model]),
                            "flops_per_token": specs.flops_per_token(specs.SIZE_SETS[args.size_set][model])}

@@ -233,7 +233,10 @@ class MultiHeadAttention(keras.layers.Layer):
             )
             causal = ops.broadcast_to(filled[None, :], (query_length, key_length))
         mask = combine_masks(padding_mask, attention_mask, causal)
-        outputs, scores = self._attend(query_heads, key_heads, value_heads, mask, attention_bias, training)
+        if return_attention_scores or not self._can_fuse(training):
+            outputs, scores = self._attend(query_heads, key_heads, value_heads, mask, attention_bias, training)
+        else:
+            outputs = self._attend_fused(query_heads, key_heads, value_heads, mask, attention_bias)
         results = (outputs,)
         if cache is not None:
             results += (cache,)
@@ -243,11 +246,49 @@ class MultiHeadAttention(keras.layers.Layer):
             results += (scores,)
         return results[0] if len(results) == 1 else results
 
+    def _scale(self):
+        return 1.0 / math.sqrt(self.head_dim) if self.attention_scale is None else float(self.attention_scale)
+
+    def _can_fuse(self, training):
+        """Whether `_attend_fused` may replace `_attend` (the caller wants no probabilities).
+
+        Only under JAX, where `ops.dot_product_attention` dispatches to cuDNN flash
+        attention on NVIDIA GPUs (Ampere and later, fp16/bf16) and to Splash attention on
+        TPUs, and otherwise to XLA's reference, which computes what `_attend` does. The
+        TensorFlow backend has no fused kernel, so its graphs (and the SavedModel/ONNX
+        exports made from them) keep the explicit form. Attention dropout during
+        training needs the probabilities, so it keeps the explicit form too.
+        `keras.config.disable_flash_attention()` turns the fused path off.
+        """
+        if keras.backend.backend() != "jax" or keras.config.is_flash_attention_enabled() is False:
+            return False
+        return not (training and self.dropout > 0)
+
+    def _attend_fused(self, query_heads, key_heads, value_heads, mask, attention_bias):
+        """`_attend` through one fused kernel, without materialized probabilities.
+
+        Same contract: the softmax runs in float32 (cuDNN and XLA's reference both do),
+        and a query whose keys are all masked gets a zero context. The kernel gives such
+        a row the mean of the values (every logit equally masked), so it is zeroed here.
+        """
+        dtype = query_heads.dtype
+        kernel_mask = None
+        if mask is not None:
+            # Full (b, 1, s, t), the layout cuDNN takes (it turns a mask into an additive bias).
+            batch, query_length = ops.shape(query_heads)[0], ops.shape(query_heads)[1]
+            mask = ops.broadcast_to(mask, (batch, query_length, ops.shape(key_heads)[1]))
+            kernel_mask = mask[:, None, :, :]
+        bias = None if attention_bias is None else ops.cast(attention_bias, dtype)
+        context = ops.dot_product_attention(
+            query_heads, key_heads, value_heads, bias=bias, mask=kernel_mask, scale=self._scale()
+        )  # (b, s, h, k)
+        if mask is not None:
+            has_key = ops.any(mask, axis=-1)  # (b, s)
+            context = context * ops.cast(has_key, dtype)[:, :, None, None]
+        return self._project_output(context)
+
     def _attend(self, query_heads, key_heads, value_heads, mask, attention_bias, training):
-        scale = self.attention_scale
-        if scale is None:
-            scale = 1.0 / math.sqrt(self.head_dim)
-        query_heads = query_heads * ops.cast(scale, query_heads.dtype)
+        query_heads = query_heads * ops.cast(self._scale(), query_heads.dtype)
         logits = ops.einsum("bshk,bthk->bhst", query_heads, key_heads)
         logits = ops.cast(logits, "float32")
         if attention_bias is not None:

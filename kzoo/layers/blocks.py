@@ -253,16 +253,17 @@ class EncoderBlock(_TransformerBlock):
         padding_mask = _first_given(padding_mask, inputs_mask, mask)
 
         def attend(x):
-            output, scores = self.self_attention(
+            outputs = self.self_attention(
                 x,
                 padding_mask=padding_mask,
                 attention_mask=attention_mask,
                 attention_bias=attention_bias,
                 use_causal_mask=use_causal_mask,
-                return_attention_scores=True,
+                return_attention_scores=return_attention_scores,
                 training=training,
             )
-            return output, scores
+            # Scores only when asked: without them the attention may use a fused kernel.
+            return outputs if return_attention_scores else (outputs, None)
 
         x, scores = self._residual(
             inputs, attend, self.self_attention_norm, self.self_attention_dropout, training
@@ -398,10 +399,12 @@ class DecoderBlock(_TransformerBlock):
                 use_causal_mask=use_causal_mask,
                 cache=self_attention_cache,
                 cache_update_index=cache_update_index,
-                return_attention_scores=True,
+                return_attention_scores=return_attention_scores,
                 training=training,
                 past_key_value=self_attention_past,
             )
+            if not isinstance(outputs, tuple):
+                return outputs, ()
             return outputs[0], outputs[1:]
 
         x, extras = self._residual(
@@ -409,7 +412,8 @@ class DecoderBlock(_TransformerBlock):
         )
         has_self_state = self_attention_cache is not None or self_attention_past is not None
         new_self_cache = extras[0] if has_self_state else None
-        scores["self_attention"] = extras[-1]
+        if return_attention_scores:
+            scores["self_attention"] = extras[-1]
 
         if self.use_cross_attention:
 
@@ -420,14 +424,18 @@ class DecoderBlock(_TransformerBlock):
                     padding_mask=encoder_padding_mask,
                     attention_bias=cross_attention_bias,
                     cache=cross_attention_cache,
-                    return_attention_scores=True,
+                    return_attention_scores=return_attention_scores,
                     training=training,
                 )
-                return outputs[0], outputs[-1]
+                if not isinstance(outputs, tuple):  # no cache given and no scores asked
+                    return outputs, None
+                return outputs[0], outputs[-1] if return_attention_scores else None
 
-            x, scores["cross_attention"] = self._residual(
+            x, cross_scores = self._residual(
                 x, cross_attend, self.cross_attention_norm, self.cross_attention_dropout, training
             )
+            if return_attention_scores:
+                scores["cross_attention"] = cross_scores
 
         x = self._feed_forward_residual(x, training)
         results = (x,)

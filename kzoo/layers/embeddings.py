@@ -27,7 +27,7 @@ class TokenEmbedding(keras.layers.Layer):
     otherwise return zeros for an out-of-range id.
 
     Args:
-        vocabulary_size: int, number of rows of the table.
+        vocabulary_size: int, number of token ids (the rows of the table before padding).
         hidden_dim: int, size of each embedding vector.
         tie_weights: bool, whether `reverse=True` reuses the embedding table.
         embeddings_initializer: initializer of the table.
@@ -37,6 +37,12 @@ class TokenEmbedding(keras.layers.Layer):
             Transformer uses `sqrt(hidden_dim)`).
         logits_scale: float, multiplies hidden states before the reverse projection
             (T5 v1.0 uses `hidden_dim ** -0.5` with tied weights).
+        pad_to_multiple_of: int, the table gets `vocabulary_size` rounded up to a
+            multiple of this many rows (nanoGPT's 50257 -> 50304 with 64), so that the
+            `(d, V)` matmul of the reverse projection has a width GPU kernels tile
+            without a ragged edge. The extra rows are never looked up (ids are checked
+            against `vocabulary_size`) and the logits are cut back to `vocabulary_size`
+            columns, so nothing outside the layer sees them. 1 (default): no padding.
 
     Example:
         >>> emb = TokenEmbedding(vocabulary_size=100, hidden_dim=8)
@@ -53,11 +59,15 @@ class TokenEmbedding(keras.layers.Layer):
         mask_zero=False,
         embeddings_scale=1.0,
         logits_scale=1.0,
+        pad_to_multiple_of=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         _checks.check_positive_int("vocabulary_size", vocabulary_size, self.name)
         _checks.check_positive_int("hidden_dim", hidden_dim, self.name)
+        _checks.check_positive_int("pad_to_multiple_of", pad_to_multiple_of, self.name)
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.table_rows = -(-vocabulary_size // pad_to_multiple_of) * pad_to_multiple_of
         self.vocabulary_size = vocabulary_size
         self.hidden_dim = hidden_dim
         self.tie_weights = tie_weights
@@ -70,13 +80,13 @@ class TokenEmbedding(keras.layers.Layer):
     def build(self, inputs_shape=None):
         self.embeddings = self.add_weight(
             name="embeddings",
-            shape=(self.vocabulary_size, self.hidden_dim),
+            shape=(self.table_rows, self.hidden_dim),
             initializer=self.embeddings_initializer,
         )
         if not self.tie_weights:
             self.reverse_embeddings = self.add_weight(
                 name="reverse_embeddings",
-                shape=(self.hidden_dim, self.vocabulary_size),
+                shape=(self.hidden_dim, self.table_rows),
                 initializer=self.embeddings_initializer,
             )
         self.built = True
@@ -101,7 +111,10 @@ class TokenEmbedding(keras.layers.Layer):
                 kernel = ops.cast(self.reverse_embeddings, self.compute_dtype)
             if self.logits_scale != 1.0:
                 inputs = inputs * self.logits_scale
-            return ops.matmul(inputs, kernel)  # (..., d) @ (d, V) -> (..., V)
+            logits = ops.matmul(inputs, kernel)  # (..., d) @ (d, V) -> (..., V)
+            if self.table_rows != self.vocabulary_size:
+                logits = logits[..., : self.vocabulary_size]  # drop the padding rows' columns
+            return logits
         if "int" not in str(inputs.dtype):
             raise ValueError(
                 f"TokenEmbedding '{self.name}': `inputs` must be integer token ids, got "
@@ -130,12 +143,15 @@ class TokenEmbedding(keras.layers.Layer):
                 "mask_zero": self.mask_zero,
                 "embeddings_scale": self.embeddings_scale,
                 "logits_scale": self.logits_scale,
+                "pad_to_multiple_of": self.pad_to_multiple_of,
             }
         )
         return config
 
 
-SEGMENT_FIXED_ARGUMENTS = ("vocabulary_size", "tie_weights", "mask_zero", "embeddings_scale", "logits_scale")
+SEGMENT_FIXED_ARGUMENTS = (
+    "vocabulary_size", "tie_weights", "mask_zero", "embeddings_scale", "logits_scale", "pad_to_multiple_of"
+)
 
 
 @keras.saving.register_keras_serializable(package="kzoo")

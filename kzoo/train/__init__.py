@@ -7,14 +7,29 @@ Recipes (recipes/*.py) wire these together with kzoo.data and kzoo.models; see
 `kzoo.train.recipe.run_recipe`.
 """
 
-from kzoo.train.checkpoint import CheckpointError, CheckpointManager
-from kzoo.train.config import ConfigError, TrainConfig, parse_command_line, write_resolved
-from kzoo.train.loop import Trainer, TrainingDiverged
-from kzoo.train.optimization import PreReducedAdamW, WarmupDecay, build_optimizer
-from kzoo.train.strategy import is_chief, resolve_strategy
+import importlib
 
-__all__ = [
-    "CheckpointError", "CheckpointManager", "ConfigError", "PreReducedAdamW", "TrainConfig", "Trainer",
-    "TrainingDiverged", "WarmupDecay", "build_optimizer", "is_chief", "parse_command_line", "resolve_strategy",
-    "write_resolved",
-]
+# Names are imported on first use (PEP 562), so that the modules that need only Keras
+# (`config`, `optimization`, `checkpoint`) load where TensorFlow is absent, e.g. a
+# JAX-only GPU machine; `loop`, `strategy` and `summaries` import TensorFlow.
+_EXPORTS = {
+    "CheckpointError": "checkpoint", "CheckpointManager": "checkpoint",
+    "ConfigError": "config", "TrainConfig": "config", "parse_command_line": "config", "write_resolved": "config",
+    "Trainer": "loop", "TrainingDiverged": "loop",
+    "PreReducedAdamW": "optimization", "WarmupDecay": "optimization", "build_optimizer": "optimization",
+    "is_chief": "strategy", "resolve_strategy": "strategy",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kzoo.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"kzoo.train.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

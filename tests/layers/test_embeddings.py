@@ -34,6 +34,25 @@ def test_untied_reverse_projection_has_its_own_kernel(rng):
     np.testing.assert_allclose(to_numpy(layer(hidden, reverse=True)), hidden @ kernel, atol=REFERENCE_ATOL)
 
 
+@pytest.mark.parametrize("tie_weights", [True, False], ids=["tied", "untied"])
+def test_padded_table_keeps_the_vocabulary_outside_the_layer(rng, tie_weights):
+    layer = TokenEmbedding(vocabulary_size=11, hidden_dim=6, tie_weights=tie_weights, pad_to_multiple_of=8)
+    ids = rng.integers(0, 11, (2, 5))
+    embedded = to_numpy(layer(ids))
+    table = to_numpy(layer.embeddings).astype(np.float64)
+    assert table.shape == (16, 6)  # 11 rounded up to a multiple of 8
+    np.testing.assert_allclose(embedded, table[ids], atol=REFERENCE_ATOL)
+    hidden = rng.normal(size=(2, 5, 6)).astype("float32")
+    logits = to_numpy(layer(hidden, reverse=True))
+    assert logits.shape == (2, 5, 11)  # the padding rows' columns are cut off
+    kernel = table.T if tie_weights else weight(layer, "reverse_embeddings")
+    assert kernel.shape == (6, 16)
+    np.testing.assert_allclose(logits, hidden @ kernel[:, :11], atol=REFERENCE_ATOL)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 11\)"):  # padding rows are not ids
+        layer(np.array([[1, 12]]))
+    assert_config_round_trip(layer)
+
+
 def test_mask_zero_produces_padding_mask():
     layer = TokenEmbedding(vocabulary_size=5, hidden_dim=3, mask_zero=True)
     mask = to_numpy(layer.compute_mask(np.array([[3, 1, 0, 0]])))

@@ -86,6 +86,30 @@ def test_gpt_causal_lm_is_causal_and_round_trips(tmp_path, position_embedding):
     assert_keras_file_round_trip(lm, inputs, tmp_path)
 
 
+def test_gpt_padded_vocabulary_computes_what_the_unpadded_model_computes(tmp_path):
+    """`pad_vocabulary_to_multiple_of` changes the table's shape only: with the same
+    weights, the padded model gives the unpadded model's logits and greedy tokens."""
+    plain = models.GPTCausalLM(models.from_preset("gpt_test", vocabulary_size=100, dropout=0.0))
+    padded = models.GPTCausalLM(
+        models.from_preset("gpt_test", vocabulary_size=100, dropout=0.0, pad_vocabulary_to_multiple_of=64)
+    )
+    inputs = gpt_inputs(vocab=100)
+    plain(inputs)
+    padded(inputs)
+    table = padded.backbone.token_embedding.embeddings
+    assert tuple(table.shape)[0] == 128
+    for source, target in zip(plain.backbone.weights, padded.backbone.weights, strict=True):
+        value = to_numpy(source)
+        if target.path == table.path:
+            value = np.concatenate([value, np.full((28, value.shape[1]), 7.0, value.dtype)])  # junk padding rows
+        target.assign(value)
+    np.testing.assert_allclose(to_numpy(padded(inputs)), to_numpy(plain(inputs)), atol=1e-6)
+    prompt = {"token_ids": inputs["token_ids"][:, :4], "padding_mask": np.ones((2, 4), "int32")}
+    np.testing.assert_array_equal(padded.generate(prompt, max_new_tokens=5), plain.generate(prompt, max_new_tokens=5))
+    restored = assert_keras_file_round_trip(padded, inputs, tmp_path)
+    assert restored.backbone.get_config()["pad_vocabulary_to_multiple_of"] == 64
+
+
 @pytest.mark.parametrize("design", list(SEQ2SEQ_DESIGNS))
 def test_seq2seq_designs_round_trip(tmp_path, design):
     backbone = seq2seq_backbone(design)

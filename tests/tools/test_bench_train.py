@@ -66,6 +66,27 @@ def test_quick_cpu_run_bert_rows(tmp_path):
     _check_rows(_run_quick(tmp_path, "--models", "bert"), ["bert"])
 
 
+@pytest.mark.slow
+@pytest.mark.backend("tensorflow")  # once is enough: the workers run under JAX whatever the parent's backend
+def test_quick_jax_run_without_tensorflow_uses_the_gpu_mode_model(tmp_path):
+    """The GPU mode's kzoo configuration on CPU: JAX, no TensorFlow importable, the token
+    table padded (--vocabulary-multiple) for kzoo and the nanoGPT reference, fused attention."""
+    output = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, SCRIPT, "--quick", "--backend", "jax", "--no-tensorflow", "--models", "gpt",
+         "--peers", "kzoo", "nanogpt", "--no-compile", "--vocabulary-multiple", "96", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(output.read_text())
+    assert report["vocabulary_multiple"] == 96
+    rows = {row["peer"]: row for row in report["results"]}
+    assert rows["kzoo"]["vocabulary_rows"] == rows["nanogpt"]["vocabulary_rows"] == 192  # 128 rounded up to 96s
+    assert rows["kzoo"]["attention"] == "fused ops.dot_product_attention"
+    assert rows["kzoo"]["tensorflow_imported"] is False
+    assert all(math.isfinite(row["last_loss"]) for row in rows.values())
+
+
 def test_flop_counts_reproduce_the_published_sizes():
     gpt2 = specs.SIZE_SETS["gpu"]["gpt"]
     counts = specs.parameter_counts(gpt2)

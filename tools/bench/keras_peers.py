@@ -36,14 +36,14 @@ def _keras_setup(precision):
     return keras
 
 
-def _kzoo_model(spec, dropout):
+def _kzoo_model(spec, dropout, vocabulary_multiple=1):
     from kzoo import models
 
     sizes = dict(vocabulary_size=spec.vocabulary_size, num_layers=spec.num_layers, num_heads=spec.num_heads,
                  hidden_dim=spec.hidden_dim, intermediate_dim=spec.intermediate_dim,
                  max_sequence_length=spec.max_sequence_length, dropout=dropout)
     if spec.family == "gpt":
-        return models.GPTCausalLM(models.GPTBackbone(**sizes))
+        return models.GPTCausalLM(models.GPTBackbone(**sizes, pad_vocabulary_to_multiple_of=vocabulary_multiple))
     return models.BertPretrainer(models.BertBackbone(**sizes, attention_dropout=dropout))
 
 
@@ -62,24 +62,25 @@ def _kzoo_data(spec, batch):
 
 
 def _train_config(spec, precision, xla, output_dir):
-    from tools.bench.timing import import_kzoo_optimization
+    # Both modules need only Keras: this works where TensorFlow is absent (GPU mode).
+    from kzoo.train import config as config_module
+    from kzoo.train import optimization
 
-    optimization, config_module, how = import_kzoo_optimization()
     config = config_module.TrainConfig(
         steps=100_000, batch_size=spec.batch_size, learning_rate=LEARNING_RATE, warmup_steps=10,
         weight_decay=0.01, clip_norm=1.0, precision=precision, xla=xla, strategy="default",
         output_dir=output_dir, verbose=0,
     )
-    return optimization, config, how
+    return optimization, config
 
 
-def build_kzoo(spec, batch, backend, precision, xla, dropout):
+def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multiple=1):
     keras = _keras_setup(precision)
     output_dir = tempfile.mkdtemp(prefix="bench_train_kzoo_")  # the Trainer's (unused) logs and checkpoints
     atexit.register(shutil.rmtree, output_dir, ignore_errors=True)
-    optimization, config, how = _train_config(spec, precision, xla, output_dir)
+    optimization, config = _train_config(spec, precision, xla, output_dir)
     x, y, sample_weight = _kzoo_data(spec, batch)
-    info = {"optimizer_import": how}
+    info = {}
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -87,7 +88,7 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout):
 
         strategy = tf.distribute.get_strategy()
         with strategy.scope():
-            model = _kzoo_model(spec, dropout)
+            model = _kzoo_model(spec, dropout, vocabulary_multiple)
             model.compile(optimizer=optimization.build_optimizer(config, model.trainable_variables))
         dataset = tf.data.Dataset.from_tensors((x, y, sample_weight))
         trainer = Trainer(model, config, strategy, dataset, output_dir=output_dir)
@@ -95,24 +96,34 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout):
         train_function = trainer._make_train_function()
         iterator = iter(trainer._distributed_train_data(0))
 
-        def step():
+        def step(sync):
             loss, norm, _, _ = train_function(iterator)
+            if not sync:
+                return None
             float(norm)
             return float(loss)
 
         info.update(step="kzoo.train.Trainer train function (tf.function" + (", XLA)" if xla else ", no XLA)"))
     else:
-        model = _kzoo_model(spec, dropout)
+        model = _kzoo_model(spec, dropout, vocabulary_multiple)
         optimizer = optimization.build_optimizer(config, model.trainable_variables)
         model.compile(optimizer=optimizer)
         step = _jax_stateless_step(keras, model, optimizer, (x, y, sample_weight))
         info.update(step="jax.jit stateless step (compute_loss_and_updates + stateless_apply, state donated)")
     info["parameters"] = int(model.count_params())
+    if spec.family == "gpt":
+        info["vocabulary_rows"] = int(model.backbone.token_embedding.table_rows)
+        attention = model.backbone.decoder_blocks[0].self_attention
+    else:
+        attention = model.backbone.encoder_blocks[0].self_attention
+    # What MultiHeadAttention does in this training step (JAX fuses it unless attention dropout is on).
+    info["attention"] = "fused ops.dot_product_attention" if attention._can_fuse(training=True) else (
+        "explicit softmax(QK^T)V")
 
-    def run(warmup, timed):
+    def run(warmup, timed, sync_every=1):
         from tools.bench.timing import time_steps
 
-        return time_steps(step, warmup, timed)
+        return time_steps(step, warmup, timed, sync_every)
 
     return run, info
 
@@ -158,8 +169,10 @@ def _jax_stateless_step(keras, model, optimizer, data):
         [v.value for v in metrics_variables],
     )]
 
-    def step():
+    def step(sync):
         state[0], loss, norm = train_step(state[0], x, y, sample_weight)
+        if not sync:
+            return None
         float(norm)
         return float(loss)
 
@@ -197,18 +210,24 @@ def build_keras_hub(spec, batch, backend, precision, xla, dropout):
     info = {"parameters": int(model.count_params()),
             "step": f"model.fit (jit_compile={jit_compile}), callback reads the loss after each batch"}
 
-    def run(warmup, timed):
-        return _fit_timing(keras, model, data, backend, warmup, timed)
+    def run(warmup, timed, sync_every=1):
+        return _fit_timing(keras, model, data, backend, warmup, timed, sync_every)
 
     return run, info
 
 
-def _fit_timing(keras, model, data, backend, warmup, timed):
+def _fit_timing(keras, model, data, backend, warmup, timed, sync_every=1):
+    """Times `model.fit` from a callback: the warm-up batches each read their loss (a
+    host sync); after them the loss is read only at the end of every `sync_every`-th
+    batch, and the time between those reads / `sync_every` is one step time."""
     import time
 
     from tools.bench.timing import summarize
 
-    steps = max(warmup, 1) + timed
+    if timed % sync_every:
+        raise ValueError(f"timed steps ({timed}) must be a multiple of sync_every ({sync_every})")
+    skip = max(warmup, 1)
+    steps = skip + timed
     ends, cpu_ends, losses = [], [], []
 
     class StepTimer(keras.callbacks.Callback):
@@ -218,9 +237,10 @@ def _fit_timing(keras, model, data, backend, warmup, timed):
                 cpu_ends.append(time.process_time())
 
         def on_train_batch_end(self, batch, logs=None):
-            losses.append(float(logs["loss"]))  # waits for the step
-            ends.append(time.perf_counter())
-            cpu_ends.append(time.process_time())
+            if batch < skip or (batch + 1 - skip) % sync_every == 0:
+                losses.append(float(logs["loss"]))  # waits for the step
+                ends.append(time.perf_counter())
+                cpu_ends.append(time.process_time())
 
     if backend == "tensorflow":
         import tensorflow as tf
@@ -241,9 +261,10 @@ def _fit_timing(keras, model, data, backend, warmup, timed):
     total = time.perf_counter() - started
     intervals = [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)]
     cpu_intervals = [b - a for a, b in zip(cpu_ends[:-1], cpu_ends[1:], strict=True)]
-    skip = max(warmup, 1)
-    result = summarize(intervals[0], sum(intervals[:skip]), intervals[skip:], cpu_intervals[skip:], losses)
+    result = summarize(intervals[0], sum(intervals[:skip]), [t / sync_every for t in intervals[skip:]],
+                       [t / sync_every for t in cpu_intervals[skip:]], losses)
     result["fit_call_s"] = total
+    result["sync_every"] = sync_every
     return result
 
 

@@ -81,7 +81,7 @@ SIZE_SETS = {
 }
 
 # size set -> (warm-up steps, timed steps)
-DEFAULT_STEPS = {"gpu": (10, 30), "cpu": (5, 30), "quick": (2, 3)}
+DEFAULT_STEPS = {"gpu": (10, 50), "cpu": (5, 30), "quick": (2, 3)}
 
 
 def parameter_counts(spec):

@@ -1,36 +1,45 @@
-"""Step timing, the measured CPU matmul ceilings, and import helpers for the workers."""
+"""Step timing, the measured CPU matmul ceilings, and the TensorFlow import blocker of the workers."""
 
 import importlib.abc
-import importlib.util
-import os
 import statistics
 import sys
 import time
-import types
 
 
-def time_steps(step, warmup, timed):
-    """Runs `step()` (one training step that returns once its result is on the host)
-    `warmup` times, then `timed` times, each timed alone.
+def time_steps(step, warmup, timed, sync_every=1):
+    """Runs `step(sync)` (one training step) `warmup` times, then `timed` times.
+
+    `step(True)` returns once its loss is on the host (a host sync) and returns it;
+    `step(False)` only dispatches the step and returns None (asynchronous frameworks
+    queue it behind the previous ones). Warm-up steps all sync. The timed steps run in
+    windows of `sync_every`, only the last of each syncing, as a training loop that
+    logs every `sync_every` steps runs; each window's time / `sync_every` is one entry
+    of `step_times_s` (with 1, every step is timed alone).
 
     Returns first_step_s (the first call, tracing/compilation included), warmup_s (all
-    warm-up calls), step_times_s (the timed calls), step_s (their median), step_cpu_s
-    (median CPU time of this process per timed step, all threads), losses.
+    warm-up calls), step_times_s, step_s (their median), step_cpu_s (median CPU time of
+    this process per timed step, all threads), losses (of the syncing steps).
     """
+    if timed % sync_every:
+        raise ValueError(f"timed steps ({timed}) must be a multiple of sync_every ({sync_every})")
     losses = []
     started = time.perf_counter()
-    losses.append(step())
+    losses.append(step(True))
     first = time.perf_counter() - started
     for _ in range(max(warmup - 1, 0)):
-        losses.append(step())
+        losses.append(step(True))
     warmup_s = time.perf_counter() - started
     times, cpu_times = [], []
-    for _ in range(timed):
+    for _ in range(timed // sync_every):
         started, cpu_started = time.perf_counter(), time.process_time()
-        losses.append(step())
-        times.append(time.perf_counter() - started)
-        cpu_times.append(time.process_time() - cpu_started)
-    return summarize(first, warmup_s, times, cpu_times, losses)
+        for index in range(sync_every):
+            loss = step(index == sync_every - 1)
+        losses.append(loss)
+        times.append((time.perf_counter() - started) / sync_every)
+        cpu_times.append((time.process_time() - cpu_started) / sync_every)
+    result = summarize(first, warmup_s, times, cpu_times, losses)
+    result["sync_every"] = sync_every
+    return result
 
 
 def summarize(first, warmup_s, times, cpu_times, losses):
@@ -98,47 +107,3 @@ def block_tensorflow():
     """From now on `import tensorflow` raises ModuleNotFoundError in this process."""
     if not any(isinstance(finder, _BlockTensorFlow) for finder in sys.meta_path):
         sys.meta_path.insert(0, _BlockTensorFlow())
-
-
-def import_kzoo_optimization():
-    """`(kzoo.train.optimization, kzoo.train.config, how)`.
-
-    `kzoo/train/__init__.py` imports `kzoo.train.loop`, which imports tensorflow at module
-    level (as do `strategy.py` and `summaries.py`), so `from kzoo.train.optimization
-    import build_optimizer` fails where TensorFlow is not installed, although
-    `optimization.py` and `config.py` themselves need only keras. In that case this
-    loads those two modules under a bare `kzoo.train` package object that skips
-    `__init__.py` (kzoo's files are not changed), and `how` says so.
-    """
-    package = sys.modules.get("kzoo.train")
-    if package is not None and getattr(package, "_loaded_without_init", None):
-        return package.optimization, package.config, package._loaded_without_init
-    try:
-        from kzoo.train import config, optimization
-
-        return optimization, config, "import kzoo.train.optimization"
-    except ModuleNotFoundError as error:
-        if not (error.name or "").startswith("tensorflow"):
-            raise
-        reason = f"{error}"
-    for name in [name for name in sys.modules if name == "kzoo.train" or name.startswith("kzoo.train.")]:
-        del sys.modules[name]
-    import kzoo
-
-    package = types.ModuleType("kzoo.train")
-    package.__path__ = [os.path.join(os.path.dirname(kzoo.__file__), "train")]
-    package.__package__ = "kzoo.train"
-    sys.modules["kzoo.train"] = package
-    modules = []
-    for name in ("config", "optimization"):
-        spec = importlib.util.spec_from_file_location(f"kzoo.train.{name}",
-                                                      os.path.join(package.__path__[0], f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        setattr(package, name, module)
-        modules.append(module)
-    how = (f"kzoo.train.optimization loaded without kzoo/train/__init__.py: importing the package failed "
-           f"({reason}; kzoo/train/__init__.py imports kzoo.train.loop, which imports tensorflow)")
-    package._loaded_without_init = how
-    return modules[1], modules[0], how

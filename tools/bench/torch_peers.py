@@ -48,13 +48,15 @@ def _make_step(torch, model, loss_fn, device):
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     model.train()
 
-    def step():
+    def step(sync):
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = loss_fn()
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
+        if not sync:
+            return None
         float(norm)
         return float(loss)
 
@@ -105,14 +107,15 @@ def build_transformers(spec, batch, device, dropout, compile_model=False):
     return _runner(_make_step(torch, model, loss_fn, device)), info
 
 
-def build_nanogpt(spec, batch, device, dropout, compile_model):
+def build_nanogpt(spec, batch, device, dropout, compile_model, vocabulary_multiple=1):
     if spec.family != "gpt":
         raise NotImplementedError("the nanoGPT peer is a GPT (causal LM) only")
     torch = _setup(device)
     from tools.bench.nanogpt import GPT
 
     data = _tensors(torch, batch, device)
-    model = GPT(spec.vocabulary_size, spec.num_layers, spec.num_heads, spec.hidden_dim, spec.intermediate_dim,
+    rows = -(-spec.vocabulary_size // vocabulary_multiple) * vocabulary_multiple  # nanoGPT's 50304
+    model = GPT(rows, spec.num_layers, spec.num_heads, spec.hidden_dim, spec.intermediate_dim,
                 spec.max_sequence_length, dropout).to(device)
     forward = torch.compile(model) if compile_model else model
 
@@ -120,16 +123,16 @@ def build_nanogpt(spec, batch, device, dropout, compile_model):
         return forward(data["token_ids"], data["targets"])
 
     info = {"parameters": sum(p.numel() for p in model.parameters()), "attention": "sdpa (is_causal=True)",
-            "step": "torch eager" + (" + torch.compile" if compile_model else "")}
+            "step": "torch eager" + (" + torch.compile" if compile_model else ""), "vocabulary_rows": rows}
     return _runner(_make_step(torch, model, loss_fn, device)), info
 
 
 def _runner(step):
-    def run(warmup, timed):
+    def run(warmup, timed, sync_every=1):
         from tools.bench.timing import time_steps
 
         started = time.perf_counter()
-        result = time_steps(step, warmup, timed)
+        result = time_steps(step, warmup, timed, sync_every)
         result["run_s"] = time.perf_counter() - started
         return result
 

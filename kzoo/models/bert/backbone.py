@@ -101,10 +101,16 @@ class BertBackbone(Backbone):
         x = self.embeddings_dropout(self.embeddings_norm(x), training=training)
         scores = []
         for block in self.encoder_blocks:
-            x, block_scores = block(
-                x, padding_mask=inputs["padding_mask"], return_attention_scores=True, training=training
+            # Scores only when asked: without them the attention may run a fused kernel.
+            outputs = block(
+                x, padding_mask=inputs["padding_mask"], return_attention_scores=return_attention_scores,
+                training=training,
             )
-            scores.append(block_scores)
+            if return_attention_scores:
+                x, block_scores = outputs
+                scores.append(block_scores)
+            else:
+                x = outputs
         outputs = {"sequence_output": x, "pooled_output": self.pooler(x)}
         if return_attention_scores:
             outputs["attention_scores"] = scores

@@ -34,6 +34,7 @@ class GPTBackbone(Backbone):
         activation="gelu_tanh",
         norm_epsilon=1e-5,
         initializer_range=0.02,
+        pad_vocabulary_to_multiple_of=1,
         dtype=None,
         **kwargs,
     ):
@@ -42,7 +43,12 @@ class GPTBackbone(Backbone):
         # === Layers ===
         initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.token_embedding = layers.TokenEmbedding(
-            vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="token_embedding"
+            vocabulary_size,
+            hidden_dim,
+            embeddings_initializer=initializer,
+            pad_to_multiple_of=pad_vocabulary_to_multiple_of,
+            dtype=dtype,
+            name="token_embedding",
         )
         self.position_embedding = None
         if not rotary:
@@ -91,6 +97,7 @@ class GPTBackbone(Backbone):
             activation=activation,
             norm_epsilon=norm_epsilon,
             initializer_range=initializer_range,
+            pad_vocabulary_to_multiple_of=pad_vocabulary_to_multiple_of,
         )
 
     def _forward(self, inputs, return_attention_scores=False, training=None):
@@ -100,10 +107,16 @@ class GPTBackbone(Backbone):
         x = self.embeddings_dropout(x, training=training)
         scores = []
         for block in self.decoder_blocks:
-            x, block_scores = block(
-                x, padding_mask=inputs["padding_mask"], return_attention_scores=True, training=training
+            # Scores only when asked: without them the attention may run a fused kernel.
+            outputs = block(
+                x, padding_mask=inputs["padding_mask"], return_attention_scores=return_attention_scores,
+                training=training,
             )
-            scores.append(block_scores["self_attention"])
+            if return_attention_scores:
+                x, block_scores = outputs
+                scores.append(block_scores["self_attention"])
+            else:
+                x = outputs
         outputs = {"sequence_output": self.final_norm(x)}
         if return_attention_scores:
             outputs["attention_scores"] = scores

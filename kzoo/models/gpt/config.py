@@ -12,6 +12,12 @@ class GPTConfig(ModelConfig):
     `position_embedding` is "learned" (GPT-2; longer inputs raise ValueError) or
     "rotary" (RoPE on queries and keys, GPT-NeoX style; no position table, so
     `max_sequence_length` is the trained context, not a hard limit).
+
+    `pad_vocabulary_to_multiple_of` (training speed on GPUs): the token table gets
+    rows up to the next multiple (64 turns 50257 into 50304, as nanoGPT does), so the
+    output projection's matmul has a width GPU kernels tile evenly. Logits keep
+    `vocabulary_size` columns; the padding rows are never used. 1: no padding (the
+    published checkpoints' shapes).
     """
 
     vocabulary_size: int = 50257
@@ -27,3 +33,4 @@ class GPTConfig(ModelConfig):
     activation: str = "gelu_tanh"
     norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
+    pad_vocabulary_to_multiple_of: int = 1

@@ -162,10 +162,11 @@ class Seq2SeqBackbone(Backbone):
         x, bias = self._embed(token_ids, self.encoder_position, self.encoder_embedding_norm, training)
         scores = []
         for block in self.encoder_blocks:
-            x, block_scores = block(
-                x, padding_mask=padding_mask, attention_bias=bias, return_attention_scores=True, training=training
+            outputs = block(
+                x, padding_mask=padding_mask, attention_bias=bias,
+                return_attention_scores=return_attention_scores, training=training,
             )
-            scores.append(block_scores)
+            x = _collect_scores(outputs, scores, return_attention_scores)
         if self.encoder_final_norm is not None:
             x = self.encoder_final_norm(x)
         return (x, scores) if return_attention_scores else x
@@ -176,24 +177,28 @@ class Seq2SeqBackbone(Backbone):
         x, bias = self._embed(token_ids, self.decoder_position, self.decoder_embedding_norm, training)
         scores = []
         for block in self.decoder_blocks:
-            x, block_scores = block(
+            outputs = block(
                 x, encoder_outputs=encoder_outputs, padding_mask=padding_mask,
                 encoder_padding_mask=encoder_padding_mask, self_attention_bias=bias,
-                return_attention_scores=True, training=training,
+                return_attention_scores=return_attention_scores, training=training,
             )
-            scores.append(block_scores)
+            x = _collect_scores(outputs, scores, return_attention_scores)
         if self.decoder_final_norm is not None:
             x = self.decoder_final_norm(x)
         return (x, scores) if return_attention_scores else x
 
     def _forward(self, inputs, return_attention_scores=False, training=None):
-        encoded, encoder_scores = self.encode(
-            inputs["encoder_token_ids"], inputs["encoder_padding_mask"], True, training
+        encoded = self.encode(
+            inputs["encoder_token_ids"], inputs["encoder_padding_mask"], return_attention_scores, training
         )
-        decoded, decoder_scores = self.decode(
+        if return_attention_scores:
+            encoded, encoder_scores = encoded
+        decoded = self.decode(
             inputs["decoder_token_ids"], inputs["decoder_padding_mask"], encoded,
-            inputs["encoder_padding_mask"], True, training,
+            inputs["encoder_padding_mask"], return_attention_scores, training,
         )
+        if return_attention_scores:
+            decoded, decoder_scores = decoded
         outputs = {"encoder_sequence_output": encoded, "decoder_sequence_output": decoded}
         if return_attention_scores:
             outputs["attention_scores"] = {"encoder": encoder_scores, "decoder": decoder_scores}
@@ -292,3 +297,13 @@ class Seq2SeqBackbone(Backbone):
         )
         per_block = [dict(self_attention_past=tuple(past)) for past in past_key_values]
         return self._decode_blocks(x, bias, cross_caches, encoder_padding_mask, per_block)
+
+
+def _collect_scores(block_outputs, scores, return_attention_scores):
+    """The hidden states of a block's outputs; its scores are appended to `scores` when they
+    were asked for (without them the attention may run a fused kernel)."""
+    if not return_attention_scores:
+        return block_outputs
+    hidden, block_scores = block_outputs
+    scores.append(block_scores)
+    return hidden
