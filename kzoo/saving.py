@@ -16,8 +16,10 @@ memory (nothing is extracted or written, and nothing the file names is imported 
   class or function: no `Lambda` (or other layer that wraps foreign code), no Python
   lambda (`__lambda__`), no class from another module (which Keras would try to import).
 
-Then it calls `keras.saving.load_model(path, compile=..., safe_mode=...)`; `safe_mode` is True by
-default, so Keras' own safe mode is a second line of defence. A refusal raises `ModelFileError`.
+Then Keras loads the model (`compile=...`, `safe_mode=...`) from the same open file the checks
+read, so a file swapped in at `path` after the checks is never what Keras reads. `safe_mode` is
+True by default, so Keras' own safe mode is a second line of defence. A refusal raises
+`ModelFileError`.
 """
 
 import json
@@ -77,10 +79,19 @@ def load_model(path, *, compile=False, safe_mode=True):
         ModelFileError: the file is not a `.keras` archive, or it holds something kzoo refuses to load.
     """
     path = os.fspath(path)
-    check_model_file(path, compile=compile)
-    import keras
+    _check_path(path)
+    with open(path, "rb") as handle:  # one open file for the checks and for Keras
+        _check_archive(handle, path, compile)
+        handle.seek(0)
+        return _keras_load(handle, compile, safe_mode)
 
-    return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode)
+
+def _keras_load(handle, compile, safe_mode):
+    """Keras' `.keras` loader on an open file: what `keras.saving.load_model(path)` runs after
+    opening the path itself (Keras 3 `saving_lib.load_model` takes a file object)."""
+    from keras.src.saving import saving_lib
+
+    return saving_lib.load_model(handle, compile=compile, safe_mode=safe_mode)
 
 
 def check_model_file(path, *, compile=False):
@@ -91,6 +102,12 @@ def check_model_file(path, *, compile=False):
     modules (only) so that their classes are registered when the config is checked.
     """
     path = os.fspath(path)
+    _check_path(path)
+    with open(path, "rb") as handle:
+        _check_archive(handle, path, compile)
+
+
+def _check_path(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} not found; pass the path of a .keras file.")
     if os.path.isdir(path) or not path.endswith(".keras"):
@@ -98,10 +115,14 @@ def check_model_file(path, *, compile=False):
             f"{path} is not a .keras file: kzoo loads only the single-file .keras format (a zip archive "
             "written by model.save('NAME.keras'))."
         )
+
+
+def _check_archive(handle, path, compile):
+    """The archive and config checks on the open file `handle` (named `path` in messages)."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(handle) as archive:
             infos = archive.infolist()
-            check_members(infos, os.path.getsize(path), path)
+            check_members(infos, os.fstat(handle.fileno()).st_size, path)
             config, text = _read_config(archive, path)
     except zipfile.BadZipFile as error:
         raise ModelFileError(

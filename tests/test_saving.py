@@ -20,6 +20,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from keras.src.saving import saving_lib
 
 from kzoo import cli, models, saving
 from kzoo.saving import ModelFileError
@@ -122,6 +123,7 @@ def untouched(tmp_path, monkeypatch):
         return record
 
     monkeypatch.setattr(keras.saving, "load_model", spy("keras.saving.load_model"))
+    monkeypatch.setattr(saving_lib, "load_model", spy("saving_lib.load_model"))  # what kzoo calls
     monkeypatch.setattr(zipfile.ZipFile, "extract", spy("ZipFile.extract"))
     monkeypatch.setattr(zipfile.ZipFile, "extractall", spy("ZipFile.extractall"))
 
@@ -156,6 +158,25 @@ def test_kzoo_models_round_trip_through_safe_loading(family, tmp_path, rng):
     assert type(restored) is type(model)
     actual = keras.tree.map_structure(to_numpy, restored(inputs))
     keras.tree.map_structure(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), actual, expected)
+
+
+def test_a_file_swapped_in_after_the_checks_is_not_what_keras_loads(tmp_path, monkeypatch):
+    """The checks and Keras read one open file: replacing the path between them changes nothing."""
+    checked = _bert("classifier")
+    path = tmp_path / "model.keras"
+    checked.save(path)
+    other = tmp_path / "other.keras"
+    tiny_gpt().save(other)
+    check_archive = saving._check_archive
+
+    def check_then_swap(*args):
+        check_archive(*args)
+        os.replace(other, path)  # an attacker's file takes the checked file's name
+
+    monkeypatch.setattr(saving, "_check_archive", check_then_swap)
+    loaded = saving.load_model(path)
+    assert type(loaded) is models.BertClassifier  # the checked file, not the one now at `path`
+    assert json.loads(_members(path)["config.json"])["class_name"] == "GPTCausalLM"
 
 
 def _kzoo_classes():

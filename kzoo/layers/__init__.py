@@ -6,7 +6,7 @@ load in safe mode), and keep softmax and normalization statistics in float32 und
 mixed precision.
 """
 
-from kzoo.layers.attention import MultiHeadAttention
+from kzoo.layers.attention import MultiHeadAttention, set_fused_attention
 from kzoo.layers.blocks import DecoderBlock, EncoderBlock
 from kzoo.layers.embeddings import (
     PositionEmbedding,
@@ -48,4 +48,5 @@ __all__ = [
     "causal_mask",
     "combine_masks",
     "get_normalization",
+    "set_fused_attention",
 ]

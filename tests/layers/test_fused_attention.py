@@ -12,11 +12,20 @@ import numpy as np
 import pytest
 
 from kzoo import models
-from kzoo.layers import MultiHeadAttention
+from kzoo.layers import MultiHeadAttention, set_fused_attention
 from kzoo.layers import attention as attention_module
 from tests.harness import randomize_weights, to_numpy
 
 pytestmark = pytest.mark.backend("jax")
+
+
+@pytest.fixture(autouse=True)
+def fused_attention_on_any_device():
+    """The fused path on CPUs too (by default only on GPUs/TPUs); auto again afterwards."""
+    previous = set_fused_attention("always")
+    yield
+    set_fused_attention(previous)
+    keras.config.enable_flash_attention()
 
 
 @pytest.fixture
@@ -119,12 +128,24 @@ def test_attention_dropout_in_training_and_disabled_flash_attention_take_the_exp
     layer(x, training=False)
     assert fused_calls == [layer.name]  # inference: dropout is off, so the kernel serves
     keras.config.disable_flash_attention()
-    try:
-        layer(x, training=False)
-    finally:
-        keras.config.enable_flash_attention()
-        keras.src.backend.common.global_state.set_global_attribute("flash_attention", None)
+    layer(x, training=False)
+    keras.config.enable_flash_attention()
+    set_fused_attention("never")
+    layer(x, training=False)
     assert fused_calls == [layer.name]
+
+
+def test_by_default_only_an_accelerator_takes_the_fused_path(rng, fused_calls):
+    """On CPUs the fused op would run XLA's reference at the same speed: auto keeps the explicit form."""
+    import jax
+
+    assert set_fused_attention("auto") == "always"
+    layer = MultiHeadAttention(num_heads=2)
+    layer(rng.normal(size=(2, 4, 8)).astype("float32"))
+    on_accelerator = jax.devices()[0].platform in ("gpu", "tpu")
+    assert fused_calls == ([layer.name] if on_accelerator else [])
+    with pytest.raises(ValueError, match="must be one of"):
+        set_fused_attention("sometimes")
 
 
 def test_fused_gradients_equal_the_explicit_ones(rng):

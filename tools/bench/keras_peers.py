@@ -116,7 +116,7 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
         attention = model.backbone.decoder_blocks[0].self_attention
     else:
         attention = model.backbone.encoder_blocks[0].self_attention
-    # What MultiHeadAttention does in this training step (JAX fuses it unless attention dropout is on).
+    # What MultiHeadAttention does in this training step (fused under JAX on a GPU/TPU without attention dropout).
     info["attention"] = "fused ops.dot_product_attention" if attention._can_fuse(training=True) else (
         "explicit softmax(QK^T)V")
 
