@@ -56,6 +56,10 @@ class TrainConfig:
     eval_every: int = 100
     eval_steps: int = 0  # 0: the whole eval set
     log_every: int = 10
+    # Steps run per call of the compiled train function, with one host sync (loss, norm, NaN check, progress)
+    # per call: 0 runs up to the next log/eval/checkpoint step, so the device never idles on the host in
+    # between; 1 syncs after every step. Calls always end at log, eval, checkpoint and profile steps.
+    steps_per_execution: int = 0
     seed: int = 0
     profile_steps: str = ""  # "START,STOP": capture a TensorBoard profile of those steps
     verbose: int = 1  # 1: Keras progress bar, 0: quiet
@@ -67,7 +71,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("warmup_steps", "eval_steps"):
+        for name in ("warmup_steps", "eval_steps", "steps_per_execution"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}.")
         if not self.learning_rate > 0:

@@ -15,6 +15,14 @@ One step consumes one global batch:
      weight decay, and updates (or, under mixed_float16, skips the update and lowers
      the loss scale when it is not finite).
 
+Host syncs: one call of the compiled train function runs several steps in a graph loop
+(`train.steps_per_execution`; by default up to the next log, eval or checkpoint step) and
+returns every step's loss, gradient norm and counts at once. Reading them is the only host
+sync, so an accelerator runs the steps back to back instead of idling while Python reads a
+loss after each one. The values are still checked step by step: a non-finite loss names
+its own step, and nothing is saved after it, because checkpoints are written only between
+calls, after the check.
+
 The data position is the number of global batches consumed, which equals the step:
 the input pipeline is deterministic for its seed, so resuming at step `k` replays the
 stream with its first `k` batches skipped and continues exactly where the run stopped.
@@ -136,20 +144,46 @@ class Trainer:
         return tf.cast(loss, tf.float32) * self.strategy.num_replicas_in_sync
 
     def _make_train_function(self):
+        """`train_function(iterator, num_steps)`: `num_steps` steps in one call (a graph loop, so the
+        device runs them back to back), returning per-step float32 vectors of length `num_steps`:
+        `(loss, gradient norm, tokens, examples, learning rate used)`. Reading them is the call's
+        one host sync."""
         replica_step = tf.function(self._replica_train_step, jit_compile=self.config.xla, reduce_retracing=True)
-        strategy = self.strategy
+        strategy, optimizer = self.strategy, self.optimizer
+        inner_optimizer = getattr(optimizer, "inner_optimizer", optimizer)
 
         @tf.function
-        def train_function(iterator):
-            statistics, norm = strategy.run(replica_step, args=(next(iterator),))
-            replicas = strategy.num_replicas_in_sync
-            loss = strategy.reduce("SUM", statistics["loss"], axis=None) / replicas
-            tokens = strategy.reduce("SUM", statistics["tokens"], axis=None)
-            examples = strategy.reduce("SUM", statistics["examples"], axis=None)
-            norm = strategy.experimental_local_results(norm)[0]  # identical on every replica
-            return loss, norm, tokens, examples
+        def train_function(iterator, num_steps):
+            records = [tf.TensorArray(tf.float32, size=num_steps) for _ in range(5)]
+            for index in tf.range(num_steps):
+                learning_rate = tf.cast(inner_optimizer.learning_rate, tf.float32)  # before the update
+                statistics, norm = strategy.run(replica_step, args=(next(iterator),))
+                replicas = strategy.num_replicas_in_sync
+                values = (
+                    strategy.reduce("SUM", statistics["loss"], axis=None) / replicas,
+                    strategy.experimental_local_results(norm)[0],  # identical on every replica
+                    strategy.reduce("SUM", statistics["tokens"], axis=None),
+                    strategy.reduce("SUM", statistics["examples"], axis=None),
+                    learning_rate,
+                )
+                records = [record.write(index, value) for record, value in zip(records, values, strict=True)]
+            return tuple(record.stack() for record in records)
 
         return train_function
+
+    def _steps_in_next_call(self, step, profile):
+        """How many steps the next train-function call runs: up to `steps_per_execution` (0: no limit),
+        ending at the next log, eval, checkpoint or profile boundary and at the last step."""
+        config = self.config
+        count = config.steps - step
+        if config.steps_per_execution:
+            count = min(count, config.steps_per_execution)
+        for every in (config.log_every, config.eval_every, config.checkpoint_every):
+            count = min(count, every - step % every)
+        for boundary in (profile[0] - 1, profile[1]) if profile else ():
+            if boundary > step:
+                count = min(count, boundary - step)
+        return count
 
     def _make_eval_function(self):
         replica_step = tf.function(self._replica_eval_step, jit_compile=self.config.xla, reduce_retracing=True)
@@ -243,25 +277,28 @@ class Trainer:
         started = time.perf_counter()
         step = start_step
         while step < config.steps:
+            count = self._steps_in_next_call(step, profile)
             if profile and step + 1 == profile[0] and self.chief:
                 tf.profiler.experimental.start(self.summaries.logdir)
-            learning_rate = optimization.current_learning_rate(self.optimizer)
-            loss, norm, tokens, examples = self._train_function(iterator)
-            loss, norm = float(loss), float(norm)
-            step += 1
+            records = self._train_function(iterator, tf.constant(count, tf.int32))
+            losses, norms, tokens, examples, learning_rates = (record.numpy() for record in records)  # the sync
+            for index in range(count):
+                step += 1
+                loss, norm, learning_rate = float(losses[index]), float(norms[index]), float(learning_rates[index])
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    skipped_in_a_row = self._on_non_finite(step, loss, norm, skipped_in_a_row)
+                    continue
+                skipped_in_a_row = 0
+                window["loss"].append(loss)
+                window["norm"].append(norm)
+                window["tokens"] += float(tokens[index])
+                window["examples"] += float(examples[index])
+                progress.update(step, [("loss", loss), ("learning_rate", learning_rate)])
             if profile and step == profile[1] and self.chief:
                 tf.profiler.experimental.stop()
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                skipped_in_a_row = self._on_non_finite(step, loss, norm, skipped_in_a_row)
-                continue
-            skipped_in_a_row = 0
-            window["loss"].append(loss)
-            window["norm"].append(norm)
-            window["tokens"] += float(tokens)
-            window["examples"] += float(examples)
-            progress.update(step, [("loss", loss), ("learning_rate", learning_rate)])
+            # Calls end at these boundaries, so each one is met exactly (after a skipped step too).
             if step % config.log_every == 0 or step == config.steps:
-                self._log_train(step, window, learning_rate, history_path)
+                self._log_train(step, window, float(learning_rates[-1]), history_path)
                 window = {"loss": [], "norm": [], "tokens": 0.0, "examples": 0.0, "started": time.perf_counter()}
             if step % config.eval_every == 0 or step == config.steps:
                 self._log_history(history_path, {"step": step, "eval": self.evaluate(step)})

@@ -236,3 +236,55 @@ def test_strategy_errors_say_what_to_do(monkeypatch):
         resolve_strategy("auto")
     monkeypatch.delenv("TF_CONFIG")
     assert resolve_strategy("auto").num_replicas_in_sync == 1
+
+
+# --- several steps per call of the train function (one host sync per call) ---------------------------
+
+
+def test_calls_end_at_log_eval_checkpoint_and_profile_boundaries(tmp_path):
+    trainer = _trainer(tmp_path, steps=23, log_every=10, eval_every=7, checkpoint_every=100, profile_steps="3,5")
+    step, calls = 0, []
+    profile = trainer.config.profile_range()
+    while step < 23:
+        count = trainer._steps_in_next_call(step, profile)
+        calls.append(count)
+        step += count
+    # ends: 2 (profile starts before step 3), 5 (profile stops), 7 (eval), 10 (log), 14, 20, 21, 23 (last)
+    assert calls == [2, 3, 2, 3, 4, 6, 1, 2]
+    trainer.config.steps_per_execution = 1
+    assert trainer._steps_in_next_call(0, None) == 1
+
+
+def test_several_steps_per_call_train_exactly_as_one_step_per_call(tmp_path):
+    results, weights, histories = {}, {}, {}
+    for per_call in (1, 0):  # 0: up to the next boundary (here 4 steps per call)
+        directory = tmp_path / f"per-call-{per_call}"
+        keras.utils.set_random_seed(0)  # the same initial weights
+        trainer = _trainer(directory, steps=8, log_every=4, checkpoint_every=4, steps_per_execution=per_call)
+        results[per_call] = trainer.fit()
+        weights[per_call] = [keras.ops.convert_to_numpy(v.value) for v in trainer.model.trainable_variables]
+        with open(directory / "history.jsonl") as file:
+            histories[per_call] = [json.loads(line)["train"] for line in file if '"train"' in line]
+    assert results[0]["steps"] == results[1]["steps"] == 8
+    for a, b in zip(weights[1], weights[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [h["loss"] for h in histories[0]] == [h["loss"] for h in histories[1]]
+    assert [h["gradient_norm"] for h in histories[0]] == [h["gradient_norm"] for h in histories[1]]
+    assert [h["learning_rate"] for h in histories[0]] == [h["learning_rate"] for h in histories[1]]
+
+
+def test_nan_inside_a_several_step_call_names_its_step_and_saves_nothing_after_it(tmp_path):
+    # Calls run steps 1-4 and 5-8; the sixth step sees a NaN input, steps 7 and 8 run on NaN weights.
+    trainer = _trainer(tmp_path, poison_batch=5, log_every=8, checkpoint_every=4)
+    with pytest.raises(TrainingDiverged, match=r"at step 6 is not finite.*last good checkpoint \(step 4\)"):
+        trainer.fit()
+    assert trainer.checkpoints.steps() == [4]
+    trainer.checkpoints.restore(4)
+    assert all(np.isfinite(keras.ops.convert_to_numpy(v.value)).all() for v in trainer.model.variables)
+
+
+def test_steps_per_execution_must_not_be_negative():
+    from kzoo.train import ConfigError
+
+    with pytest.raises(ConfigError, match="train.steps_per_execution must be >= 0"):
+        TrainConfig(steps_per_execution=-1).validate()

@@ -4,10 +4,11 @@ Each `build_*` function returns `(run, info)`: `run(warmup, timed)` trains and r
 the timing dict of `timing.time_steps`; `info` describes what was built.
 
 * kzoo, TensorFlow: `kzoo.train.Trainer`'s own train function (`_make_train_function`:
-  `strategy.run` of the replica step, a `tf.function`, XLA when `--xla`) on a
-  `tf.data` iterator, one call + `float(loss)`, `float(norm)` per step, as
-  `Trainer.fit` does. Optimizer: `kzoo.train.build_optimizer` (AdamW, weight decay on
-  matrices only, global-norm clipping at 1.0, warmup + linear decay).
+  a graph loop of `strategy.run` of the replica step, a `tf.function`, XLA when `--xla`)
+  on a `tf.data` iterator; the `sync_every` steps of a timing window run in one call whose
+  losses and norms are then read, as `Trainer.fit` does with `steps_per_execution`.
+  Optimizer: `kzoo.train.build_optimizer` (AdamW, weight decay on matrices only,
+  global-norm clipping at 1.0, warmup + linear decay).
 * kzoo, JAX: a `jax.jit` stateless step (state donated) doing what the TF replica step
   does: `compute_loss_and_updates` under `value_and_grad`, the global gradient norm,
   `optimizer.stateless_apply` (the same `build_optimizer` optimizer) and the compiled
@@ -96,12 +97,18 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
         train_function = trainer._make_train_function()
         iterator = iter(trainer._distributed_train_data(0))
 
+        pending = [0]
+
         def step(sync):
-            loss, norm, _, _ = train_function(iterator)
+            # As Trainer.fit with steps_per_execution = sync_every: the steps of a window run in one call
+            # (a graph loop), whose per-step losses and norms are read once at its end.
+            pending[0] += 1
             if not sync:
                 return None
-            float(norm)
-            return float(loss)
+            losses, norms, _, _, _ = train_function(iterator, tf.constant(pending[0], tf.int32))
+            pending[0] = 0
+            float(norms[-1])
+            return float(losses[-1])
 
         info.update(step="kzoo.train.Trainer train function (tf.function" + (", XLA)" if xla else ", no XLA)"))
     else:
