@@ -8,6 +8,7 @@ one sentence a line, one document a file) and optionally `--data.tokenizer_dir`.
 
     kzoo train gpt_pretrain                                  # defaults, ~2 minutes on 2 CPU cores
     python recipes/gpt_pretrain.py --train.steps=2000 --model.preset=gpt2_small --data.sequence_length=512
+    kzoo train gpt_pretrain --model.fused_loss --train.precision=mixed_bfloat16  # chunked loss, bf16
 
 Metrics: held-out loss and perplexity; sample continuations of fixed prompts as text.
 """
@@ -41,8 +42,15 @@ class DataConfig:
 
 
 @dataclasses.dataclass
+class GPTModelConfig(ModelConfig):
+    # Chunked cross-entropy: training never forms the (batch, length, vocabulary) logits (GPTCausalLM docs).
+    fused_loss: bool = False
+
+
+@dataclasses.dataclass
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(preset="gpt_tiny", dropout=0.1))
+    model: GPTModelConfig = dataclasses.field(default_factory=lambda: GPTModelConfig(preset="gpt_tiny",
+                                                                                     dropout=0.1))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=400, batch_size=32, learning_rate=2e-3, warmup_steps=40, decay="cosine", eval_every=100))
@@ -74,7 +82,7 @@ def build(config, workdir):
 
     backbone = models.from_preset(config.model.preset, vocabulary_size=tokenizer.vocabulary_size,
                                   **config.model.preset_arguments())
-    model = models.GPTCausalLM(backbone)
+    model = models.GPTCausalLM(backbone, fused_loss=config.model.fused_loss)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     evaluators = [perplexity, sample_generations(PROMPTS, tokenizer)]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=evaluators,

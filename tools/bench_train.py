@@ -27,6 +27,11 @@ Modes:
       tensorflow`, so the run proves the GPU path needs no TensorFlow. Fails at once
       with a message when no CUDA GPU is usable by JAX.
 
+XLA MB (kzoo under JAX): the scratch memory XLA plans for the compiled train step
+(`memory_analysis().temp_size_in_bytes`: activations kept for the backward pass and
+temporaries, not the weights or optimizer state); --fused-loss shows what the chunked
+cross-entropy saves.
+
 Metrics per row: step time = median of the timed steps (after the warm-up steps; on
 CPU each step is timed alone and ends when its loss is on the host; on GPU the loss is
 read every 10th step, --sync-every, and a window's time / 10 counts), tokens/s = batch * T /
@@ -97,7 +102,8 @@ def worker(args):
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         if args.worker == "kzoo":
             run, info = keras_peers.build_kzoo(spec, batch, args.backend, precision, args.xla, args.dropout,
-                                               vocabulary_multiple=args.vocabulary_multiple)
+                                               vocabulary_multiple=args.vocabulary_multiple,
+                                               fused_loss=args.fused_loss)
         else:
             run, info = keras_peers.build_keras_hub(spec, batch, args.backend, precision, args.xla, args.dropout)
         framework = keras_peers.ceiling_framework(args.backend)
@@ -163,7 +169,7 @@ def _worker_command(peer, model, args):
     if args.threads:
         command += ["--threads", str(args.threads)]
     for flag, on in (("--xla", args.xla), ("--no-compile", not args.compile),
-                     ("--no-tensorflow", args.no_tensorflow)):
+                     ("--no-tensorflow", args.no_tensorflow), ("--fused-loss", args.fused_loss)):
         if on:
             command.append(flag)
     if args.peak_tflops:
@@ -210,10 +216,14 @@ def _si(value):
     return f"{value:.0f} "
 
 
+def _megabytes(value):
+    return f"{value / 2 ** 20:.0f}" if value is not None else ""
+
+
 def _table(rows):
     header = (f"{'model':5s} {'peer':12s} {'backend':10s} {'step ms':>9s} {'cpu ms':>8s} {'tokens/s':>10s} "
               f"{'FLOP/s':>9s} {'MFU %':>6s} {'vs':>10s} {'step/kzoo':>9s} {'first s':>8s} {'params':>11s} "
-              f"{'V rows':>7s}")
+              f"{'V rows':>7s} {'XLA MB':>8s}")
     lines = [header, "-" * len(header)]
     kzoo = {(row["model"], row.get("repeat")): row["step_s"] for row in rows
             if row["peer"] == "kzoo" and "step_s" in row}
@@ -233,7 +243,8 @@ def _table(rows):
             f"{row['model']:5s} {row['peer']:12s} {row['backend']:10s} {1e3 * row['step_s']:>9.2f} "
             f"{1e3 * row['step_cpu_s']:>8.1f} "
             f"{row['tokens_per_s']:>10.0f} {_si(row['achieved_flops_per_s']):>9s} {mfu:>6s} {vs:>10s} "
-            f"{ratio:>9s} {row['first_step_s']:>8.2f} {row['parameters']:>11,d} {row.get('vocabulary_rows') or '':>7}")
+            f"{ratio:>9s} {row['first_step_s']:>8.2f} {row['parameters']:>11,d} {row.get('vocabulary_rows') or '':>7} "
+            f"{_megabytes(row.get('xla_temp_bytes')):>8s}")
     return "\n".join(lines)
 
 
@@ -265,6 +276,7 @@ def _summary(rows, args):
                 "mfu": statistics.median(row["mfu"] for row in done), "peak_flops_per_s": median["peak_flops_per_s"],
                 "peak_kind": done[0]["peak_kind"], "first_step_s": median["first_step_s"],
                 "parameters": done[0]["parameters"], "vocabulary_rows": done[0].get("vocabulary_rows"),
+                "xla_temp_bytes": done[0].get("xla_temp_bytes"),
                 **({"ratio_to_kzoo": statistics.median(ratios), "ratios_to_kzoo": ratios} if ratios else {}),
             })
     return summary
@@ -307,6 +319,9 @@ def parse_args(argv=None):
                         help="GPT: round the token table of kzoo and the nanoGPT reference up to a multiple of "
                              "this many rows (the logits keep the vocabulary; keras-hub and transformers have no "
                              "such option); default 64 on GPU (50257 -> 50304), 1 on CPU")
+    parser.add_argument("--fused-loss", action="store_true",
+                        help="GPT: train kzoo with GPTCausalLM(fused_loss=True), the chunked cross-entropy that "
+                             "never forms the (b, s, V) logits (kzoo.models.losses)")
     parser.add_argument("--no-tensorflow", action="store_true",
                         help="make `import tensorflow` fail in the kzoo/keras-hub workers (implied by --device gpu; "
                              "needs --backend jax)")
@@ -392,6 +407,7 @@ def main(argv=None):
         "precision": "mixed_bfloat16 (torch: bf16 autocast)" if args.device == "gpu" else "float32",
         "warmup_steps": args.warmup, "timed_steps": args.steps, "xla": args.xla, "nanogpt_compile": args.compile,
         "dropout": args.dropout, "vocabulary_multiple": args.vocabulary_multiple, "sync_every": args.sync_every,
+        "fused_loss": args.fused_loss,
         "threads": args.threads or "framework default", "formula": specs.FORMULA,
         "models": {model: {**specs.SIZE_SETS[args.size_set][model].to_dict(),
                            "parameter_counts": specs.parameter_counts(specs.SIZE_SETS[args.size_set][model]),

@@ -105,13 +105,9 @@ class TokenEmbedding(keras.layers.Layer):
         """
         if reverse:
             _checks.check_last_dim("inputs", inputs, self.hidden_dim, self)
-            if self.tie_weights:
-                kernel = ops.transpose(ops.cast(self.embeddings, self.compute_dtype))
-            else:
-                kernel = ops.cast(self.reverse_embeddings, self.compute_dtype)
             if self.logits_scale != 1.0:
                 inputs = inputs * self.logits_scale
-            logits = ops.matmul(inputs, kernel)  # (..., d) @ (d, V) -> (..., V)
+            logits = ops.matmul(inputs, self.reverse_kernel())  # (..., d) @ (d, R) -> (..., R)
             if self.table_rows != self.vocabulary_size:
                 logits = logits[..., : self.vocabulary_size]  # drop the padding rows' columns
             return logits
@@ -124,6 +120,15 @@ class TokenEmbedding(keras.layers.Layer):
         inputs = _checks.check_ids_in_range("inputs", inputs, self.vocabulary_size, self)
         outputs = ops.take(ops.cast(self.embeddings, self.compute_dtype), inputs, axis=0)
         return outputs * self.embeddings_scale if self.embeddings_scale != 1.0 else outputs
+
+    def reverse_kernel(self):
+        """The `(hidden_dim, table_rows)` matrix that `reverse=True` multiplies (the scaled
+        hidden states) by, in the compute dtype: the transposed table, or the untied kernel.
+        Columns past `vocabulary_size` are padding. Chunked losses use it to project without
+        forming the logits (`kzoo.models.losses`)."""
+        if self.tie_weights:
+            return ops.transpose(ops.cast(self.embeddings, self.compute_dtype))
+        return ops.cast(self.reverse_embeddings, self.compute_dtype)
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero or "int" not in str(inputs.dtype):

@@ -111,8 +111,12 @@ def test_finetune_from_huggingface(tmp_path):
 @pytest.mark.slow
 def test_finetune_from_kzoo_keras_file(tmp_path):
     pretrained = tmp_path / "pretrain"
-    run(gpt_pretrain.main, pretrained, "--model.preset=gpt_test", "--data.vocabulary_size=256",
-        "--data.sequence_length=16")
+    # Pretrained with the fused loss: the recipe's Trainer, eval metrics and model.keras all go through it, and the
+    # fine-tuning run reloads the model with fused_loss in its config.
+    pretrain = run(gpt_pretrain.main, pretrained, "--model.preset=gpt_test", "--data.vocabulary_size=256",
+                   "--data.sequence_length=16", "--model.fused_loss")
+    assert 0.0 <= pretrain["eval"]["accuracy"] <= 1.0
+    assert keras.saving.load_model(pretrained / "model.keras", compile=False).fused_loss
     result = run(gpt_finetune.main, tmp_path / "out", f"--model.checkpoint={pretrained / 'model.keras'}", *FINETUNE)
     assert math.isfinite(result["eval"]["base_perplexity"]) and math.isfinite(result["eval"]["perplexity"])
     assert os.listdir(tmp_path / "out" / "tokenizer") == ["spiece.model"]

@@ -70,11 +70,12 @@ def test_quick_cpu_run_bert_rows(tmp_path):
 @pytest.mark.backend("tensorflow")  # once is enough: the workers run under JAX whatever the parent's backend
 def test_quick_jax_run_without_tensorflow_uses_the_gpu_mode_model(tmp_path):
     """The GPU mode's kzoo configuration on CPU: JAX, no TensorFlow importable, the token
-    table padded (--vocabulary-multiple) for kzoo and the nanoGPT reference."""
+    table padded (--vocabulary-multiple) for kzoo and the nanoGPT reference, the fused loss."""
     output = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, SCRIPT, "--quick", "--backend", "jax", "--no-tensorflow", "--models", "gpt",
-         "--peers", "kzoo", "nanogpt", "--no-compile", "--vocabulary-multiple", "96", "--output", str(output)],
+         "--peers", "kzoo", "nanogpt", "--no-compile", "--vocabulary-multiple", "96", "--fused-loss",
+         "--output", str(output)],
         capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -85,6 +86,8 @@ def test_quick_jax_run_without_tensorflow_uses_the_gpu_mode_model(tmp_path):
     # On a CPU the automatic choice is the explicit form (fused kernels exist on GPUs/TPUs only).
     assert rows["kzoo"]["attention"] == "explicit softmax(QK^T)V"
     assert rows["kzoo"]["tensorflow_imported"] is False
+    assert rows["kzoo"]["fused_loss"] is True and rows["kzoo"]["xla_temp_bytes"] > 0
+    assert "XLA MB" in done.stdout
     assert all(math.isfinite(row["last_loss"]) for row in rows.values())
 
 

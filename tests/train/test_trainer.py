@@ -63,6 +63,21 @@ def test_mirrored_on_two_devices_matches_one_device(tmp_path):
 
 
 @pytest.mark.slow
+def test_mirrored_fused_loss_in_four_step_calls_matches_one_device_on_logits(tmp_path):
+    """The fused loss divides by the replicas as Keras' losses do, and the multi-step graph loop runs under
+    MirroredStrategy: per-step losses and final weights follow the plain one-step-per-call run."""
+    common = ["--logical-cpus=2", "--dropout=0", "--steps=8"]
+    _run(tmp_path / "one", "--strategy=default", *common)
+    _run(tmp_path / "two", "--strategy=mirrored", "--fused-loss", "--log-every=4", *common)
+    one, two = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
+    assert sorted(two) == [4, 8]  # logged per 4-step call: the mean of the call's losses
+    for step in (4, 8):
+        np.testing.assert_allclose(two[step], np.mean([one[s] for s in range(step - 3, step + 1)]), rtol=2e-5)
+    for a, b in zip(_weights(tmp_path / "one"), _weights(tmp_path / "two"), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_bit_identical_weights(tmp_path):
     args = ["--steps=40", "--checkpoint-every=4"]
     _run(tmp_path / "straight", *args)

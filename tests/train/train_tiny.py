@@ -25,6 +25,8 @@ def main():
     parser.add_argument("--checkpoint-every", type=int, default=4)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--clip-norm", type=float, default=0.5)
+    parser.add_argument("--log-every", type=int, default=1, help="also the steps per train-function call")
+    parser.add_argument("--fused-loss", action="store_true", help="GPTCausalLM(fused_loss=True)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -43,7 +45,7 @@ def main():
     keras.utils.set_random_seed(0)
     devices = ",".join(f"/cpu:{i}" for i in range(args.logical_cpus)) if args.strategy == "mirrored" else ""
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=3e-3, warmup_steps=2,
-                         log_every=1, eval_every=1000, checkpoint_every=args.checkpoint_every,
+                         log_every=args.log_every, eval_every=1000, checkpoint_every=args.checkpoint_every,
                          clip_norm=args.clip_norm, strategy=args.strategy, devices=devices,
                          output_dir=args.output_dir, verbose=0)
     strategy = resolve_strategy(config.strategy, config.devices)
@@ -51,7 +53,8 @@ def main():
     dataset = data.causal_lm_dataset(texts, WhitespaceTokenizer(), sequence_length=16, eos_id=EOS,
                                      batch_size=config.batch_size, shuffle=True, seed=0)
     with strategy.scope():
-        model = models.GPTCausalLM(models.from_preset("gpt_test", dropout=args.dropout))
+        model = models.GPTCausalLM(models.from_preset("gpt_test", dropout=args.dropout), fused_loss=args.fused_loss,
+                                   loss_chunk_size=48)
         model.compile(optimizer=build_optimizer(config, model.trainable_variables))
     result = Trainer(model, config, strategy, dataset).fit()
     resolver = getattr(strategy, "cluster_resolver", None)

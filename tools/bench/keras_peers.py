@@ -37,14 +37,15 @@ def _keras_setup(precision):
     return keras
 
 
-def _kzoo_model(spec, dropout, vocabulary_multiple=1):
+def _kzoo_model(spec, dropout, vocabulary_multiple=1, fused_loss=False):
     from kzoo import models
 
     sizes = dict(vocabulary_size=spec.vocabulary_size, num_layers=spec.num_layers, num_heads=spec.num_heads,
                  hidden_dim=spec.hidden_dim, intermediate_dim=spec.intermediate_dim,
                  max_sequence_length=spec.max_sequence_length, dropout=dropout)
     if spec.family == "gpt":
-        return models.GPTCausalLM(models.GPTBackbone(**sizes, pad_vocabulary_to_multiple_of=vocabulary_multiple))
+        return models.GPTCausalLM(models.GPTBackbone(**sizes, pad_vocabulary_to_multiple_of=vocabulary_multiple),
+                                  fused_loss=fused_loss)
     return models.BertPretrainer(models.BertBackbone(**sizes, attention_dropout=dropout))
 
 
@@ -75,7 +76,7 @@ def _train_config(spec, precision, xla, output_dir):
     return optimization, config
 
 
-def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multiple=1):
+def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multiple=1, fused_loss=False):
     keras = _keras_setup(precision)
     output_dir = tempfile.mkdtemp(prefix="bench_train_kzoo_")  # the Trainer's (unused) logs and checkpoints
     atexit.register(shutil.rmtree, output_dir, ignore_errors=True)
@@ -89,7 +90,7 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
 
         strategy = tf.distribute.get_strategy()
         with strategy.scope():
-            model = _kzoo_model(spec, dropout, vocabulary_multiple)
+            model = _kzoo_model(spec, dropout, vocabulary_multiple, fused_loss)
             model.compile(optimizer=optimization.build_optimizer(config, model.trainable_variables))
         dataset = tf.data.Dataset.from_tensors((x, y, sample_weight))
         trainer = Trainer(model, config, strategy, dataset, output_dir=output_dir)
@@ -112,14 +113,15 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
 
         info.update(step="kzoo.train.Trainer train function (tf.function" + (", XLA)" if xla else ", no XLA)"))
     else:
-        model = _kzoo_model(spec, dropout, vocabulary_multiple)
+        model = _kzoo_model(spec, dropout, vocabulary_multiple, fused_loss)
         optimizer = optimization.build_optimizer(config, model.trainable_variables)
         model.compile(optimizer=optimizer)
-        step = _jax_stateless_step(keras, model, optimizer, (x, y, sample_weight))
+        step = _jax_stateless_step(keras, model, optimizer, (x, y, sample_weight), info)
         info.update(step="jax.jit stateless step (compute_loss_and_updates + stateless_apply, state donated)")
     info["parameters"] = int(model.count_params())
     if spec.family == "gpt":
         info["vocabulary_rows"] = int(model.backbone.token_embedding.table_rows)
+        info["fused_loss"] = model.fused_loss
         attention = model.backbone.decoder_blocks[0].self_attention
     else:
         attention = model.backbone.encoder_blocks[0].self_attention
@@ -135,8 +137,9 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
     return run, info
 
 
-def _jax_stateless_step(keras, model, optimizer, data):
-    """A jitted step on the model's and optimizer's state, as the TF replica step."""
+def _jax_stateless_step(keras, model, optimizer, data, info):
+    """A jitted step on the model's and optimizer's state, as the TF replica step. The first call
+    compiles it and records XLA's planned scratch memory for it in `info["xla_temp_bytes"]`."""
     import functools
 
     import jax
@@ -176,8 +179,15 @@ def _jax_stateless_step(keras, model, optimizer, data):
         [v.value for v in metrics_variables],
     )]
 
+    compiled = []
+
     def step(sync):
-        state[0], loss, norm = train_step(state[0], x, y, sample_weight)
+        if not compiled:
+            compiled.append(train_step.lower(state[0], x, y, sample_weight).compile())
+            analysis = compiled[0].memory_analysis()
+            if analysis is not None:
+                info["xla_temp_bytes"] = int(analysis.temp_size_in_bytes)
+        state[0], loss, norm = compiled[0](state[0], x, y, sample_weight)
         if not sync:
             return None
         float(norm)
