@@ -115,7 +115,8 @@ def _lm_batch(seed=0, batch=4, length=12, vocabulary_size=97):
     return inputs, targets, padding.astype("float32")
 
 
-@pytest.mark.parametrize("overrides", [{}, {"pad_vocabulary_to_multiple_of": 64}], ids=["plain", "padded"])
+@pytest.mark.parametrize("overrides", [
+    {}, pytest.param({"pad_vocabulary_to_multiple_of": 64}, marks=pytest.mark.slow)], ids=["plain", "padded"])
 def test_fused_training_equals_training_on_logits(overrides):
     inputs, targets, weights = _lm_batch()
     histories, trained = {}, {}
@@ -165,6 +166,7 @@ def test_fused_loss_refuses_what_it_cannot_fuse():
         models.GPTCausalLM(backbone, fused_loss=True)
 
 
+@pytest.mark.slow
 def test_fused_loss_under_mixed_bfloat16_follows_the_logits_path():
     inputs, targets, weights = _lm_batch()
     losses = {}
