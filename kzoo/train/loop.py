@@ -144,30 +144,42 @@ class Trainer:
         return tf.cast(loss, tf.float32) * self.strategy.num_replicas_in_sync
 
     def _make_train_function(self):
-        """`train_function(iterator, num_steps)`: `num_steps` steps in one call (a graph loop, so the
-        device runs them back to back), returning per-step float32 vectors of length `num_steps`:
-        `(loss, gradient norm, tokens, examples, learning rate used)`. Reading them is the call's
-        one host sync."""
+        """`train_function(iterator, num_steps)`: `num_steps` (a Python int) steps in one call, returning
+        per-step float32 vectors of length `num_steps`: `(loss, gradient norm, tokens, examples, learning
+        rate used)`. Several steps run as a graph loop, so the device runs them back to back; reading the
+        vectors is the call's one host sync. A single step skips the loop (its TensorArrays cost ~3% of a
+        tiny model's CPU step)."""
         replica_step = tf.function(self._replica_train_step, jit_compile=self.config.xla, reduce_retracing=True)
         strategy, optimizer = self.strategy, self.optimizer
         inner_optimizer = getattr(optimizer, "inner_optimizer", optimizer)
 
+        def step(iterator):
+            learning_rate = tf.cast(inner_optimizer.learning_rate, tf.float32)  # before the update
+            statistics, norm = strategy.run(replica_step, args=(next(iterator),))
+            replicas = strategy.num_replicas_in_sync
+            return (
+                strategy.reduce("SUM", statistics["loss"], axis=None) / replicas,
+                strategy.experimental_local_results(norm)[0],  # identical on every replica
+                strategy.reduce("SUM", statistics["tokens"], axis=None),
+                strategy.reduce("SUM", statistics["examples"], axis=None),
+                learning_rate,
+            )
+
         @tf.function
-        def train_function(iterator, num_steps):
+        def one_step(iterator):
+            return tuple(value[None] for value in step(iterator))
+
+        @tf.function
+        def several_steps(iterator, num_steps):
             records = [tf.TensorArray(tf.float32, size=num_steps) for _ in range(5)]
             for index in tf.range(num_steps):
-                learning_rate = tf.cast(inner_optimizer.learning_rate, tf.float32)  # before the update
-                statistics, norm = strategy.run(replica_step, args=(next(iterator),))
-                replicas = strategy.num_replicas_in_sync
-                values = (
-                    strategy.reduce("SUM", statistics["loss"], axis=None) / replicas,
-                    strategy.experimental_local_results(norm)[0],  # identical on every replica
-                    strategy.reduce("SUM", statistics["tokens"], axis=None),
-                    strategy.reduce("SUM", statistics["examples"], axis=None),
-                    learning_rate,
-                )
-                records = [record.write(index, value) for record, value in zip(records, values, strict=True)]
+                records = [record.write(index, value) for record, value in zip(records, step(iterator), strict=True)]
             return tuple(record.stack() for record in records)
+
+        def train_function(iterator, num_steps):
+            if num_steps == 1:
+                return one_step(iterator)
+            return several_steps(iterator, tf.constant(num_steps, tf.int32))
 
         return train_function
 
@@ -280,7 +292,7 @@ class Trainer:
             count = self._steps_in_next_call(step, profile)
             if profile and step + 1 == profile[0] and self.chief:
                 tf.profiler.experimental.start(self.summaries.logdir)
-            records = self._train_function(iterator, tf.constant(count, tf.int32))
+            records = self._train_function(iterator, count)
             losses, norms, tokens, examples, learning_rates = (record.numpy() for record in records)  # the sync
             for index in range(count):
                 step += 1

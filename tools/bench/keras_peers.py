@@ -106,7 +106,7 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
             pending[0] += 1
             if not sync:
                 return None
-            losses, norms, _, _, _ = train_function(iterator, tf.constant(pending[0], tf.int32))
+            losses, norms, _, _, _ = train_function(iterator, pending[0])
             pending[0] = 0
             float(norms[-1])
             return float(losses[-1])
