@@ -141,3 +141,22 @@ def test_gpu_mode_fails_clearly_without_a_gpu(tmp_path):
     assert done.returncode == 2
     assert "--device gpu needs an NVIDIA GPU" in done.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.backend("tensorflow")
+def test_alternated_ab_quick_run_reports_a_ratio_per_model(tmp_path):
+    output = tmp_path / "ab.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "bench_train_ab.py"), "--quick", "--steps-per-call", "2",
+         "--output", str(output)],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(output.read_text())["rows"]
+    assert [row["model"] for row in rows] == ["gpt", "bert"]
+    for row in rows:
+        assert len(row["times_s"]["kzoo"]) == len(row["times_s"]["keras_hub"]) == 3
+        low, high = row["ratio_quartiles"]
+        assert 0 < low <= row["ratio_keras_hub_to_kzoo"] <= high
+    assert "keras-hub/kzoo" in done.stdout
