@@ -33,19 +33,10 @@ if ROOT not in sys.path:
 
 
 def _kzoo_step(spec, batch, steps_per_call, output_dir):
-    import tensorflow as tf
-
-    from kzoo.train import Trainer
     from tools.bench import keras_peers
 
-    optimization, config = keras_peers._train_config(spec, "float32", False, output_dir)
-    model = keras_peers._kzoo_model(spec, 0.0)
-    model.compile(optimizer=optimization.build_optimizer(config, model.trainable_variables))
-    trainer = Trainer(model, config, tf.distribute.get_strategy(),
-                      tf.data.Dataset.from_tensors(keras_peers._kzoo_data(spec, batch)), output_dir=output_dir)
-    trainer._build_compiled_state()
-    train_function = trainer._make_train_function()
-    iterator = iter(trainer._distributed_train_data(0))
+    _, config = keras_peers._train_config(spec, "float32", False, output_dir)
+    _, train_function, iterator = keras_peers.kzoo_trainer_function(spec, batch, config)
 
     def step():
         losses, norms, _, _, _ = train_function(iterator, steps_per_call)
@@ -61,11 +52,7 @@ def _keras_hub_step(spec, batch, steps_per_call):
 
     from tools.bench import keras_peers
 
-    model = keras_peers._keras_hub_model(spec, 0.0)
-    optimizer = keras.optimizers.AdamW(learning_rate=keras_peers.LEARNING_RATE, weight_decay=0.01, beta_1=0.9,
-                                       beta_2=0.999, epsilon=1e-6, global_clipnorm=1.0)
-    optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) < 2])
-    model.compile(optimizer=optimizer, jit_compile=False)
+    model = keras_peers.keras_hub_compiled(keras, spec, 0.0, jit_compile=False)
     data = keras_peers._keras_hub_data(spec, batch)
     model.fit(*data[:2], sample_weight=data[2], epochs=1, batch_size=spec.batch_size, verbose=0)  # builds it all
     iterator = iter(tf.data.Dataset.from_tensors(data).repeat())

@@ -84,20 +84,8 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
     x, y, sample_weight = _kzoo_data(spec, batch)
     info = {}
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        from kzoo.train import Trainer
-
-        strategy = tf.distribute.get_strategy()
-        with strategy.scope():
-            model = _kzoo_model(spec, dropout, vocabulary_multiple, fused_loss)
-            model.compile(optimizer=optimization.build_optimizer(config, model.trainable_variables))
-        dataset = tf.data.Dataset.from_tensors((x, y, sample_weight))
-        trainer = Trainer(model, config, strategy, dataset, output_dir=output_dir)
-        trainer._build_compiled_state()
-        train_function = trainer._make_train_function()
-        iterator = iter(trainer._distributed_train_data(0))
-
+        model, train_function, iterator = kzoo_trainer_function(
+            spec, batch, config, dropout, vocabulary_multiple, fused_loss)
         pending = [0]
 
         def step(sync):
@@ -135,6 +123,23 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
         return time_steps(step, warmup, timed, sync_every)
 
     return run, info
+
+
+def kzoo_trainer_function(spec, batch, config, dropout=0.0, vocabulary_multiple=1, fused_loss=False):
+    """(model, train_function, iterator): `kzoo.train.Trainer`'s own train function (TensorFlow backend) on an
+    endless iterator over `batch`; `train_function(iterator, n)` runs n steps, as `Trainer.fit` does."""
+    import tensorflow as tf
+
+    from kzoo.train import Trainer, optimization
+
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        model = _kzoo_model(spec, dropout, vocabulary_multiple, fused_loss)
+        model.compile(optimizer=optimization.build_optimizer(config, model.trainable_variables))
+    dataset = tf.data.Dataset.from_tensors(_kzoo_data(spec, batch))
+    trainer = Trainer(model, config, strategy, dataset, output_dir=config.output_dir)
+    trainer._build_compiled_state()
+    return model, trainer._make_train_function(), iter(trainer._distributed_train_data(0))
 
 
 def _jax_stateless_step(keras, model, optimizer, data, info):
@@ -215,14 +220,21 @@ def _keras_hub_data(spec, batch):
     return x, batch["mlm_targets"], batch["mlm_weights"]
 
 
-def build_keras_hub(spec, batch, backend, precision, xla, dropout):
-    keras = _keras_setup(precision)
+def keras_hub_compiled(keras, spec, dropout, jit_compile):
+    """keras-hub's task for `spec`, compiled with its default loss and weighted accuracy and the benchmark's
+    AdamW (no weight decay on 1-D variables, global-norm clipping at 1.0)."""
     model = _keras_hub_model(spec, dropout)
     optimizer = keras.optimizers.AdamW(learning_rate=LEARNING_RATE, weight_decay=0.01, beta_1=0.9, beta_2=0.999,
                                        epsilon=1e-6, global_clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) < 2])
+    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    return model
+
+
+def build_keras_hub(spec, batch, backend, precision, xla, dropout):
+    keras = _keras_setup(precision)
     jit_compile = True if backend == "jax" else bool(xla)
-    model.compile(optimizer=optimizer, jit_compile=jit_compile)  # default loss and weighted accuracy
+    model = keras_hub_compiled(keras, spec, dropout, jit_compile)
     data = _keras_hub_data(spec, batch)
     info = {"parameters": int(model.count_params()),
             "step": f"model.fit (jit_compile={jit_compile}), callback reads the loss after each batch"}
