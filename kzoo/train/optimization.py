@@ -88,13 +88,6 @@ def build_optimizer(config: TrainConfig, trainable_variables):
     return optimizer
 
 
-def current_learning_rate(optimizer):
-    """The learning rate the next update uses (a float)."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    rate = inner.learning_rate
-    return float(keras.ops.convert_to_numpy(rate))
-
-
 def loss_scale(optimizer):
     """The current dynamic loss scale (1.0 without loss scaling)."""
     scale = getattr(optimizer, "dynamic_scale", None)
