@@ -139,7 +139,8 @@ def _checkpoints(run_dir):
     """(complete steps, damaged steps) among the `step-*` checkpoints, checked here independently of the library.
 
     A checkpoint counts when its `meta.json` exists (what the library lists); it is complete when its
-    `state.npz` matches the recorded SHA-256, and damaged otherwise.
+    `state.npz` matches the recorded SHA-256, its `meta.json` its own (`meta_sha256`: canonical JSON of its
+    other fields) and its step the folder's, and damaged otherwise.
     """
     root = os.path.join(run_dir, "checkpoints")
     complete, damaged = [], []
@@ -150,8 +151,13 @@ def _checkpoints(run_dir):
             continue
         try:
             with open(meta_path, encoding="utf-8") as file:
-                good = _sha256(os.path.join(root, name, "state.npz")) == json.load(file)["sha256"]
-        except (OSError, ValueError, KeyError):
+                meta = json.load(file)
+            body = {key: value for key, value in meta.items() if key != "meta_sha256"}
+            canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+            good = (_sha256(os.path.join(root, name, "state.npz")) == meta["sha256"]
+                    and hashlib.sha256(canonical).hexdigest() == meta["meta_sha256"]
+                    and meta["step"] == int(match.group(1)))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             good = False
         (complete if good else damaged).append(int(match.group(1)))
     return complete, damaged
@@ -221,13 +227,21 @@ def _resume_record(run_dir, pid):
     return next((r for r in _read_jsonl(os.path.join(run_dir, RESUMES)) if r["pid"] == pid), None)
 
 
-def _step_reached(run_dir, pid, step, stale_max):
+def _history_inode(run_dir):
+    try:
+        return os.stat(os.path.join(run_dir, "history.jsonl")).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _step_reached(run_dir, pid, step, stale_max, stale_inode):
     """A condition: this process (pid) has logged `step`.
 
-    Until the restarted process truncates `history.jsonl` to its checkpoint, the file still
-    holds the killed run's records (up to `stale_max`); they must not trigger the kill. The
-    history counts as this process's once it was seen truncated (last step <= the resumed
-    one) or once it goes beyond `stale_max`.
+    Until the restarted process appends its first record, `history.jsonl` still holds the
+    killed run's records (up to `stale_max`); they must not trigger the kill. Just before
+    that first append the library rewrites the file without the records past its checkpoint
+    (a new file renamed into place), so the history counts as this process's once its inode
+    differs from the stale file's (`stale_inode`) or once it goes beyond `stale_max`.
     """
     state = {"fresh": False}
 
@@ -235,9 +249,10 @@ def _step_reached(run_dir, pid, step, stale_max):
         record = _resume_record(run_dir, pid)
         if record is None:
             return False
+        inode = _history_inode(run_dir)
         history = _train_history(run_dir)
         last = history[-1][0] if history else 0
-        if last <= record["resumed_from"] or last > stale_max:
+        if (inode is not None and inode != stale_inode) or last > stale_max:
             state["fresh"] = True
         return state["fresh"] and last >= step
 
@@ -307,12 +322,12 @@ def _kill_once(run_dir, train_args, phase, target, moment, log_path):
     `moment` is the point of the checkpoint write a "mid-write" kill waits for (see `_write_reached`).
     """
     before = _staging_folders(run_dir)
-    stale = _train_history(run_dir)
+    stale, stale_inode = _train_history(run_dir), _history_inode(run_dir)
     process = _start(run_dir, train_args, log_path)
     if phase == "mid-write":
         condition = _write_reached(run_dir, target, moment, before)
     else:
-        condition = _step_reached(run_dir, process.pid, target, stale[-1][0] if stale else 0)
+        condition = _step_reached(run_dir, process.pid, target, stale[-1][0] if stale else 0, stale_inode)
     if not _poll_until(process, condition, log_path, f"the run to be killed at step {target}"):
         raise KillTestError(f"the run exited (status {process.returncode}) before it could be killed at step "
                             f"{target} ({phase}); use more --steps. Its output:\n{_tail(log_path)}")

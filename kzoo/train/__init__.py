@@ -13,11 +13,11 @@ import importlib
 # (`config`, `optimization`, `checkpoint`) load where TensorFlow is absent, e.g. a
 # JAX-only GPU machine; `loop`, `strategy` and `summaries` import TensorFlow.
 _EXPORTS = {
-    "CheckpointError": "checkpoint", "CheckpointManager": "checkpoint",
+    "CheckpointError": "checkpoint", "CheckpointManager": "checkpoint", "RunFolderError": "checkpoint",
     "ConfigError": "config", "TrainConfig": "config", "parse_command_line": "config", "write_resolved": "config",
     "Trainer": "loop", "TrainingDiverged": "loop",
     "PreReducedAdamW": "optimization", "WarmupDecay": "optimization", "build_optimizer": "optimization",
-    "is_chief": "strategy", "resolve_strategy": "strategy",
+    "WorkerLost": "strategy", "is_chief": "strategy", "resolve_strategy": "strategy",
 }
 
 __all__ = sorted(_EXPORTS)

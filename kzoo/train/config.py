@@ -14,13 +14,26 @@ executed from config files (YAML is read with `safe_load`).
 
 import dataclasses
 import json
+import math
 import os
+import re
 import types
 import typing
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 DECAYS = ("linear", "cosine", "constant")
+RESUME_MODES = ("never", "auto", "must")
+# TrainConfig fields a resumed run may change: the length of the run, the optimizer's hyperparameters (e.g. a lower
+# learning rate after a divergence), the hardware, where and how often it logs and saves. Any other config key
+# (the model, the data, the batch size, the seed, precision, accumulation) must equal the one the checkpoints were
+# written with, or the resumed run would be silently different (`resume_differences`).
+RESUMABLE_TRAIN_KEYS = frozenset({
+    "steps", "learning_rate", "warmup_steps", "decay", "end_learning_rate_ratio", "weight_decay", "clip_norm",
+    "xla", "strategy", "devices", "tpu", "output_dir", "checkpoint_every", "keep_checkpoints", "eval_every",
+    "eval_steps", "log_every", "steps_per_execution", "profile_steps", "verbose", "resume"})
+# "/gpu:0", "GPU:1", "/device:CPU:0", "/job:worker/replica:0/task:1/device:GPU:0"
+_DEVICE = re.compile(r"^(/job:\w+(/replica:\d+)?(/task:\d+)?)?/?(device:)?(cpu|gpu|tpu):\d+$", re.IGNORECASE)
 
 
 class ConfigError(ValueError):
@@ -63,26 +76,40 @@ class TrainConfig:
     seed: int = 0
     profile_steps: str = ""  # "START,STOP": capture a TensorBoard profile of those steps
     verbose: int = 1  # 1: Keras progress bar, 0: quiet
+    # auto: resume from the output folder's checkpoints when they were written with this config (a mismatch is an
+    # error naming the keys), else start fresh; never: start fresh, and refuse a folder that holds checkpoints;
+    # must: refuse to start when there is no checkpoint to resume.
+    resume: str = "auto"
 
     def validate(self):
         """Raises `ConfigError` naming the field when a value cannot work."""
+        check_types(self, "train.")
         positive = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "eval_every", "log_every",
                     "gradient_accumulation_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("warmup_steps", "eval_steps", "steps_per_execution"):
+        for name in ("warmup_steps", "eval_steps", "steps_per_execution", "seed", "verbose"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}.")
         if not self.learning_rate > 0:
             raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}.")
-        if self.weight_decay < 0 or self.clip_norm < 0:
-            raise ConfigError("train.weight_decay and train.clip_norm must be >= 0 (0 disables).")
+        for name in ("weight_decay", "clip_norm"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0 (0 disables), got {getattr(self, name)}.")
         if not 0 <= self.end_learning_rate_ratio <= 1:
             raise ConfigError(f"train.end_learning_rate_ratio must be in [0, 1], got {self.end_learning_rate_ratio}.")
         _choice("train.precision", self.precision, PRECISIONS)
         _choice("train.strategy", self.strategy, STRATEGIES)
         _choice("train.decay", self.decay, DECAYS)
+        _choice("train.resume", self.resume, RESUME_MODES)
+        for device in (part.strip() for part in self.devices.split(",")):
+            if device and not _DEVICE.match(device):
+                raise ConfigError(f"train.devices: {device!r} is not a device name; write e.g. /gpu:0 or "
+                                  "/gpu:0,/gpu:1 (or /cpu:0).")
+        if self.devices.strip() and self.strategy not in ("auto", "one_device", "mirrored"):
+            raise ConfigError(f"train.devices is used by the one_device, mirrored and auto strategies, not by "
+                              f"train.strategy={self.strategy!r}; remove --train.devices or change the strategy.")
         if self.profile_steps:
             self.profile_range()
 
@@ -102,6 +129,46 @@ class TrainConfig:
 def _choice(name, value, choices):
     if value not in choices:
         raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}.")
+
+
+def check_types(section, prefix=""):
+    """Raises `ConfigError` for a field of dataclass `section` whose value is not of its declared type: a bool in
+    an int or float field (YAML reads `yes`/`no` as booleans), a NaN or infinite float, a non-string text field.
+    Catches what `_parse` rejects for values set in code."""
+    for field in dataclasses.fields(section):
+        kind, value, key = _field_type(section, field), getattr(section, field.name), prefix + field.name
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{key} expects an int, got {value!r}.")
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{key} expects a float, got {value!r}.")
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}.")
+        if kind is bool and not isinstance(value, bool):
+            raise ConfigError(f"{key} expects true or false, got {value!r}.")
+        if kind is str and not isinstance(value, str):
+            raise ConfigError(f"{key} expects a string, got {value!r}.")
+
+
+def _flatten(mapping, prefix=""):
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_differences(recorded, current):
+    """`[(dotted key, recorded value, current value)]` where the config a run's checkpoints were written with and
+    the current one differ, leaving out the train keys a resumed run may change (`RESUMABLE_TRAIN_KEYS`) and keys
+    only one side has (fields added or removed by another kzoo version cannot be compared)."""
+    recorded = _flatten(json.loads(json.dumps(recorded)))
+    current = _flatten(json.loads(json.dumps(current)))  # tuples as lists, as they were recorded
+    return [(key, recorded[key], current[key]) for key in sorted(recorded.keys() & current.keys())
+            if recorded[key] != current[key]
+            and not (key.startswith("train.") and key.removeprefix("train.") in RESUMABLE_TRAIN_KEYS)]
 
 
 # --- overrides -------------------------------------------------------------------------------------
@@ -214,6 +281,12 @@ def _parse(key, value, kind):
             return None
         kind = options[0]
         origin = typing.get_origin(kind)
+    if isinstance(value, bool) and kind is not bool and origin not in (list, tuple):
+        raise ConfigError(f"{key} expects {getattr(kind, '__name__', kind)}, got the boolean {value!r} (YAML reads "
+                          "yes/no/on/off/true/false as booleans; quote the value or write a number).")
+    if isinstance(value, (dict, list)) and origin not in (list, tuple):
+        raise ConfigError(f"{key} expects one {getattr(kind, '__name__', kind)}, got {value!r}"
+                          + (" (write several items as one comma-separated string)." if kind is str else "."))
     if origin in (list, tuple):
         items = value.split(",") if isinstance(value, str) else list(value)
         item_kind = typing.get_args(kind)[0] if typing.get_args(kind) else str
@@ -235,11 +308,15 @@ def _parse(key, value, kind):
                 raise ValueError
             return int(value) if not isinstance(value, str) else int(value.replace("_", ""))
         if kind is float:
-            return float(value)
+            number = float(value)
+            if math.isfinite(number):
+                return number
         if kind is str:
             return "" if value is None else str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key} expects {kind.__name__}, got {value!r}.") from None
+    if kind is float:
+        raise ConfigError(f"{key} must be a finite number, got {value!r}.")
     raise ConfigError(f"{key} has an unsupported type {kind!r}.")
 
 
@@ -270,8 +347,14 @@ def write_resolved(config, directory, name="config", recipe=None):
     os.makedirs(directory, exist_ok=True)
     values = ({"recipe": recipe} if recipe else {}) | to_dict(config)
     yaml_path = os.path.join(directory, f"{name}.yaml")
-    with open(yaml_path, "w", encoding="utf-8") as file:
-        yaml.safe_dump(values, file, sort_keys=False)
-    with open(os.path.join(directory, f"{name}.json"), "w", encoding="utf-8") as file:
-        json.dump(values, file, indent=2)
+    _write_atomically(yaml_path, yaml.safe_dump(values, sort_keys=False))
+    _write_atomically(os.path.join(directory, f"{name}.json"), json.dumps(values, indent=2))
     return yaml_path
+
+
+def _write_atomically(path, text):
+    """Writes a temporary sibling renamed over `path`: a kill mid-write leaves the previous file whole."""
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(partial, path)

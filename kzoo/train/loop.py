@@ -26,11 +26,18 @@ calls, after the check.
 The data position is the number of global batches consumed, which equals the step:
 the input pipeline is deterministic for its seed, so resuming at step `k` replays the
 stream with its first `k` batches skipped and continues exactly where the run stopped.
+
+Nothing in the output folder is destroyed before a step succeeds: the folder is checked
+(writable, `checkpoints` a folder, `history.jsonl` well-formed) and the resume mode
+and config compared with the checkpoints' before training; records past the resumed
+step are dropped from `history.jsonl` only when the first new record is appended.
 """
 
+import contextlib
 import json
 import math
 import os
+import tempfile
 import time
 
 import keras
@@ -39,8 +46,8 @@ import tensorflow as tf
 
 from kzoo.train import optimization
 from kzoo.train import strategy as strategies
-from kzoo.train.checkpoint import CheckpointManager
-from kzoo.train.config import TrainConfig
+from kzoo.train.checkpoint import CheckpointManager, RunFolderError, run_lock
+from kzoo.train.config import TrainConfig, to_dict
 from kzoo.train.summaries import Summaries
 
 # Under mixed_float16 a non-finite gradient is skipped by the loss-scale optimizer; this
@@ -86,10 +93,13 @@ class Trainer:
             logged as images at every evaluation (needs `model.backbone.attention_scores`).
         output_dir: checkpoints in `<output_dir>/checkpoints`, TensorBoard logs in
             `<output_dir>/logs`.
+        run_config: JSON-able dict of everything the checkpoints depend on (a recipe's whole config, its
+            tokenizer files' hashes); recorded in every checkpoint and compared on resume
+            (`CheckpointManager.check_resume`). Default: `{"train": <config as a dict>}`.
     """
 
     def __init__(self, model, config: TrainConfig, strategy, train_dataset, eval_dataset=None,
-                 evaluators=(), attention_example=None, output_dir=None):
+                 evaluators=(), attention_example=None, output_dir=None, run_config=None):
         self.model = model
         self.config = config
         self.strategy = strategy
@@ -98,13 +108,22 @@ class Trainer:
         self.evaluators = list(evaluators)
         self.attention_example = attention_example
         self.output_dir = output_dir or config.output_dir
+        self.run_config = run_config if run_config is not None else {"train": to_dict(config)}
         self.chief = strategies.is_chief(strategy)
         self.optimizer = model.optimizer
         self.checkpoints = CheckpointManager(os.path.join(self.output_dir, "checkpoints"), model, self.optimizer,
                                              keep=config.keep_checkpoints, writer=self.chief)
+        if self.chief:
+            check_writable(self.output_dir)  # before the TensorBoard writers try to create their folders
+            logs = os.path.join(self.output_dir, "logs")
+            if os.path.exists(logs) and not os.path.isdir(logs):
+                raise RunFolderError(f"{logs} is a file, not a folder: move it away, or choose another "
+                                     "--train.output_dir.")
         self.summaries = Summaries(os.path.join(self.output_dir, "logs"), enabled=self.chief)
         self._train_function = None
         self._eval_function = None
+        self._truncate_history_to = None  # the resumed step, until the first record of this run is appended
+        self._step = 0  # the last step whose result was read back
         self.skipped_steps = []  # steps whose update the loss-scale optimizer skipped (mixed_float16)
 
     # --- the distributed step functions -----------------------------------------------------------
@@ -266,15 +285,31 @@ class Trainer:
 
     # --- the loop -------------------------------------------------------------------------------
 
+    def check_output_dir(self):
+        """Raises `RunFolderError` (or `ConfigError` for the resume mode and config) before anything is changed:
+        the output folder must be writable, `checkpoints` a folder, `history.jsonl` well-formed."""
+        if self.chief:
+            check_writable(self.output_dir)
+            read_history(os.path.join(self.output_dir, "history.jsonl"))
+        self.checkpoints.check_resume(self.config.resume, self.run_config)
+
     def fit(self):
-        """Runs (or resumes) training to `config.steps`; returns a summary dict."""
+        """Runs (or resumes) training to `config.steps`; returns a summary dict.
+
+        The chief holds the output folder's lock (`checkpoint.run_lock`) meanwhile: a second run into the same
+        folder is refused instead of interleaving its checkpoints and history with this one's."""
+        with run_lock(self.output_dir) if self.chief else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self):
         config = self.config
+        self.check_output_dir()
         restored = self.checkpoints.restore_latest()
         start_step = int(restored["step"]) if restored else 0
         history_path = os.path.join(self.output_dir, "history.jsonl")
         if start_step >= config.steps:
             return self._result(start_step, start_step, 0.0, history_path, resumed_from=start_step)
-        self._truncate_history(history_path, start_step)
+        self._truncate_history_to = start_step
         self._build_compiled_state()
         if self._train_function is None:
             self._train_function = self._make_train_function()
@@ -285,9 +320,37 @@ class Trainer:
             progress.update(start_step)
         profile = config.profile_range()
         window = {"loss": [], "norm": [], "tokens": 0.0, "examples": 0.0, "started": time.perf_counter()}
-        skipped_in_a_row = 0
         started = time.perf_counter()
-        step = start_step
+        self._step = start_step
+        try:
+            step = self._train_loop(start_step, iterator, progress, profile, window, history_path)
+        except tf.errors.OpError as error:
+            lost = self._peer_failure(error, self._step)
+            if lost is None:
+                raise
+            raise lost from None
+        seconds = time.perf_counter() - started
+        return self._result(start_step, step, seconds, history_path, resumed_from=start_step or None)
+
+    def _peer_failure(self, error, step):
+        """A `WorkerLost` for a collective op's failure caused by a dead peer of a multi-worker job, else None."""
+        workers = strategies.worker_count(self.strategy)
+        if workers < 2:
+            return None
+        resolver = self.strategy.cluster_resolver
+        lost = strategies.lost_peer(error, (resolver.task_type, resolver.task_id))
+        if lost is None:
+            return None
+        last = self.checkpoints.latest_step()
+        where = f" (step {last}, {self.checkpoints.path(last)})" if last is not None else " (none yet: from step 0)"
+        return strategies.WorkerLost(
+            f"lost {lost[0]} after step {step} ({lost[1]}); this worker cannot go on alone. Rerun all {workers} "
+            f"workers with the same command and TF_CONFIG: they resume from the newest checkpoint{where}.")
+
+    def _train_loop(self, step, iterator, progress, profile, window, history_path):
+        """The steps from `step` to `config.steps`; returns the last step run."""
+        config = self.config
+        skipped_in_a_row = 0
         while step < config.steps:
             count = self._steps_in_next_call(step, profile)
             if profile and step + 1 == profile[0] and self.chief:
@@ -296,6 +359,7 @@ class Trainer:
             losses, norms, tokens, examples, learning_rates = (record.numpy() for record in records)  # the sync
             for index in range(count):
                 step += 1
+                self._step = step
                 loss, norm, learning_rate = float(losses[index]), float(norms[index]), float(learning_rates[index])
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     skipped_in_a_row = self._on_non_finite(step, loss, norm, skipped_in_a_row)
@@ -315,9 +379,8 @@ class Trainer:
             if step % config.eval_every == 0 or step == config.steps:
                 self._log_history(history_path, {"step": step, "eval": self.evaluate(step)})
             if step % config.checkpoint_every == 0 or step == config.steps:
-                self.checkpoints.save(step)
-        seconds = time.perf_counter() - started
-        return self._result(start_step, step, seconds, history_path, resumed_from=start_step or None)
+                self.checkpoints.save(step, extra={"config": self.run_config})
+        return step
 
     def _on_non_finite(self, step, loss, norm, skipped_in_a_row):
         last = self.checkpoints.latest_step()
@@ -362,15 +425,7 @@ class Trainer:
         replaces the history in one rename, so a kill during this rewrite loses nothing."""
         if not self.chief or not os.path.exists(path):
             return
-        kept = []
-        with open(path, encoding="utf-8") as file:
-            for line in file:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if record.get("step", 0) <= step:
-                    kept.append(line if line.endswith("\n") else line + "\n")
+        kept = [json.dumps(record) + "\n" for record in read_history(path) if record["step"] <= step]
         partial = f"{path}.partial"
         with open(partial, "w", encoding="utf-8") as file:
             file.writelines(kept)
@@ -380,17 +435,19 @@ class Trainer:
 
     def _log_history(self, path, record):
         if self.chief:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if self._truncate_history_to is not None:  # the first record of this run: only now drop the old ones
+                self._truncate_history(path, self._truncate_history_to)
+                self._truncate_history_to = None
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             with open(path, "a", encoding="utf-8") as file:
                 file.write(json.dumps(record) + "\n")
 
     def _result(self, start_step, step, seconds, history_path, resumed_from=None):
         train, evaluation = [], []
-        if os.path.exists(history_path):
-            with open(history_path, encoding="utf-8") as file:
-                for line in file:
-                    record = json.loads(line)
-                    (train if "train" in record else evaluation).append(record)
+        for record in read_history(history_path):
+            if record["step"] > step:  # a killed run's records this run did not reach (nothing new was logged)
+                continue
+            (train if "train" in record else evaluation).append(record)
         return {
             "steps": step, "steps_this_run": step - start_step, "seconds": seconds, "resumed_from": resumed_from,
             "skipped_steps": list(self.skipped_steps),
@@ -400,3 +457,56 @@ class Trainer:
             "checkpoint": self.checkpoints.path(step) if self.checkpoints.latest_step() == step else None,
             "logdir": self.summaries.logdir,
         }
+
+
+# --- the run folder ---------------------------------------------------------------------------------
+
+
+def check_writable(directory):
+    """Creates `directory` if needed and proves it writable (a probe file); raises `RunFolderError` otherwise."""
+    directory = directory or "."  # an empty output_dir: the working directory, as os.path.join reads it
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        raise RunFolderError(f"cannot write to the output folder {directory} ({error.strerror or error}): make it "
+                             "a writable folder, or choose another --train.output_dir.") from None
+
+
+def read_history(path):
+    """The records of a run's `history.jsonl` (none if it does not exist), checked.
+
+    A torn last line (a kill in the middle of an append: no final newline) is left out. Any
+    other line that is not a JSON object with an integer `step` raises `RunFolderError`
+    naming the file and line: the history is never rewritten around damage it does not
+    understand.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunFolderError(f"cannot read {path} ({getattr(error, 'strerror', None) or error}): move it away, or "
+                             "choose another --train.output_dir.") from None
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        torn = number == len(lines)  # the last piece, without its newline
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if torn:
+                continue
+            record = None
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            if torn and isinstance(record, dict):
+                continue
+            raise RunFolderError(f"{path} line {number} is not a history record (a JSON object with an integer "
+                                 f"step): {line[:60]!r}; repair or delete that line, or move the file away.")
+        records.append(record)
+    return records

@@ -8,9 +8,16 @@ compiles with the kzoo optimizer, writes the resolved config beside the checkpoi
 and into TensorBoard, trains (resuming from the newest checkpoint in the output
 directory, if any), saves `<output_dir>/model.keras` and the tokenizer files, and
 prints where everything is.
+
+Resuming (`--train.resume`, default `auto`) is checked before anything is built or
+written: every checkpoint records the run's config and the hashes of its tokenizer
+files, and a folder whose checkpoints were written with other data or another model
+is refused with the differing keys named (`CheckpointManager.check_resume`).
 """
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -18,7 +25,15 @@ import shutil
 import sys
 import time
 
-from kzoo.train.config import ConfigError, TrainConfig, describe, parse_command_line, to_dict, write_resolved
+from kzoo.train.config import (
+    ConfigError,
+    TrainConfig,
+    check_types,
+    describe,
+    parse_command_line,
+    to_dict,
+    write_resolved,
+)
 
 
 @dataclasses.dataclass
@@ -89,31 +104,76 @@ def parse_arguments(name, config, argv, description=""):
     train = config.train
     train.output_dir = train.output_dir or os.path.join("runs", name)
     train.validate()
+    for field in dataclasses.fields(config):  # the model and data sections: types, finite floats
+        section = getattr(config, field.name)
+        if dataclasses.is_dataclass(section) and section is not train:
+            check_types(section, f"{field.name}.")
     return config
 
 
 def run_recipe(name, config, build, argv=None, description="", evaluate_only=False):
     """Parses `argv` onto `config`, then trains (or only evaluates); returns the result dict.
 
-    Errors the user can fix (config, data, checkpoints) are printed as one line and the
-    process exits with status 2; no traceback.
+    Errors the user can fix (config, data, checkpoints, an unwritable output folder) are
+    printed as one line and the process exits with status 2; a diverged run exits with 3,
+    a multi-worker job that lost a worker with 4; no traceback.
     """
+    from kzoo.train.checkpoint import CheckpointError
+
     try:
         config = parse_arguments(name, config, argv, description)
         return _run(name, config, build, evaluate_only)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        print(f"kzoo train {name}: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (ConfigError, CheckpointError, ValueError) as error:
+        _fail(name, error, 2)
+    except OSError as error:  # a file or folder the run needs (its path is in the message)
+        what = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else str(error)
+        _fail(name, f"{what}; check that the path exists and the output folder is writable", 2)
+
+
+def _fail(name, error, status):
+    print(f"kzoo train {name}: {' '.join(str(error).split())}", file=sys.stderr)  # one line
+    raise SystemExit(status) from None
+
+
+def _run_config(name, config, files=None):
+    """What the checkpoints of a recipe run depend on: the recipe, its config, the hashes of its tokenizer files."""
+    recorded = {"recipe": name, **to_dict(config)}
+    if files is not None:
+        recorded["files"] = {basename: _sha256(path) for basename, path in sorted(files.items())}
+    return recorded
+
+
+def _sha256(path):
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _run(name, config, build, evaluate_only):
+    from kzoo.train.checkpoint import run_lock
+    from kzoo.train.loop import check_writable
+
+    # Before anything is built or written (data, vocabulary, config.yaml): the folder must be writable, no other
+    # run may be using it, and its checkpoints, if any, must have been written by this recipe with this data and
+    # model. (Workers of a multi-worker job share the folder; the chief's Trainer locks it.)
+    check_writable(config.train.output_dir)
+    unlocked = evaluate_only or "TF_CONFIG" in os.environ  # evaluation writes no checkpoint or history
+    with contextlib.nullcontext() if unlocked else run_lock(config.train.output_dir):
+        return _run_unlocked(name, config, build, evaluate_only)
+
+
+def _run_unlocked(name, config, build, evaluate_only):
     import keras
 
     from kzoo.train import optimization
     from kzoo.train import strategy as strategies
+    from kzoo.train.checkpoint import CheckpointManager
     from kzoo.train.loop import Trainer, TrainingDiverged
 
     train: TrainConfig = config.train
+    checkpoints = CheckpointManager(os.path.join(train.output_dir, "checkpoints"), None, None)
+    if evaluate_only and not checkpoints.steps():
+        raise ConfigError(f"no checkpoint under {checkpoints.directory}: train first.")
+    checkpoints.check_resume("auto" if evaluate_only else train.resume, _run_config(name, config))
     keras.utils.set_random_seed(train.seed)
     previous_policy = keras.config.dtype_policy()
     keras.mixed_precision.set_dtype_policy(train.precision)
@@ -128,7 +188,12 @@ def _run(name, config, build, evaluate_only):
                           **parts.compile_arguments)
         trainer = Trainer(model, train, strategy, parts.train_dataset, parts.eval_dataset,
                           evaluators=parts.evaluators, attention_example=parts.attention_example,
-                          output_dir=train.output_dir)
+                          output_dir=train.output_dir,
+                          run_config=_run_config(name, config, {**parts.tokenizer_files, **parts.extra_files}))
+        if evaluate_only:
+            trainer.checkpoints.check_resume("auto", trainer.run_config)
+        else:
+            trainer.check_output_dir()  # e.g. the vocabulary differs from the checkpoints': before config.yaml
         if chief:
             yaml_path = write_resolved(config, train.output_dir, recipe=name)
             with open(yaml_path, encoding="utf-8") as file:
@@ -146,8 +211,9 @@ def _run(name, config, build, evaluate_only):
         try:
             result = trainer.fit()
         except TrainingDiverged as error:
-            print(f"kzoo train {name}: {error}", file=sys.stderr)
-            raise SystemExit(3) from None
+            _fail(name, error, 3)
+        except strategies.WorkerLost as error:
+            _fail(name, error, 4)
         result["wall_seconds"] = time.perf_counter() - started
         if chief:
             result.update(_save_outputs(train.output_dir, model, parts))
@@ -165,7 +231,9 @@ def _task_id(strategy):
 def _save_outputs(output_dir, model, parts):
     """`model.keras` and a `tokenizer/` folder beside it; returns their paths."""
     model_path = os.path.join(output_dir, "model.keras")
-    model.save(model_path)
+    partial = os.path.join(output_dir, ".partial-model.keras")  # a kill while saving keeps the previous model
+    model.save(partial)
+    os.replace(partial, model_path)
     files_dir = os.path.join(output_dir, "tokenizer")
     os.makedirs(files_dir, exist_ok=True)
     for basename, path in {**parts.tokenizer_files, **parts.extra_files}.items():
@@ -205,7 +273,8 @@ def prepare_tokenizer(kind, texts, vocabulary_size, workdir, tokenizer_dir=""):
     Args:
         kind: "wordpiece" (BERT) or "sentencepiece" (GPT, T5; BPE pieces for GPT, unigram for T5
             is chosen by `kind="sentencepiece_unigram"`).
-        texts: training strings for the vocabulary (used only when training one).
+        texts: training strings for the vocabulary (used only when training one), of any length (a
+            line too long for the sentencepiece trainer is given to it in pieces cut at spaces).
         vocabulary_size: size of a trained vocabulary.
         tokenizer_dir: a folder with `vocab.txt`, `spiece.model` or `vocab.json` + `merges.txt`
             (e.g. an imported checkpoint's); empty to train one.
@@ -220,22 +289,57 @@ def prepare_tokenizer(kind, texts, vocabulary_size, workdir, tokenizer_dir=""):
             raise ConfigError(f"data.tokenizer_dir {tokenizer_dir!r} is not a directory.")
         files = {name: os.path.join(tokenizer_dir, name) for name in os.listdir(tokenizer_dir)}
         return tokenizer_from_files(files), files
-    folder = os.path.join(workdir, "vocab", f"{kind}-{vocabulary_size}")  # a new kind or size trains anew
+    corpus = "\n".join(text.replace("\n", " ") for text in texts) + "\n"
+    # A new kind, size or training text trains anew, in its own folder: a run folder reused with other data never
+    # picks up the old vocabulary, and the old one (which older checkpoints need) is kept.
+    digest = hashlib.sha256(corpus.encode("utf-8")).hexdigest()[:12]
+    folder = os.path.join(workdir, "vocab", f"{kind}-{vocabulary_size}-{digest}")
     target = "vocab.txt" if kind == "wordpiece" else "spiece.model"
     path = os.path.join(folder, target)
     if not os.path.exists(path):
-        os.makedirs(folder, exist_ok=True)
-        corpus_file = os.path.join(folder, "corpus.txt")
+        # Trained in a temporary folder renamed into place when complete: a kill mid-training leaves no
+        # half-written vocabulary that a later run would trust.
+        staging = f"{folder}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        corpus_file = os.path.join(staging, "corpus.txt")
         with open(corpus_file, "w", encoding="utf-8") as file:
-            file.write("\n".join(text.replace("\n", " ") for text in texts) + "\n")
+            file.write(corpus)
         if kind == "wordpiece":
-            train_wordpiece([corpus_file], vocabulary_size, folder)
+            train_wordpiece([corpus_file], vocabulary_size, staging)
         else:
             model_type = "unigram" if kind == "sentencepiece_unigram" else "bpe"
-            train_sentencepiece([corpus_file], vocabulary_size, folder, model_type=model_type)
+            train_sentencepiece([corpus_file], vocabulary_size, staging, model_type=model_type)
         os.remove(corpus_file)
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (no vocabulary file) left by older versions
+        os.replace(staging, folder)
     files = {target: path}
     return tokenizer_from_files(files), files
+
+
+def report_reading(name, what, report):
+    """Prints, one line each, what a `kzoo.data` reader skipped in the `what` data (e.g. lines that are not UTF-8).
+
+    Example: `kzoo train bert_classify: training data: skipped 3 of 120 lines that are not UTF-8 text in x.csv`.
+    """
+    for message in report.messages():
+        print(f"kzoo train {name}: {what}: {message}", file=sys.stderr)
+
+
+def require_filled(records, keys, names):
+    """Raises naming file and line (records read `with_location=True`) if a record's `keys` cell is blank.
+
+    A blank label would become a class of its own, a blank target would teach "stop at once": both silently.
+    `names` maps each key to the column name the user gave.
+    """
+    from kzoo.data.readers import LOCATION
+
+    for number, record in enumerate(records, start=1):
+        for key in keys:
+            if key in record and not str(record[key]).strip():
+                where = record.get(LOCATION, f"record {number}")
+                raise ValueError(f"{where}: the {names[key]!r} cell is empty; fill it or remove the row.")
+    return records
 
 
 def split_holdout(items, every=10):
@@ -278,8 +382,15 @@ def read_text_pairs(task, data_config, workdir):
     if paths is None:
         corpus = default_corpus(task, workdir)
         paths, eval_paths = [corpus["train"]], eval_paths or [corpus["test"]]
-    train, _ = data.read_csv(paths, columns)
-    held_out = data.read_csv(eval_paths, columns)[0] if eval_paths else None
+    recipe = {"translation": "seq2seq_translate", "summarization": "seq2seq_summarize"}.get(task, task)
+    train, report = data.read_csv(paths, columns, with_location=True)
+    report_reading(recipe, "training data", report)
+    require_filled(train, columns, columns)
+    held_out = None
+    if eval_paths:
+        held_out, report = data.read_csv(eval_paths, columns, with_location=True)
+        report_reading(recipe, "held-out data", report)
+        require_filled(held_out, columns, columns)
     if held_out is None:
         train, held_out = split_holdout(train)
     if not train or not held_out:

@@ -1,7 +1,9 @@
 """Choosing a `tf.distribute.Strategy` by name.
 
-- `auto`: TPU if a TPU is named (`--train.tpu`, `TPU_NAME`) or attached; multi-worker if
-  `TF_CONFIG` lists several tasks; mirrored if more than one GPU; else `default`.
+- `auto`: the `--train.devices` given, if any (`one_device` for one, `mirrored` for
+  several); else TPU if a TPU is named (`--train.tpu`, `TPU_NAME`) or attached;
+  multi-worker if `TF_CONFIG` lists several tasks; mirrored if more than one GPU; else
+  `default`.
 - `default`: TensorFlow's default strategy: no distribution, the first GPU if any.
 - `one_device`: `OneDeviceStrategy` on `--train.devices` (default GPU 0, else the CPU).
 - `mirrored`: synchronous data parallelism on the local GPUs (or `--train.devices`,
@@ -9,11 +11,14 @@
 - `multi_worker`: `MultiWorkerMirroredStrategy` across the workers in `TF_CONFIG`.
 - `tpu`: `TPUStrategy` on the TPU the resolver finds.
 
-Nothing here contacts a network unless a TPU or `TF_CONFIG` asks for it.
+A device named in `--train.devices` must exist on this machine (a missing GPU is an
+error, never a silent fall-back to the CPU). Nothing here contacts a network unless a
+TPU or `TF_CONFIG` asks for it.
 """
 
 import json
 import os
+import re
 
 import tensorflow as tf
 
@@ -21,7 +26,20 @@ from kzoo.train.config import ConfigError
 
 
 def _devices(spec):
-    return [device.strip() for device in spec.split(",") if device.strip()]
+    """The devices listed in `spec`; raises `ConfigError` for one this machine does not have."""
+    chosen = [device.strip() for device in spec.split(",") if device.strip()]
+    for device in chosen:
+        try:
+            parsed = tf.DeviceSpec.from_string(device)
+        except ValueError:
+            raise ConfigError(f"train.devices: {device!r} is not a device name; write e.g. /gpu:0.") from None
+        kind = (parsed.device_type or "").upper()
+        available = tf.config.list_logical_devices(kind) if kind else []
+        if parsed.device_index is None or parsed.device_index >= len(available):
+            have = ", ".join(d.name for d in tf.config.list_logical_devices()) or "none"
+            raise ConfigError(f"train.devices: there is no device {device!r} on this machine (it has: {have}); "
+                              "name one of those, or leave --train.devices empty.")
+    return chosen
 
 
 def _tf_config_tasks():
@@ -42,7 +60,9 @@ def _tpu_requested(tpu):
 def resolve_strategy(name="auto", devices="", tpu=""):
     """Returns the `tf.distribute.Strategy` called `name` (see the module docstring)."""
     if name == "auto":
-        if _tpu_requested(tpu):
+        if _devices(devices):
+            name = "one_device" if len(_devices(devices)) == 1 else "mirrored"
+        elif _tpu_requested(tpu):
             name = "tpu"
         elif _tf_config_tasks() > 1:
             name = "multi_worker"
@@ -53,9 +73,9 @@ def resolve_strategy(name="auto", devices="", tpu=""):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "one_device":
-        chosen = _devices(devices) or ["/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"]
-        if len(chosen) != 1:
+        if len([device for device in devices.split(",") if device.strip()]) > 1:
             raise ConfigError(f"one_device takes exactly one device, got --train.devices={devices!r}.")
+        chosen = _devices(devices) or ["/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"]
         return tf.distribute.OneDeviceStrategy(chosen[0])
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(_devices(devices) or None)
@@ -74,6 +94,47 @@ def resolve_strategy(name="auto", devices="", tpu=""):
                               "host or choose another --train.strategy.") from None
         return tf.distribute.TPUStrategy(resolver)
     raise ConfigError(f"unknown strategy {name!r}; choose auto, default, one_device, mirrored, multi_worker or tpu.")
+
+
+class WorkerLost(RuntimeError):
+    """A peer of a multi-worker job died; the message says which (when TensorFlow names it) and how to resume."""
+
+
+# What a surviving worker's collective ops raise when a peer dies: Unavailable ("Collective ops is aborted by:
+# Socket closed", or the health check's "cluster check alive failed, /job:worker/replica:0/task:1 is down"),
+# DeadlineExceeded or Cancelled while waiting for it, FailedPrecondition when it restarted, Aborted.
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                  tf.errors.AbortedError, tf.errors.FailedPreconditionError)
+_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+_NODE_PREFIX = re.compile(r"^\{\{[^}]*\}\}\s*")
+
+
+def lost_peer(error, own_task):
+    """`(who, reason)` when `error` is a collective op's failure caused by a lost peer, else None.
+
+    Args:
+        error: the exception a surviving worker's training step raised.
+        own_task: `(task type, task index)` of this worker; the first other task the message names is the lost
+            one (`who` is e.g. "worker 1 (/job:worker/replica:0/task:1)", or "a peer worker" when TensorFlow
+            does not name it). `reason` is the first line of TensorFlow's message.
+    """
+    if not isinstance(error, _PEER_FAILURES):
+        return None
+    message = str(getattr(error, "message", None) or error)
+    reason = _NODE_PREFIX.sub("", message).strip().splitlines()[0] if message.strip() else type(error).__name__
+    for job, task in _TASK.findall(message):
+        if (job, int(task)) != (own_task[0], int(own_task[1] or 0)):
+            return f"{job} {task} (/job:{job}/replica:0/task:{task})", reason
+    return "a peer worker", reason
+
+
+def worker_count(strategy):
+    """Number of workers (chief included) of a multi-worker strategy; 1 for any other strategy."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    jobs = resolver.cluster_spec().as_dict()
+    return sum(len(jobs.get(name, [])) for name in ("chief", "worker")) or 1
 
 
 def is_chief(strategy):

@@ -58,16 +58,22 @@ def test_history_check_catches_repeated_skipped_and_different_steps():
 
 
 def test_checkpoint_scan_tells_complete_from_damaged_and_ignores_staging(tmp_path):
+    import hashlib
+
     root = tmp_path / "checkpoints"
-    for step, payload in ((3, b"good"), (6, b"damaged")):
+    for step, payload, edit in ((3, b"good", {}), (6, b"damaged", {}), (9, b"good", {"step": 10}),
+                                (12, b"good", {"meta_sha256": "0" * 64})):
         folder = root / f"step-{step:09d}"
         folder.mkdir(parents=True)
         (folder / "state.npz").write_bytes(b"good")
-        (folder / "meta.json").write_text(json.dumps({"sha256": kill_test._sha256(folder / "state.npz")}))
+        meta = {"step": step, "sha256": kill_test._sha256(folder / "state.npz")}
+        canonical = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        meta["meta_sha256"] = hashlib.sha256(canonical).hexdigest()
+        (folder / "meta.json").write_text(json.dumps({**meta, **edit}))
         (folder / "state.npz").write_bytes(payload)
-    (root / "step-000000009").mkdir()  # no meta.json: not a checkpoint
+    (root / "step-000000015").mkdir()  # no meta.json: not a checkpoint
     (root / ".tmp-step-000000012-abcd1234").mkdir()
-    assert kill_test._checkpoints(str(tmp_path)) == ([3], [6])
+    assert kill_test._checkpoints(str(tmp_path)) == ([3], [6, 9, 12])
     assert kill_test._staging_folders(str(tmp_path)) == {".tmp-step-000000012-abcd1234"}
 
 

@@ -41,6 +41,11 @@ def test_train_resume_and_eval_through_the_command_line(tmp_path, capsys):
     (["--train.steps=many"], "train.steps expects int"),
     (["--model.preset=gpt_gigantic"], "gpt_gigantic"),
     (["--data.train_files=/nonexistent/corpus"], "/nonexistent/corpus"),
+    (["--train.devices=/gpu:7"], "train.devices: there is no device '/gpu:7' on this machine"),
+    (["--train.learning_rate=inf"], "train.learning_rate must be a finite number"),
+    (["--train.clip_norm=nan"], "train.clip_norm must be a finite number"),
+    (["--model.dropout=nan"], "model.dropout must be a finite number"),
+    (["--train.resume=must"], "--train.resume=must, but there is no checkpoint in"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     recipe = load_recipe("gpt_pretrain")
@@ -56,3 +61,70 @@ def test_unknown_recipe_and_missing_run_directory(tmp_path, capsys):
     assert "unknown recipe 'no_such_recipe'" in capsys.readouterr().err
     assert cli.main(["eval", str(tmp_path)]) == 2
     assert "config.yaml not found" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_written_exits_2_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        load_recipe("gpt_pretrain").main([*TINY, "--train.steps=1", f"--train.output_dir={tmp_path / 'file' / 'run'}"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "cannot write to the output folder" in error and "file/run" in error and "Traceback" not in error
+    assert len(error.strip().splitlines()) == 1
+
+
+def _exit_code_and_error(capsys, recipe, argv):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        recipe.main(argv)
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1, error
+    return exit_info.value.code, error
+
+
+@pytest.mark.slow
+def test_a_run_folder_reused_with_other_data_is_refused_and_nothing_is_destroyed(tmp_path, capsys):
+    import shutil
+
+    from kzoo.train.recipe import default_corpus
+
+    data_dir = str(tmp_path / "documents")
+    shutil.copytree(default_corpus("lm", str(tmp_path / "source"))["documents"], data_dir)
+    output = tmp_path / "run"
+    base = [*TINY, f"--train.output_dir={output}", f"--data.train_files={data_dir}"]
+    recipe = load_recipe("gpt_pretrain")
+    recipe.main([*base, "--train.steps=1"])
+    config_text, vocabularies = (output / "config.yaml").read_text(), sorted(os.listdir(output / "vocab"))
+
+    # Other data files: refused before anything is read, built or written.
+    other = [*base, "--train.steps=2", f"--data.train_files={tmp_path / 'source' / 'data' / 'lm'}"]
+    code, error = _exit_code_and_error(capsys, recipe, other)
+    assert code == 2 and f"data.train_files was '{data_dir}', now" in error and "--train.output_dir" in error
+    assert (output / "config.yaml").read_text() == config_text
+
+    # The same files with other contents: a new vocabulary, in its own folder; refused before config.yaml.
+    documents = sorted(os.listdir(data_dir))
+    originals = {name: (tmp_path / "documents" / name).read_text() for name in documents}
+    for name in documents:
+        (tmp_path / "documents" / name).write_text(originals[name].upper().replace("E", "Q"))
+    code, error = _exit_code_and_error(capsys, recipe, [*base, "--train.steps=2"])
+    assert code == 2 and "files.spiece.model was" in error
+    assert (output / "config.yaml").read_text() == config_text
+    assert set(vocabularies) < set(os.listdir(output / "vocab"))  # the old vocabulary is still there
+
+    # The original data and a longer run: resumes.
+    for name in documents:
+        (tmp_path / "documents" / name).write_text(originals[name])
+    recipe.main([*base, "--train.steps=2", "--train.log_every=5"])
+    with open(output / "result.json") as file:
+        assert json.load(file)["resumed_from"] == 1
+
+    # Every checkpoint damaged: one line, exit 2, nothing deleted.
+    steps = sorted(os.listdir(output / "checkpoints"))
+    for name in steps:
+        with open(output / "checkpoints" / name / "state.npz", "r+b") as file:
+            file.truncate(10)
+    with pytest.warns(UserWarning):
+        code, error = _exit_code_and_error(capsys, recipe, [*base, "--train.steps=3"])
+    assert code == 2 and f"none of the {len(steps)} checkpoints" in error
+    assert sorted(os.listdir(output / "checkpoints")) == steps

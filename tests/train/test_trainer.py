@@ -106,14 +106,20 @@ def _free_port():
         return probe.getsockname()[1]
 
 
+def _start_workers(tmp_path, *arguments, count=2):
+    """Starts `count` MultiWorkerMirroredStrategy workers on localhost ports, training into `tmp_path`."""
+    workers = [f"127.0.0.1:{_free_port()}" for _ in range(count)]
+    processes = []
+    for index in range(count):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(_start(tmp_path, "--strategy=multi_worker", "--dropout=0", *arguments,
+                                env={"TF_CONFIG": json.dumps(config)}))
+    return processes
+
+
 @pytest.mark.slow
 def test_multi_worker_on_localhost_trains_and_workers_agree(tmp_path):
-    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
-    processes = []
-    for index in range(2):
-        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(_start(tmp_path, "--strategy=multi_worker", "--steps=8", "--dropout=0",
-                                env={"TF_CONFIG": json.dumps(config)}))
+    processes = _start_workers(tmp_path, "--steps=8")
     for process in processes:
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output[-3000:]
@@ -122,6 +128,25 @@ def test_multi_worker_on_localhost_trains_and_workers_agree(tmp_path):
     losses = _train_losses(tmp_path)  # written by the chief (worker 0) only
     assert sorted(losses) == list(range(1, 9)) and losses[8] < losses[1]
     assert os.path.isdir(tmp_path / "checkpoints" / "step-000000008")
+
+
+@pytest.mark.slow
+def test_multi_worker_survivor_names_the_lost_worker_and_how_to_resume(tmp_path):
+    processes = _start_workers(tmp_path, "--steps=100000", "--checkpoint-every=2")
+    history = tmp_path / "history.jsonl"
+    deadline = time.time() + 240
+    while not (history.exists() and len(history.read_text().splitlines()) > 4) and time.time() < deadline:
+        assert all(process.poll() is None for process in processes), processes[0].stdout.read()[-3000:]
+        time.sleep(0.1)
+    processes[1].send_signal(signal.SIGKILL)
+    processes[1].wait()
+    output, _ = processes[0].communicate(timeout=240)
+    assert processes[0].returncode != 0
+    message = output.strip().splitlines()[-1]
+    assert message.startswith("kzoo.train.strategy.WorkerLost: lost worker 1 (/job:worker/replica:0/task:1) after "
+                              "step "), output[-3000:]
+    assert "Rerun all 2 workers with the same command and TF_CONFIG: they resume from the newest checkpoint (step" \
+        in message
 
 
 # --- in-process checks on a tiny regression model ------------------------------------------------
@@ -136,7 +161,7 @@ def _regression_data(poison_batch=None, batches=8, batch_size=4):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
 
 
-def _trainer(tmp_path, precision="float32", poison_batch=None, **overrides):
+def _trainer(tmp_path, precision="float32", poison_batch=None, run_config=None, **overrides):
     keras.mixed_precision.set_dtype_policy(precision)
     settings = dict(steps=8, batch_size=4, learning_rate=1e-2, warmup_steps=0, log_every=1, eval_every=100,
                     checkpoint_every=2, precision=precision, output_dir=str(tmp_path), verbose=0)
@@ -144,7 +169,7 @@ def _trainer(tmp_path, precision="float32", poison_batch=None, **overrides):
     strategy = resolve_strategy("default")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
     model.compile(optimizer=build_optimizer(config, model.trainable_variables), loss="mse")
-    return Trainer(model, config, strategy, _regression_data(poison_batch))
+    return Trainer(model, config, strategy, _regression_data(poison_batch), run_config=run_config)
 
 
 def test_nan_in_float32_stops_and_leaves_the_last_checkpoint_untouched(tmp_path):
@@ -303,3 +328,141 @@ def test_steps_per_execution_must_not_be_negative():
 
     with pytest.raises(ConfigError, match="train.steps_per_execution must be >= 0"):
         TrainConfig(steps_per_execution=-1).validate()
+
+
+# --- the run folder: nothing destroyed before a step succeeds, one clear error per fault ------------
+
+
+def _history_lines(tmp_path):
+    return (tmp_path / "history.jsonl").read_text(encoding="utf-8")
+
+
+def test_checkpoints_being_a_file_is_an_error_before_training_and_keeps_the_history(tmp_path):
+    from kzoo.train import RunFolderError
+
+    old = json.dumps({"step": 1, "train": {"loss": 2.0}}) + "\n"
+    (tmp_path / "history.jsonl").write_text(old, encoding="utf-8")
+    (tmp_path / "checkpoints").write_text("a file in the way")
+    trainer = _trainer(tmp_path)
+    with pytest.raises(RunFolderError, match=r"checkpoints is a file, not a checkpoint folder: move it away"):
+        trainer.fit()
+    assert _history_lines(tmp_path) == old
+    assert int(trainer.optimizer.iterations.numpy()) == 0  # not a step was run
+
+
+@pytest.mark.parametrize("line, number", [("[1, 2]", 2), ('"text"', 2), ('{"train": {}}', 2), ("{torn", 2)])
+def test_a_history_line_that_is_not_a_record_is_an_error_naming_it(tmp_path, line, number):
+    from kzoo.train import RunFolderError
+
+    text = json.dumps({"step": 1, "train": {"loss": 2.0}}) + "\n" + line + "\n" + json.dumps({"step": 2}) + "\n"
+    (tmp_path / "history.jsonl").write_text(text, encoding="utf-8")
+    with pytest.raises(RunFolderError, match=rf"history.jsonl line {number} is not a history record.*repair or "
+                                             "delete that line"):
+        _trainer(tmp_path).fit()
+    assert _history_lines(tmp_path) == text
+
+
+def test_history_is_kept_until_this_run_logs_a_step(tmp_path):
+    old = "".join(json.dumps({"step": step, "train": {"loss": 1.0}}) + "\n" for step in (1, 2, 3))
+    (tmp_path / "history.jsonl").write_text(old, encoding="utf-8")  # a run killed before its first checkpoint
+    with pytest.raises(TrainingDiverged):
+        _trainer(tmp_path, poison_batch=0).fit()  # diverges at step 1: nothing logged
+    assert _history_lines(tmp_path) == old
+    _trainer(tmp_path, steps=2).fit()
+    assert [json.loads(line)["step"] for line in _history_lines(tmp_path).splitlines()] == [1, 2, 2]
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_error(tmp_path):
+    from kzoo.train import RunFolderError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunFolderError, match=r"cannot write to the output folder .*file/run \(.*\): make it a "
+                                             "writable folder, or choose another --train.output_dir"):
+        _trainer(tmp_path / "file" / "run")
+    (tmp_path / "logs").write_text("")
+    with pytest.raises(RunFolderError, match=r"logs is a file, not a folder"):
+        _trainer(tmp_path)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_error(tmp_path):
+    from kzoo.train import RunFolderError
+
+    trainer = _trainer(tmp_path, steps=2)
+    os.chmod(tmp_path, 0o555)
+    try:
+        with pytest.raises(RunFolderError, match="cannot write to the output folder"):
+            trainer.fit()
+    finally:
+        os.chmod(tmp_path, 0o755)
+
+
+def test_resume_never_must_and_a_changed_config(tmp_path):
+    from kzoo.train import ConfigError
+
+    run = {"data": {"train_files": "a.txt"}}
+    with pytest.raises(ConfigError, match="--train.resume=must, but there is no checkpoint"):
+        _trainer(tmp_path, resume="must", steps=4).fit()
+    _trainer(tmp_path, steps=4, run_config=run).fit()
+    with pytest.raises(ConfigError, match="--train.resume=never, but .* already holds checkpoints"):
+        _trainer(tmp_path, resume="never", steps=6, run_config=run).fit()
+    with pytest.raises(ConfigError, match=r"data.train_files was 'a.txt', now 'b.txt'"):
+        _trainer(tmp_path, steps=6, run_config={"data": {"train_files": "b.txt"}}).fit()
+    result = _trainer(tmp_path, steps=6, run_config=run, resume="must").fit()  # a longer run resumes
+    assert (result["resumed_from"], result["steps"]) == (4, 6)
+    meta = json.load(open(os.path.join(tmp_path, "checkpoints", "step-000000006", "meta.json")))
+    assert meta["config"] == run
+
+
+def test_a_device_that_does_not_exist_is_an_error_not_the_cpu():
+    from kzoo.train import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train.devices: there is no device '/gpu:7' on this machine"):
+        resolve_strategy("one_device", devices="/gpu:7")
+    with pytest.raises(ConfigError, match=r"no device '/gpu:7'"):
+        resolve_strategy("auto", devices="/cpu:0,/gpu:7")
+    with pytest.raises(ConfigError, match=r"no device '/cpu:5'"):
+        resolve_strategy("mirrored", devices="/cpu:0,/cpu:5")
+    chosen = resolve_strategy("auto", devices="/cpu:0")  # auto uses the devices it is given
+    assert isinstance(chosen, tf.distribute.OneDeviceStrategy)
+
+
+# What the surviving worker of a two-worker job raised when its peer was SIGKILLed (TF 2.x, CPU, localhost).
+_SOCKET_CLOSED = (
+    "{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:worker/replica:0/task:0/device:"
+    "CPU:0}} Collective ops is aborted by: Socket closed\nAdditional GRPC error information from remote target "
+    "/job:worker/replica:0/task:1 while calling /tensorflow.WorkerService/RecvBuf:\n:UNKNOWN:Error received from "
+    "peer  {grpc_status:14, grpc_message:\"Socket closed\"}\nThe error could be from a previous operation. Restart "
+    "your program to reset. [Op:CollectiveReduceV2] name: ")
+
+
+def test_a_lost_peer_is_named_from_the_collective_error():
+    from kzoo.train.strategy import lost_peer
+
+    error = tf.errors.UnavailableError(None, None, _SOCKET_CLOSED)
+    assert lost_peer(error, ("worker", 0)) == ("worker 1 (/job:worker/replica:0/task:1)",
+                                               "Collective ops is aborted by: Socket closed")
+    health = tf.errors.UnavailableError(None, None, "cluster check alive failed, /job:worker/replica:0/task:0 is down")
+    assert lost_peer(health, ("worker", 1))[0] == "worker 0 (/job:worker/replica:0/task:0)"
+    assert lost_peer(tf.errors.DeadlineExceededError(None, None, "timed out"), ("worker", 0)) == (
+        "a peer worker", "timed out")
+    assert lost_peer(tf.errors.InvalidArgumentError(None, None, "shapes"), ("worker", 0)) is None
+    assert lost_peer(ValueError("x"), ("worker", 0)) is None
+
+
+def test_a_second_process_training_into_the_same_folder_is_refused(tmp_path):
+    from kzoo.train import RunFolderError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+                               "print('held', flush=True); time.sleep(120)", str(tmp_path / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderError, match=r"another process is training in .*; wait for it"):
+            _trainer(tmp_path, steps=2).fit()
+        assert not os.path.exists(tmp_path / "checkpoints")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _trainer(tmp_path, steps=2).fit()["steps"] == 2  # the lock dies with its process
