@@ -12,17 +12,27 @@ for sentence pairs), `--data.eval_file`, and optionally `--data.tokenizer_dir` (
     python recipes/bert_classify.py --data.train_file=reviews.csv --data.eval_file=dev.csv --train.steps=2000
 
 The label vocabulary (sorted training labels) is saved as `tokenizer/labels.json`
-beside `model.keras`. Metrics: held-out accuracy (compiled) and macro F1.
+beside `model.keras`. Metrics: held-out accuracy and macro F1 over every held-out
+example: one whose label never occurs in training counts as wrong (the model has no
+output for it; the recipe prints how many and where), and only the held-out loss,
+which needs an output for the gold label, leaves such examples out.
 """
 
 import dataclasses
 import os
-
-import numpy as np
+import sys
 
 from kzoo import data, metrics, models
 from kzoo.train import TrainConfig
-from kzoo.train.recipe import ModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe
+from kzoo.train.recipe import (
+    ModelConfig,
+    RecipeParts,
+    default_corpus,
+    prepare_tokenizer,
+    report_reading,
+    require_filled,
+    run_recipe,
+)
 
 
 @dataclasses.dataclass
@@ -57,11 +67,29 @@ def read_records(config, workdir):
         paths = {"train": config.data.train_file, "test": config.data.eval_file}
     else:
         paths = default_corpus("classification", workdir)
-    train, _ = data.read_csv(paths["train"], columns)
-    held_out, _ = data.read_csv(paths["test"], columns)
+    train, report = data.read_csv(paths["train"], columns, with_location=True)
+    report_reading("bert_classify", "training data", report)
+    held_out, report = data.read_csv(paths["test"], columns, with_location=True)
+    report_reading("bert_classify", "held-out data", report)
+    for records in (train, held_out):
+        require_filled(records, ["label"], columns)
     if config.data.eval_examples:
         held_out = held_out[:config.data.eval_examples]
     return train, held_out
+
+
+def report_unseen_labels(unseen, total, labels):
+    """Prints the held-out labels unseen in training (with where they are); refuses if no held-out label was seen."""
+    if not unseen:
+        return
+    count = sum(len(where) for where in unseen.values())
+    if count == total:
+        raise ValueError(f"none of the held-out labels {sorted(unseen)} occurs in the training labels {labels.labels}; "
+                         "check --data.label_column and that both files label the same way.")
+    listed = "; ".join(f"{label!r} x{len(where)} (first at {where[0]})" for label, where in unseen.items())
+    print(f"kzoo train bert_classify: {count} of {total} held-out examples have labels never seen in training: "
+          f"{listed}. accuracy and macro_f1 count them as wrong (the model has no output for them); "
+          "the held-out loss leaves them out.", file=sys.stderr)
 
 
 def build(config, workdir):
@@ -80,20 +108,26 @@ def build(config, workdir):
                    batch_size=config.train.batch_size)
     train_set = data.classification_dataset(train_records, tokenizer, labels, shuffle=True, seed=config.train.seed,
                                             drop_remainder=True, **options)
-    # Held-out labels the model never saw in training are dropped (and so not scored).
-    eval_set = data.classification_dataset(eval_records, tokenizer, labels, on_unknown_label="skip", **options)
-    gold = np.concatenate([batch_labels.numpy() for _, batch_labels in eval_set])
+    # Scored: every held-out example, one with a label unseen in training as wrong. The loss needs a logit for the
+    # gold label, so its dataset has only the labels seen in training.
+    gold, num_classes, unseen = data.held_out_label_ids(eval_records, labels)
+    report_unseen_labels(unseen, len(eval_records), labels)
+    eval_set = data.classification_dataset([r for r in eval_records if r["label"] not in unseen], tokenizer, labels,
+                                           **options)
+    to_predict = eval_set if not unseen else data.classification_dataset(
+        [{**record, "label": labels.labels[0]} for record in eval_records], tokenizer, labels, **options)
 
-    def macro_f1(model, results):
-        logits = model.predict(eval_set, verbose=0)
-        return {"macro_f1": metrics.f1_score(gold, logits, average="macro", num_classes=len(labels))}
+    def scores(model, results):
+        logits = model.predict(to_predict, verbose=0)
+        return {"accuracy": metrics.accuracy(gold, logits),
+                "macro_f1": metrics.f1_score(gold, logits, average="macro", num_classes=num_classes)}
 
     backbone = models.from_preset(config.model.preset, **{
         **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
         "max_sequence_length": config.data.sequence_length})
     model = models.BertClassifier(backbone, num_classes=len(labels), dropout=config.model.dropout)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
-    return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[macro_f1],
+    return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[scores],
                        attention_example=example, tokenizer_files=tokenizer_files,
                        extra_files={"labels.json": labels_path})
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from kzoo import data, metrics, models
 from kzoo.train import TrainConfig
-from kzoo.train.recipe import ModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe
+from kzoo.train.recipe import ModelConfig, RecipeParts, default_corpus, prepare_tokenizer, report_reading, run_recipe
 
 
 @dataclasses.dataclass
@@ -52,8 +52,10 @@ def read_sentences(config, workdir):
         paths = {"train": config.data.train_file, "test": config.data.eval_file}
     else:
         paths = default_corpus("ner", workdir)
-    train, _ = data.read_conll(paths["train"])
-    held_out, _ = data.read_conll(paths["test"])
+    train, report = data.read_conll(paths["train"])
+    report_reading("bert_ner", "training data", report)
+    held_out, report = data.read_conll(paths["test"])  # a tag unseen in training is an error naming file and line
+    report_reading("bert_ner", "held-out data", report)
     if not train or not held_out:
         raise ValueError(f"no sentences in {paths['train']} or {paths['test']}.")
     return train, held_out[:config.data.eval_examples or None]

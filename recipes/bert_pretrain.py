@@ -21,7 +21,15 @@ import dataclasses
 
 from kzoo import data, metrics, models
 from kzoo.train import TrainConfig
-from kzoo.train.recipe import ModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe, split_holdout
+from kzoo.train.recipe import (
+    ModelConfig,
+    RecipeParts,
+    default_corpus,
+    prepare_tokenizer,
+    report_reading,
+    run_recipe,
+    split_holdout,
+)
 
 
 @dataclasses.dataclass
@@ -50,9 +58,11 @@ def read_documents(config, workdir):
     """(train, held-out) documents, each a list of sentence strings."""
     files, per = config.data.train_files, config.data.document_per
     paths = files.split(",") if files else [default_corpus("lm", workdir)["documents"]]
-    documents, _ = data.read_text_documents(paths, document_per=per)
+    documents, report = data.read_text_documents(paths, document_per=per)
+    report_reading("bert_pretrain", "training data", report)
     if config.data.eval_files:
-        held_out, _ = data.read_text_documents(config.data.eval_files.split(","), document_per=per)
+        held_out, report = data.read_text_documents(config.data.eval_files.split(","), document_per=per)
+        report_reading("bert_pretrain", "held-out data", report)
         train = documents
     else:
         train, held_out = split_holdout(documents)

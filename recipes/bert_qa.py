@@ -20,6 +20,7 @@ question's best window.
 """
 
 import dataclasses
+import sys
 
 from kzoo import data, metrics, models
 from kzoo.train import TrainConfig
@@ -56,9 +57,14 @@ def read_examples(config, workdir):
         paths = {"train": config.data.train_file, "test": config.data.eval_file}
     else:
         paths = default_corpus("qa", workdir, size=config.data.corpus_size)
-    held_out = [example for example in data.read_squad(paths["test"]) if example.answer_text]
+    questions = data.read_squad(paths["test"])
+    held_out = [example for example in questions if example.answer_text]
     if not held_out:
         raise ValueError(f"{paths['test']}: no answerable questions to score.")
+    if len(held_out) < len(questions):
+        print(f"kzoo train bert_qa: held-out data: left out {len(questions) - len(held_out)} of {len(questions)} "
+              f"questions without an answer in {paths['test']} (SQuAD v1.1 scoring scores answers only).",
+              file=sys.stderr)
     return data.read_squad(paths["train"]), held_out[:config.data.eval_examples or None]
 
 

@@ -24,6 +24,7 @@ from kzoo.train.recipe import (
     default_corpus,
     perplexity,
     prepare_tokenizer,
+    report_reading,
     run_recipe,
     sample_generations,
     split_holdout,
@@ -60,9 +61,11 @@ def read_documents(config, workdir):
     """(train, held-out) documents as strings, one string per document."""
     paths = config.data.train_files.split(",") if config.data.train_files else None
     paths = paths or [default_corpus("lm", workdir)["documents"]]
-    documents, _ = data.read_text_documents(paths)
+    documents, report = data.read_text_documents(paths)
+    report_reading("gpt_pretrain", "training data", report)
     if config.data.eval_files:
-        held_out, _ = data.read_text_documents(config.data.eval_files.split(","))
+        held_out, report = data.read_text_documents(config.data.eval_files.split(","))
+        report_reading("gpt_pretrain", "held-out data", report)
         train = documents
     else:
         train, held_out = split_holdout(documents)

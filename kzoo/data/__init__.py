@@ -10,7 +10,12 @@ Every pipeline is deterministic for a `seed` and takes an optional
 
 from kzoo.data.bert_pretraining import bert_pretraining_dataset, make_sentence_pairs
 from kzoo.data.causal_lm import causal_lm_dataset, pack_token_stream
-from kzoo.data.classification import LabelVocabulary, classification_dataset, encode_labels
+from kzoo.data.classification import (
+    LabelVocabulary,
+    classification_dataset,
+    encode_labels,
+    held_out_label_ids,
+)
 from kzoo.data.masking import mask_tokens
 from kzoo.data.readers import (
     ReadReport,
@@ -18,6 +23,7 @@ from kzoo.data.readers import (
     read_jsonl,
     read_text_documents,
     read_text_lines,
+    text_file_lines,
     tfds_dataset,
     tfrecord_dataset,
     write_tfrecord,
@@ -31,13 +37,13 @@ from kzoo.data.seq2seq import (
     span_corruption_dataset,
 )
 from kzoo.data.squad import SquadExample, answer_text, read_squad, squad_dataset, squad_features, tokenize_with_offsets
-from kzoo.data.token_classification import read_conll, token_classification_dataset
+from kzoo.data.token_classification import TaggedSentence, read_conll, token_classification_dataset
 
 __all__ = [
-    "LabelVocabulary", "ReadReport", "SquadExample", "answer_text", "bert_pretraining_dataset", "causal_lm_dataset",
-    "classification_dataset", "corrupted_lengths", "encode_labels", "make_sentence_pairs", "mask_tokens",
-    "noise_mask", "pack_token_stream", "read_conll", "read_csv", "read_jsonl", "read_squad", "read_text_documents",
-    "read_text_lines", "seq2seq_dataset", "seq2seq_features", "span_corruption", "span_corruption_dataset",
-    "squad_dataset", "squad_features", "tfds_dataset", "tfrecord_dataset", "token_classification_dataset",
-    "tokenize_with_offsets", "write_tfrecord",
+    "LabelVocabulary", "ReadReport", "SquadExample", "TaggedSentence", "answer_text", "bert_pretraining_dataset",
+    "causal_lm_dataset", "classification_dataset", "corrupted_lengths", "encode_labels", "held_out_label_ids",
+    "make_sentence_pairs", "mask_tokens", "noise_mask", "pack_token_stream", "read_conll", "read_csv", "read_jsonl",
+    "read_squad", "read_text_documents", "read_text_lines", "seq2seq_dataset", "seq2seq_features", "span_corruption",
+    "span_corruption_dataset", "squad_dataset", "squad_features", "text_file_lines", "tfds_dataset", "tfrecord_dataset",
+    "token_classification_dataset", "tokenize_with_offsets", "write_tfrecord",
 ]

@@ -36,16 +36,17 @@ class LabelVocabulary:
     def __eq__(self, other):
         return isinstance(other, LabelVocabulary) and self.labels == other.labels
 
-    def id(self, label, where=""):
-        """Class id of `label`; an unknown label raises listing the known ones (`where` prefixes the message)."""
+    def id(self, label, where="", hint="pass on_unknown_label='skip' to drop such records"):
+        """Class id of `label`; an unknown label raises listing the known ones.
+
+        `where` (e.g. `"train.csv:12"`) prefixes the message and `hint` ends it (what to do).
+        """
         try:
             return self._index[str(label)]
         except KeyError:
             prefix = f"{where}: " if where else ""
-            raise ValueError(
-                f"{prefix}label {label!r} was not seen in training; known labels: {self.labels}. "
-                "Pass on_unknown_label='skip' to drop such records."
-            ) from None
+            raise ValueError(f"{prefix}label {label!r} was not seen in training; known labels: {self.labels}. "
+                             f"{hint[:1].upper()}{hint[1:]}.") from None
 
     def encode(self, labels):
         return [self.id(label) for label in labels]
@@ -85,6 +86,30 @@ def encode_labels(records, label_vocabulary, label_key="label", on_unknown_label
     return kept, ids
 
 
+def held_out_label_ids(records, label_vocabulary, label_key="label"):
+    """Gold class ids for scoring held-out `records`, labels unseen in training included.
+
+    A label not in `label_vocabulary` gets an id after the vocabulary's, one per distinct
+    such label. No prediction of a model with `len(label_vocabulary)` outputs equals it, so
+    `kzoo.metrics.accuracy` and `kzoo.metrics.f1_score(..., num_classes=num_classes)` count
+    the record as wrong, as scikit-learn does for a gold label that is never predicted.
+
+    Returns:
+        `(ids, num_classes, unseen)`: int32 `(n,)` ids, the number of classes including
+        the unseen ones, and `{label: [location, ...]}` of the unseen labels (the
+        record's `"_location"` from a reader's `with_location=True`, else `"record N"`).
+    """
+    ids, unseen = [], {}
+    for number, record in enumerate(records, start=1):
+        label = str(record[label_key])
+        if label in label_vocabulary.labels:
+            ids.append(label_vocabulary.id(label))
+            continue
+        unseen.setdefault(label, []).append(record.get(LOCATION, f"record {number}"))
+        ids.append(len(label_vocabulary) + list(unseen).index(label))
+    return np.array(ids, np.int32), len(label_vocabulary) + len(unseen), unseen
+
+
 def classification_dataset(
     records, tokenizer, label_vocabulary, *, sequence_length, cls_id, sep_id, pad_id, text_key="text",
     text_pair_key=None, label_key="label", on_unknown_label="error", report=None, batch_size=None,
@@ -107,9 +132,9 @@ def classification_dataset(
     records, ids = encode_labels(records, label_vocabulary, label_key, on_unknown_label, report)
     if not records:
         raise ValueError("No classification records left to build a dataset from.")
-    columns = [tf.constant([str(record[text_key]) for record in records], tf.string)]
+    columns = [tf.constant(_texts(records, text_key), tf.string)]
     if text_pair_key is not None:
-        columns.append(tf.constant([str(record[text_pair_key]) for record in records], tf.string))
+        columns.append(tf.constant(_texts(records, text_pair_key), tf.string))
     source = tf.data.Dataset.from_tensor_slices((tuple(columns), np.array(ids, np.int32)))
     source = _common.shuffle_source(_common.shard_source(source, input_context), shuffle, seed, shuffle_buffer)
 
@@ -120,3 +145,15 @@ def classification_dataset(
 
     examples = source.map(to_example, num_parallel_calls=_common.AUTOTUNE, deterministic=True)
     return _common.finish(examples, batch_size=batch_size, input_context=input_context, drop_remainder=drop_remainder)
+
+
+def _texts(records, key):
+    """The `key` strings of `records`; a missing or non-string text (JSON null, a number) raises naming the record."""
+    texts = []
+    for number, record in enumerate(records, start=1):
+        text = record.get(key)
+        if not isinstance(text, str):
+            where = record.get(LOCATION, f"record {number}")
+            raise ValueError(f"{where}: {key!r} must be a string, got {text!r:.60}; fix the record or the column name.")
+        texts.append(text)
+    return texts

@@ -5,11 +5,15 @@ file and line where it happened, and none silently drops the rest of a file:
 
 - empty (whitespace-only) lines are skipped and counted in the returned `ReadReport`;
 - an empty file (no records at all) raises `ValueError` naming the file;
-- invalid UTF-8 is decoded with U+FFFD replacement characters and the affected lines
-  are counted (`ReadReport.invalid_utf8`); pass `strict_utf8=True` to raise instead,
-  naming file and line;
-- a malformed jsonl/csv line (bad JSON, missing field, wrong column count) raises
-  `ValueError("path:line: ...")`.
+- a line that is not UTF-8 text (invalid UTF-8, or a NUL byte: binary data, UTF-16)
+  is skipped with the record it belongs to, and counted per file in the `ReadReport`
+  (`report.messages()` says "skipped 3 of 120 lines that are not UTF-8 text in x.txt");
+  a file where most lines are not UTF-8 text (an image, latin-1 text) raises
+  `ValueError` naming the file and the fix; pass `strict_utf8=True` to raise on the
+  first such line instead, naming file and line;
+- a malformed jsonl/csv line (bad JSON, missing field, wrong column count, a quote
+  never closed) raises `ValueError("path:line: ...")`; a csv file with a header and no
+  rows raises naming the file.
 
 Records are held in memory; for corpora that do not fit, write TFRecords and use
 `tfrecord_dataset`, which streams.
@@ -26,20 +30,51 @@ import tensorflow as tf
 LOCATION = "_location"  # record key holding "path:line" when a reader is asked for it
 
 
+# A file is refused (not skipped line by line) when more than this share of its lines are not UTF-8 text.
+MOSTLY_UNDECODABLE = 0.5
+
+
 @dataclasses.dataclass
 class ReadReport:
-    """What a reader read and what it skipped."""
+    """What a reader read and what it skipped.
+
+    Attributes:
+        files, records: files read, records returned.
+        skipped_empty: blank lines (or rows) skipped.
+        invalid_utf8: lines skipped because they are not UTF-8 text (all files).
+        skipped_records: records dropped because a line of theirs was not UTF-8 text
+            (a csv row, a CoNLL sentence); text and jsonl readers drop just the line.
+        skipped_labels: records dropped for a label unseen in training (`encode_labels`).
+        invalid_by_file: `{path: (lines not UTF-8 text, lines)}` for files with any.
+    """
 
     files: int = 0
     records: int = 0
     skipped_empty: int = 0
     invalid_utf8: int = 0
+    skipped_records: int = 0
     skipped_labels: int = 0
+    invalid_by_file: dict = dataclasses.field(default_factory=dict)
 
     def merge(self, other):
         for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+            if field.name == "invalid_by_file":
+                self.invalid_by_file.update(other.invalid_by_file)
+            else:
+                setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
         return self
+
+    def messages(self):
+        """What was skipped, a line per file: "skipped 3 of 120 lines that are not UTF-8 text in x.txt", ..."""
+        lines = [
+            f"skipped {bad} of {total} lines that are not UTF-8 text in {path}"
+            for path, (bad, total) in self.invalid_by_file.items()
+        ]
+        if self.skipped_records:
+            lines.append(f"dropped {self.skipped_records} records that contained them")
+        if self.skipped_labels:
+            lines.append(f"dropped {self.skipped_labels} records whose label was not seen in training")
+        return lines
 
 
 def _list_files(path, extensions=None):
@@ -63,23 +98,62 @@ def _as_paths(paths, extensions=None):
     return [file for path in paths for file in _list_files(os.fspath(path), extensions)]
 
 
-def _decoded_lines(path, report, strict_utf8):
-    """Yields `(line_number, text)` for every line of `path`, newline stripped."""
+def _file_lines(path, report, strict_utf8):
+    """`[(line_number, text, ok)]` for every line of `path`, newline stripped; `ok` False: not UTF-8 text
+    (`text` is then the line decoded with U+FFFD replacements, for a parser that must see its quotes).
+
+    A line is not UTF-8 text if it does not decode or holds a NUL byte (binary data, UTF-16).
+    Such lines are counted in `report`; if they are most of the file, raises naming it.
+    """
     with open(path, "rb") as handle:
         data = handle.read()
     if not data.strip():
         raise ValueError(f"Input file {path!r} is empty.")
+    lines, bad, total = [], 0, 0
     for number, raw in enumerate(data.splitlines(), start=1):
+        total += bool(raw.strip())
         try:
             text = raw.decode("utf-8")
+            if "\x00" in text:
+                raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
         except UnicodeDecodeError as error:
             if strict_utf8:
-                raise ValueError(f"{path}:{number}: invalid UTF-8 ({error.reason} at byte {error.start}).") from None
-            text = raw.decode("utf-8", errors="replace")
-            report.invalid_utf8 += 1
-        if number == 1:
-            text = text.lstrip("\ufeff")
-        yield number, text
+                raise ValueError(
+                    f"{path}:{number}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                    "convert the file to UTF-8 or fix the line."
+                ) from None
+            bad += 1
+            lines.append((number, raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"), False))
+            continue
+        lines.append((number, text.lstrip("\ufeff") if number == 1 else text, True))
+    if bad:
+        if bad > MOSTLY_UNDECODABLE * total:
+            source = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin1"
+            raise ValueError(
+                f"Input file {path!r}: {bad} of {total} lines are not UTF-8 text (a binary file, or another "
+                f"encoding such as latin-1 or UTF-16?); convert it to UTF-8 (e.g. `iconv -f {source} -t utf-8`) "
+                "or remove it from the data."
+            )
+        report.invalid_utf8 += bad
+        report.invalid_by_file[path] = (bad, total)
+    return lines
+
+
+def _decoded_lines(path, report, strict_utf8):
+    """Yields `(line_number, text)` for every UTF-8 text line of `path` (see `_file_lines`)."""
+    for number, text, ok in _file_lines(path, report, strict_utf8):
+        if ok:
+            yield number, text
+
+
+def text_file_lines(path, report=None, strict_utf8=False):
+    """Yields the UTF-8 text lines of one file (newline stripped), skipping and counting the others.
+
+    The rule every reader applies (see the module docstring); `report` (a `ReadReport`)
+    receives the counts. Raises `ValueError` for an empty or mostly undecodable file.
+    """
+    for _, text in _decoded_lines(os.fspath(path), report if report is not None else ReadReport(), strict_utf8):
+        yield text
 
 
 def read_text_documents(paths, document_per="file", strict_utf8=False):
@@ -89,7 +163,7 @@ def read_text_documents(paths, document_per="file", strict_utf8=False):
         paths: a file, a directory (all files below it, sorted) or a list of them.
         document_per: `"file"` (each file is one document) or `"block"` (documents are
             separated by blank lines; the BERT pretraining corpus format).
-        strict_utf8: raise on invalid UTF-8 instead of replacing.
+        strict_utf8: raise on a line that is not UTF-8 text instead of skipping it.
 
     Returns:
         `(documents, report)`: a list of documents, each a list of sentence strings,
@@ -191,8 +265,9 @@ def read_csv(paths, columns, delimiter=None, strict_utf8=False, with_location=Fa
 
     Returns:
         `(records, report)`, records a list of dicts of strings. Blank rows are skipped
-        and counted; a row with a different number of cells than the header raises
-        naming file and line.
+        and counted; a row with a different number of cells than the header, malformed
+        quoting (a quote never closed, text after a closing quote) or a file with no rows
+        raises naming file and line (the line the row starts on).
     """
     columns = dict(columns) if isinstance(columns, dict) else {name: name for name in columns}
     report = ReadReport()
@@ -200,26 +275,38 @@ def read_csv(paths, columns, delimiter=None, strict_utf8=False, with_location=Fa
     for path in _as_paths(paths):
         report.files += 1
         sep = delimiter or ("\t" if path.endswith(".tsv") else ",")
-        lines = [line for _, line in _decoded_lines(path, report, strict_utf8)]
-        reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=sep)
+        lines = _file_lines(path, report, strict_utf8)
+        invalid = {number for number, _, ok in lines if not ok}
+        # An undecodable line is parsed (with U+FFFD) so that its quotes count; its row is dropped below.
+        reader = csv.reader(io.StringIO("\n".join(line for _, line, _ in lines)), delimiter=sep, strict=True)
+        start = 1  # the line the current row starts on (a quoted cell may span lines)
         try:
             header = next(reader)
             indices = _column_indices(header, columns, path)
+            rows_in_file, start = 0, reader.line_num + 1
             for row in reader:
-                number = reader.line_num
-                if not any(cell.strip() for cell in row):
+                number, filled = reader.line_num, any(cell.strip() for cell in row)
+                rows_in_file += filled
+                if not filled:
                     report.skipped_empty += 1
-                    continue
-                if len(row) != len(header):
-                    raise ValueError(
-                        f"{path}:{number}: expected {len(header)} cells (header {header}), got {len(row)}: {row!r}."
-                    )
-                record = {out: row[index] for out, index in indices.items()}
-                if with_location:
-                    record[LOCATION] = f"{path}:{number}"
-                records.append(record)
+                elif invalid.intersection(range(start, number + 1)):
+                    report.skipped_records += 1
+                elif len(row) != len(header):
+                    spans = f" (the row runs to line {number}: is a quote never closed?)" if number > start else ""
+                    raise ValueError(f"{path}:{start}: expected {len(header)} cells (header {header}), "
+                                     f"got {len(row)}{spans}: {row!r}.")
+                else:
+                    record = {out: row[index] for out, index in indices.items()}
+                    if with_location:
+                        record[LOCATION] = f"{path}:{start}"
+                    records.append(record)
+                start = number + 1
         except csv.Error as error:
-            raise ValueError(f"{path}:{reader.line_num}: malformed csv ({error}).") from None
+            hint = ("a quoted field opened on this line is never closed" if "end of data" in str(error) else
+                    "a field that starts with a quote must end with one; write a quote inside a field as \"\"")
+            raise ValueError(f"{path}:{start}: malformed csv ({error}): {hint}.") from None
+        if not rows_in_file:
+            raise ValueError(f"{path}: only a header row ({header}), no data rows; add rows or remove the file.")
     report.records = len(records)
     return records, report
 

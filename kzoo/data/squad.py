@@ -32,44 +32,96 @@ def read_squad(path):
     """Reads a SQuAD-format json file (`data/paragraphs/qas/answers`) into `SquadExample`s.
 
     Uses the first answer of each question; `is_impossible` questions (v2.0) get an
-    empty answer. Raises naming the file (and the JSON line, or the question id) on
-    malformed input or an `answer_start` that does not point at the answer text.
+    empty answer. Raises `ValueError` naming the file, the line (of the question id, or
+    of the JSON error) and the question, on invalid UTF-8, malformed JSON, a missing or
+    mistyped field (`data` a list, `context`/`question`/answer `text` strings, ...), or an
+    `answer_start` that is not a non-negative integer pointing at the answer text.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"SQuAD file {path!r} does not exist.")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not JSON
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{path}:{line}: invalid UTF-8 ({error.reason}); save the file as UTF-8.") from None
     if not text.strip():
         raise ValueError(f"Input file {path!r} is empty.")
     try:
-        data = json.loads(text)["data"]
+        top = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}:{error.lineno}: malformed JSON ({error.msg} at column {error.colno}).") from None
-    except (KeyError, TypeError):
-        raise ValueError(f"{path}: expected a JSON object with a 'data' list (SQuAD format).") from None
+    if not isinstance(top, dict) or not isinstance(top.get("data"), list):
+        found = type(top.get("data")).__name__ if isinstance(top, dict) and "data" in top else "none"
+        raise ValueError(f"{path}: expected a JSON object with a 'data' list (SQuAD format), found data: {found}.")
     examples = []
-    for article in data:
-        for paragraph in article.get("paragraphs", []):
-            context = paragraph["context"]
-            for qa in paragraph["qas"]:
-                examples.append(_example(path, context, qa))
+    for i, article in enumerate(top["data"]):
+        where = f"data[{i}]"
+        paragraphs = _field(article, "paragraphs", list, path, where, text)
+        for j, paragraph in enumerate(paragraphs):
+            context = _field(paragraph, "context", str, path, f"{where}.paragraphs[{j}]", text)
+            qas = _field(paragraph, "qas", list, path, f"{where}.paragraphs[{j}]", text)
+            for k, qa in enumerate(qas):
+                examples.append(_example(path, text, context, qa, f"{where}.paragraphs[{j}].qas[{k}]"))
     if not examples:
         raise ValueError(f"{path}: no questions found.")
     return examples
 
 
-def _example(path, context, qa):
-    qid = qa.get("id", "?")
+def _field(obj, name, kind, path, where, text):
+    """`obj[name]`, which must be a `kind`; raises naming file, line and JSON path otherwise."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: {where} must be a JSON object, got {type(obj).__name__}; fix the SQuAD file.")
+    if name not in obj:
+        raise ValueError(f"{_locate(path, text, obj)}: {where} has no {name!r} (fields: {sorted(obj)}); "
+                         "add it (SQuAD format).")
+    if not isinstance(obj[name], kind):
+        raise ValueError(f"{_locate(path, text, obj)}: {where}.{name} must be a {_JSON_TYPES[kind]}, "
+                         f"got {obj[name]!r:.60}.")
+    return obj[name]
+
+
+_JSON_TYPES = {list: "list", str: "string", dict: "JSON object"}
+
+
+def _locate(path, text, obj):
+    """`path:line` of the line spelling `obj`'s question id (if it has one and it occurs once), else `path`."""
+    qid = obj.get("id") if isinstance(obj, dict) else None
+    if isinstance(qid, str):
+        needle = json.dumps(qid)
+        at = text.find(needle)
+        if at >= 0 and text.find(needle, at + 1) < 0:
+            return f"{path}:{text.count(chr(10), 0, at) + 1}"
+    return path
+
+
+def _example(path, text, context, qa, where):
+    question = _field(qa, "question", str, path, where, text)
+    qid = str(qa.get("id", where))
+    where = f"{_locate(path, text, qa)}: question {qid!r}"
     answers = qa.get("answers", [])
+    if not isinstance(answers, list):
+        raise ValueError(f"{where}: 'answers' must be a list, got {answers!r:.60}.")
     if qa.get("is_impossible") or not answers:
-        return SquadExample(qid, qa["question"], context, "", -1)
-    answer, start = answers[0]["text"], int(answers[0]["answer_start"])
+        return SquadExample(qid, question, context, "", -1)
+    answer = answers[0]
+    if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
+        raise ValueError(f"{where}: answers[0] must be an object with a string 'text', got {answer!r:.60}.")
+    start = answer.get("answer_start")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"{where}: answer_start must be a non-negative integer character offset into the "
+                         f"context, got {start!r}.")
+    answer = answer["text"]
+    if not answer.strip():
+        raise ValueError(f"{where}: the answer text is empty; give the answer, or mark the question "
+                         "\"is_impossible\": true with no answers (SQuAD 2.0).")
     if context[start:start + len(answer)] != answer:
         raise ValueError(
-            f"{path}: question {qid!r}: answer_start={start} does not point at {answer!r} "
+            f"{where}: answer_start={start} does not point at {answer!r} "
             f"(context there reads {context[start:start + len(answer)]!r})."
         )
-    return SquadExample(qid, qa["question"], context, answer, start)
+    return SquadExample(qid, question, context, answer, start)
 
 
 def _words(text):

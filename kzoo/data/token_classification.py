@@ -4,31 +4,53 @@ import numpy as np
 import tensorflow as tf
 
 from kzoo.data import _common
-from kzoo.data.readers import ReadReport, _as_paths, _decoded_lines
+from kzoo.data.readers import ReadReport, _as_paths, _file_lines
+
+
+class TaggedSentence(tuple):
+    """`(tokens, labels)`, unpacks like a pair; `location(i)` is the `"path:line"` of token `i`."""
+
+    def __new__(cls, tokens, labels, path=None, lines=None):
+        sentence = super().__new__(cls, (tokens, labels))
+        sentence.path, sentence.lines = path, lines
+        return sentence
+
+    def location(self, index):
+        if self.path is None or not self.lines:
+            return None
+        return f"{self.path}:{self.lines[index]}"
 
 
 def read_conll(paths, strict_utf8=False):
     """Reads CoNLL files: a token per line, its label in the last column, blank lines between sentences.
 
     Columns are separated by whitespace (spaces or tabs); `-DOCSTART-` lines are
-    skipped. A line with fewer than two columns raises naming file and line.
+    skipped. A line with fewer than two columns raises naming file and line. A sentence
+    with a line that is not UTF-8 text is dropped (counted in the report, see
+    `kzoo.data.readers`).
 
     Returns:
-        `(sentences, report)`: a list of `(tokens, labels)` pairs of string lists.
+        `(sentences, report)`: a list of `TaggedSentence`s, `(tokens, labels)` pairs of
+        string lists that also know the file and line of each token.
     """
     report = ReadReport()
     sentences = []
     for path in _as_paths(paths):
         report.files += 1
-        tokens, labels = [], []
-        for number, line in _decoded_lines(path, report, strict_utf8):
+        tokens, labels, lines, broken = [], [], [], False
+        for number, line, ok in [*_file_lines(path, report, strict_utf8), (None, "", True)]:  # "" ends the last
+            if not ok:
+                broken = True
+                continue
             columns = line.split()
             if not columns:
-                if tokens:
-                    sentences.append((tokens, labels))
-                    tokens, labels = [], []
-                else:
+                if broken:
+                    report.skipped_records += 1
+                elif tokens:
+                    sentences.append(TaggedSentence(tokens, labels, path, lines))
+                elif number is not None:
                     report.skipped_empty += 1
+                tokens, labels, lines, broken = [], [], [], False
                 continue
             if columns[0] == "-DOCSTART-":
                 continue
@@ -36,8 +58,7 @@ def read_conll(paths, strict_utf8=False):
                 raise ValueError(f"{path}:{number}: expected 'token ... label' (at least 2 columns), got {line!r}.")
             tokens.append(columns[0])
             labels.append(columns[-1])
-        if tokens:
-            sentences.append((tokens, labels))
+            lines.append(number)
     report.records = len(sentences)
     return sentences, report
 
@@ -60,8 +81,9 @@ def token_classification_dataset(
     _common.check_special_ids(cls_id=cls_id, sep_id=sep_id, pad_id=pad_id)
     words = [tokens for tokens, _ in sentences]
     label_ids = [
-        [label_vocabulary.id(label, where=f"sentence {i}") for label in labels]
-        for i, (_, labels) in enumerate(sentences, start=1)
+        [label_vocabulary.id(label, where=_where(sentence, i, j), hint=_UNSEEN_TAG_HINT)
+         for j, label in enumerate(sentence[1])]
+        for i, sentence in enumerate(sentences, start=1)
     ]
     word_lengths = np.array([len(tokens) for tokens in words], np.int64)
     source = tf.data.Dataset.from_tensor_slices((
@@ -84,3 +106,13 @@ def token_classification_dataset(
 
     examples = source.map(to_example, num_parallel_calls=_common.AUTOTUNE, deterministic=True)
     return _common.finish(examples, batch_size=batch_size, input_context=input_context, drop_remainder=drop_remainder)
+
+
+_UNSEEN_TAG_HINT = ("fix the tag, or add training sentences that use it (the model has one output per tag seen "
+                    "in training)")
+
+
+def _where(sentence, number, index):
+    """`"path:line"` of token `index` of a `TaggedSentence`, else `"sentence N, word M"`."""
+    location = sentence.location(index) if isinstance(sentence, TaggedSentence) else None
+    return location or f"sentence {number}, word {index + 1}"

@@ -6,9 +6,16 @@ Hugging Face or sentencepiece reference tokenizers) load them unchanged.
 WordPiece uses the Hugging Face `tokenizers` trainer with BERT's normalizer and pre-tokenizer, so the vocabulary
 is learned on exactly the words `WordPieceTokenizer` produces. SentencePiece uses the `sentencepiece` trainer.
 Both libraries train offline; nothing is downloaded.
+
+The corpus is read line by line as `kzoo.data` reads text (`kzoo.data.readers.text_file_lines`): a line that is not
+UTF-8 text is skipped and counted (pass a `CorpusReport` to see the counts), a file that is mostly not UTF-8 text
+(an image, latin-1) is refused naming it. The trainers see every line whatever its length: sentencepiece skips
+lines longer than `max_sentence_length` bytes, so such a line (a whole document on one line) is given to it in
+pieces cut at spaces.
 """
 
 import argparse
+import dataclasses
 import os
 
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -37,6 +44,57 @@ def _has_text(path):
         return any(line.strip() for line in file)
 
 
+@dataclasses.dataclass
+class CorpusReport:
+    """What a vocabulary trainer read: `lines` given to it, `split_lines` cut into pieces, and the files' skips."""
+
+    lines: int = 0
+    split_lines: int = 0
+    read: object = None  # a kzoo.data.ReadReport: lines that are not UTF-8 text, per file
+
+    def messages(self):
+        out = list(self.read.messages()) if self.read is not None else []
+        if self.split_lines:
+            out.append(f"cut {self.split_lines} lines longer than the trainer takes into pieces at spaces")
+        return out
+
+
+def _corpus_lines(files, report, max_bytes=None):
+    """Yields the non-empty UTF-8 lines of `files`; lines over `max_bytes` come in pieces of at most that size."""
+    from kzoo.data.readers import ReadReport, text_file_lines
+
+    report.read = report.read or ReadReport()
+    for path in files:
+        for line in text_file_lines(path, report.read):
+            if not line.strip():
+                continue
+            pieces = _pieces(line, max_bytes) if max_bytes and len(line.encode("utf-8")) > max_bytes else [line]
+            report.split_lines += len(pieces) > 1
+            report.lines += len(pieces)
+            yield from pieces
+
+
+def _pieces(line, max_bytes):
+    """`line` cut into pieces of at most `max_bytes` UTF-8 bytes, at spaces (inside a word only if it is longer)."""
+    pieces, current, size = [], [], 0
+    for word in line.split():
+        length = len(word.encode("utf-8"))
+        if current and (size + 1 + length > max_bytes):
+            pieces.append(" ".join(current))
+            current, size = [], 0
+        while length > max_bytes:  # a "word" longer than a piece: cut it at a character boundary
+            head = word.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+            pieces.append(head)
+            word = word[len(head):]
+            length = len(word.encode("utf-8"))
+        if word:
+            size += length + (1 if current else 0)
+            current.append(word)
+    if current:
+        pieces.append(" ".join(current))
+    return pieces
+
+
 def _check_size(vocabulary_size, minimum):
     if not isinstance(vocabulary_size, int) or vocabulary_size < minimum:
         raise ValueError(f"vocabulary_size must be an integer >= {minimum}, got {vocabulary_size!r}.")
@@ -51,6 +109,7 @@ def train_wordpiece(
     special_tokens=BERT_SPECIAL_TOKENS,
     min_frequency=2,
     limit_alphabet=1000,
+    report=None,
 ):
     """Trains a BERT WordPiece vocabulary and writes `output_dir/vocab.txt`.
 
@@ -63,12 +122,14 @@ def train_wordpiece(
         special_tokens: tokens placed first, in this order (ids 0, 1, ...).
         min_frequency: int, words rarer than this do not make new pieces.
         limit_alphabet: int, the most distinct characters kept as single-character pieces.
+        report: a `CorpusReport` to fill with what was read and skipped (optional).
 
     Returns:
         The path of the written `vocab.txt` (one token per line; the line number is the id).
 
     Raises:
-        ValueError: no corpus files, a missing file, an all-empty corpus, or a bad `vocabulary_size`.
+        ValueError: no corpus files, a missing file, an all-empty corpus, a file that is mostly not UTF-8 text,
+            or a bad `vocabulary_size`.
         ImportError: the `tokenizers` package is not installed.
     """
     files = _check_corpus(files)
@@ -91,7 +152,7 @@ def train_wordpiece(
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    tokenizer.train(files, trainer)
+    tokenizer.train_from_iterator(_corpus_lines(files, report if report is not None else CorpusReport()), trainer)
     os.makedirs(output_dir, exist_ok=True)
     vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     path = os.path.join(output_dir, "vocab.txt")
@@ -101,7 +162,8 @@ def train_wordpiece(
 
 
 def train_sentencepiece(
-    files, vocabulary_size, output_dir, model_type="unigram", character_coverage=1.0, max_sentence_length=16384
+    files, vocabulary_size, output_dir, model_type="unigram", character_coverage=1.0, max_sentence_length=16384,
+    report=None,
 ):
     """Trains a T5-style SentencePiece model and writes `output_dir/spiece.model`.
 
@@ -114,17 +176,22 @@ def train_sentencepiece(
         model_type: "unigram" (T5) or "bpe".
         character_coverage: float, share of characters covered by the vocabulary (1.0 keeps all; CJK-heavy
             corpora often use 0.9995).
-        max_sentence_length: int, longer lines (in bytes) are skipped by the trainer.
+        max_sentence_length: int, the longest line (in UTF-8 bytes) the trainer takes; longer lines are given to
+            it in pieces cut at spaces (sentencepiece would skip them).
+        report: a `CorpusReport` to fill with what was read, cut and skipped (optional).
 
     Returns:
         The path of the written `spiece.model`.
 
     Raises:
-        ValueError: bad corpus or arguments, or the trainer's own complaint (e.g. vocabulary too large).
+        ValueError: bad corpus (missing, empty, mostly not UTF-8 text) or arguments, or the trainer's own complaint
+            (e.g. vocabulary too large).
         ImportError: the `sentencepiece` package is not installed.
     """
     files = _check_corpus(files)
     _check_size(vocabulary_size, 4)
+    if not isinstance(max_sentence_length, int) or max_sentence_length < 16:
+        raise ValueError(f"max_sentence_length must be an integer >= 16 (bytes), got {max_sentence_length!r}.")
     if model_type not in ("unigram", "bpe"):
         raise ValueError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}.")
     try:
@@ -134,9 +201,10 @@ def train_sentencepiece(
 
     os.makedirs(output_dir, exist_ok=True)
     prefix = os.path.join(output_dir, "spiece")
+    lines = _corpus_lines(files, report if report is not None else CorpusReport(), max_sentence_length)
     try:
         sentencepiece.SentencePieceTrainer.train(
-            input=files,
+            sentence_iterator=lines,
             model_prefix=prefix,
             vocab_size=vocabulary_size,
             model_type=model_type,
@@ -177,14 +245,16 @@ def build_parser(parser=None):
 
 
 def vocab_command(args):
-    """Runs `kzoo vocab` on parsed `args` (or a list of argv strings); returns the exit code."""
+    """Runs `kzoo vocab` on parsed `args` (or a list of argv strings); returns the exit code (2: a fixable error)."""
     import sys
 
     if args is None or isinstance(args, (list, tuple)):
         args = build_parser().parse_args(args)
+    report = CorpusReport()
     try:
         if args.kind == "wordpiece":
-            path = train_wordpiece(args.files, args.vocabulary_size, args.output_dir, lowercase=not args.cased)
+            path = train_wordpiece(args.files, args.vocabulary_size, args.output_dir, lowercase=not args.cased,
+                                   report=report)
         else:
             path = train_sentencepiece(
                 args.files,
@@ -192,9 +262,12 @@ def vocab_command(args):
                 args.output_dir,
                 model_type=args.model_type,
                 character_coverage=args.character_coverage,
+                report=report,
             )
     except (ValueError, ImportError) as error:
         print(f"kzoo vocab: {error}", file=sys.stderr)
-        return 1
-    print(f"kzoo vocab: wrote {path}")
+        return 2
+    for message in report.messages():
+        print(f"kzoo vocab: {message}", file=sys.stderr)
+    print(f"kzoo vocab: wrote {path} (trained on {report.lines:,} lines)")
     return 0

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kzoo import data
+from kzoo import data, metrics
 from tests.data.helpers import CLS, PAD, SEP, WhitespaceTokenizer, write
 
 ARGS = dict(sequence_length=10, cls_id=CLS, sep_id=SEP, pad_id=PAD)
@@ -43,6 +43,7 @@ def test_unseen_label_errors_or_skips_with_count(tmp_path):
     dataset = data.classification_dataset(test, WhitespaceTokenizer(), labels, on_unknown_label="skip",
                                           report=report, **ARGS)
     assert report.skipped_labels == 1 and len(list(dataset)) == 2
+    assert report.messages() == ["dropped 1 records whose label was not seen in training"]
 
 
 def test_long_single_text_is_truncated_with_sep_kept():
@@ -59,3 +60,25 @@ def test_unseen_label_error_names_file_and_line(tmp_path):
                            with_location=True)
     with pytest.raises(ValueError, match=r"dev.csv:4: label 'other' was not seen in training; known labels"):
         data.classification_dataset(dev, WhitespaceTokenizer(), labels, **ARGS)
+
+
+def test_held_out_labels_unseen_in_training_score_as_wrong(tmp_path):
+    labels = data.LabelVocabulary.from_labels(["neg", "pos"])
+    dev, _ = data.read_csv(write(tmp_path / "dev.csv", "text,label\na,pos\nb,neutral\nc,neg\nd,neutral\ne,mixed\n"),
+                           ["text", "label"], with_location=True)
+    gold, num_classes, unseen = data.held_out_label_ids(dev, labels)
+    assert gold.tolist() == [1, 2, 0, 2, 3] and num_classes == 4
+    assert unseen == {"neutral": [f"{tmp_path}/dev.csv:3", f"{tmp_path}/dev.csv:5"], "mixed": [f"{tmp_path}/dev.csv:6"]}
+    perfect_on_seen = np.array([1, 0, 0, 1, 1])  # right on every seen label; no prediction can be 2 or 3
+    assert metrics.accuracy(gold, perfect_on_seen) == pytest.approx(2 / 5, abs=1e-12)
+    # per class F1: neg 2/3 (1 right, 1 extra), pos 2/4, neutral 0, mixed 0 (as scikit-learn scores them)
+    assert metrics.f1_score(gold, perfect_on_seen, num_classes=num_classes) == pytest.approx((2 / 3 + 2 / 4) / 4)
+
+
+def test_a_text_that_is_not_a_string_names_the_record(tmp_path):
+    # A JSON null used to train as the text "None".
+    path = write(tmp_path / "x.jsonl", '{"text": "the cat", "label": "pos"}\n{"text": null, "label": "neg"}\n')
+    records, _ = data.read_jsonl(path, ["text", "label"], with_location=True)
+    labels = data.LabelVocabulary.from_labels(r["label"] for r in records)
+    with pytest.raises(ValueError, match=r"x.jsonl:2: 'text' must be a string, got None"):
+        data.classification_dataset(records, WhitespaceTokenizer(), labels, **ARGS)

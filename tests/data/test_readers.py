@@ -1,3 +1,6 @@
+import pathlib
+
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -25,13 +28,85 @@ def test_empty_file_names_the_file(tmp_path):
         data.read_text_lines(path)
 
 
-def test_invalid_utf8_is_replaced_and_counted_or_raises(tmp_path):
-    path = write(tmp_path / "bad.txt", b"good line\nbad \xff byte\n\nlast\n")
+def test_invalid_utf8_lines_are_skipped_and_counted_or_raise(tmp_path):
+    # Lines used to be kept with U+FFFD in place of the bad bytes, and the count went unreported.
+    path = write(tmp_path / "bad.txt", b"good line\nbad \xff byte\n\nlast\nmore\n")
     lines, report = data.read_text_lines(path)
-    assert lines == ["good line", "bad \ufffd byte", "last"]
+    assert lines == ["good line", "last", "more"]
     assert (report.invalid_utf8, report.skipped_empty) == (1, 1)
-    with pytest.raises(ValueError, match=r"bad.txt:2: invalid UTF-8"):
+    assert report.messages() == [f"skipped 1 of 4 lines that are not UTF-8 text in {path}"]
+    with pytest.raises(ValueError, match=r"bad.txt:2: not UTF-8 text \(invalid start byte at byte 4\)"):
         data.read_text_lines(path, strict_utf8=True)
+
+
+def test_every_reader_skips_the_records_of_undecodable_lines(tmp_path):
+    latin = "café".encode("latin-1")
+    docs = write(tmp_path / "doc.txt", b"one.\n" + latin + b" two.\nthree.\nfour.\n")
+    documents, report = data.read_text_documents(docs)
+    assert documents == [["one.", "three.", "four."]] and report.invalid_utf8 == 1
+    jsonl = write(tmp_path / "x.jsonl", b'{"t": "a"}\n{"t": "' + latin + b'"}\n{"t": "b"}\n{"t": "c"}\n')
+    records, report = data.read_jsonl(jsonl, ["t"])
+    assert [r["t"] for r in records] == ["a", "b", "c"] and report.invalid_utf8 == 1
+    # csv: a quoted cell spanning lines 3-4 holds the bad line; that row goes, the others parse as written.
+    table = write(tmp_path / "x.csv", b'text,label\na,p\n"b\n' + latin + b'",n\nc,p\nd,n\n')
+    records, report = data.read_csv(table, ["text", "label"], with_location=True)
+    assert [(r["text"], r["_location"].rsplit(":", 1)[1]) for r in records] == [("a", "2"), ("c", "5"), ("d", "6")]
+    assert (report.invalid_utf8, report.skipped_records) == (1, 1)
+    assert report.messages()[-1] == "dropped 1 records that contained them"
+    conll = write(tmp_path / "x.conll", b"A O\nB O\n\n" + latin + b" O\nC O\n\nD O\nE O\n\nF O\n")
+    sentences, report = data.read_conll(conll)
+    assert sentences == [(["A", "B"], ["O", "O"]), (["D", "E"], ["O", "O"]), (["F"], ["O"])]
+    assert (report.invalid_utf8, report.skipped_records) == (1, 1)
+
+
+def test_a_file_that_is_mostly_not_utf8_text_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write(folder / "notes.txt", "a sentence.\nanother one.\n")
+    rng = np.random.default_rng(0)
+    write(folder / "photo.jpg", b"\xff\xd8\xff\xe0" + rng.integers(0, 256, 30_000, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError, match=r"photo.jpg'?: \d+ of \d+ lines are not UTF-8 text.*convert it to UTF-8"):
+        data.read_text_documents(str(folder))
+    latin = write(tmp_path / "latin.tsv", "src\ttgt\ncafé\tcoffee\ncrème\tcream\nok\tok\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.tsv'?: 3 of 4 lines are not UTF-8 text"):
+        _half_or_more(latin)
+    utf16 = write(tmp_path / "utf16.txt", "one line\ntwo lines\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=r"utf16.txt'?: 3 of 3 lines are not UTF-8 text.*iconv -f utf-16"):
+        data.read_text_lines(utf16)
+
+
+def _half_or_more(path):
+    """A file exactly half undecodable is still read (more than half is refused); one more bad line is refused."""
+    records, report = data.read_csv(path, ["src", "tgt"])
+    assert [r["src"] for r in records] == ["ok"] and report.invalid_utf8 == 2
+    path = pathlib.Path(path)
+    path.write_bytes(path.read_bytes().replace(b"ok\tok", "gâteau\tcake".encode("latin-1")))
+    data.read_csv(path, ["src", "tgt"])
+
+
+def test_header_only_csv_names_the_file(tmp_path):
+    path = write(tmp_path / "train.csv", "text,label\n\n")
+    with pytest.raises(ValueError, match=r"train.csv: only a header row \(\['text', 'label'\]\), no data rows"):
+        data.read_csv(path, ["text", "label"])
+
+
+def test_unterminated_quote_is_reported_at_the_line_it_opens(tmp_path):
+    rows = [f"row {i},pos" for i in range(2, 21)] + ['"row 21,neg'] + [f"row {i},pos" for i in range(22, 40)]
+    path = write(tmp_path / "x.csv", "text,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"x.csv:21: malformed csv .*a quoted field opened on this line is never"):
+        data.read_csv(path, ["text", "label"])
+    one_column = write(tmp_path / "y.csv", "text\na\n\"b\nc\nd\n")  # used to come back as one row "b\nc\nd"
+    with pytest.raises(ValueError, match=r"y.csv:3: malformed csv"):
+        data.read_csv(one_column, ["text"])
+    merged = write(tmp_path / "z.csv", 'text,label\na,p\n"b,n\nc,p\nd",n,extra\ne,p\n')
+    with pytest.raises(ValueError, match=r"z.csv:3: expected 2 cells .*runs to line 5: is a quote never closed"):
+        data.read_csv(merged, ["text", "label"])
+
+
+def test_a_tsv_cell_that_starts_with_a_quote_and_goes_on_is_an_error_not_silently_unquoted(tmp_path):
+    path = write(tmp_path / "x.tsv", 'source\ttarget\nok\tok\n"Go!" he said.\tx\n')  # used to read: Go! he said.
+    with pytest.raises(ValueError, match=r"x.tsv:3: malformed csv .*write a quote inside a field as"):
+        data.read_csv(path, ["source", "target"])
 
 
 def test_jsonl_fields_renames_and_errors(tmp_path):

@@ -1,5 +1,6 @@
 """Vocabulary training: the files load in kzoo and in the reference libraries; bad corpora fail clearly."""
 
+import numpy as np
 import pytest
 import sentencepiece
 
@@ -59,5 +60,67 @@ def test_vocab_command(corpus_file, tmp_path, capsys):
     argv = [str(corpus_file), "--kind", "sentencepiece", "--vocabulary-size", "200", "--output-dir", str(tmp_path)]
     assert vocab_command(argv) == 0
     assert "spiece.model" in capsys.readouterr().out
-    assert vocab_command([str(tmp_path / "nope.txt"), "--vocabulary-size", "50", "--output-dir", str(tmp_path)]) == 1
+    assert vocab_command([str(tmp_path / "nope.txt"), "--vocabulary-size", "50", "--output-dir", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+GREEK = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda", "omicron", "upsilon")
+
+
+def _long_document(size=58_000, seed=0):
+    """One line of `size` bytes or more (a whole document on one line), words built from GREEK."""
+    rng = np.random.default_rng(seed)
+    words = []
+    while sum(len(w) + 1 for w in words) < size:
+        words.append(str(rng.choice(GREEK)) + str(rng.choice(["", "s", "ed", "ing"])))
+    return " ".join(words)
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_sentencepiece_trains_on_a_document_longer_than_a_trainer_line(tmp_path, model_type):
+    # sentencepiece skips lines over max_sentence_length (16,384 bytes): a 58 KB one-line file alone trained nothing
+    # and the error blamed vocabulary_size; beside a small file, its words came out as <unk>.
+    big = tmp_path / "big.txt"
+    big.write_text(_long_document() + "\n", encoding="utf-8")
+    small = tmp_path / "small.txt"
+    small.write_text("\n".join(f"w{i} w{i + 1} w{i + 2}." for i in range(200)) + "\n", encoding="utf-8")
+    sentence = _long_document(size=300, seed=1)
+    for files, size in (([big, small], 60), ([big], 34)):
+        model = text.train_sentencepiece(files, size, tmp_path / str(len(files)), model_type=model_type)
+        processor = sentencepiece.SentencePieceProcessor(model_file=model)
+        pieces = processor.encode(sentence, out_type=int)
+        assert processor.unk_id() not in pieces, processor.encode(sentence, out_type=str)
+    report = text.vocabulary.CorpusReport()
+    text.train_sentencepiece([big, small], 60, tmp_path / "report", model_type=model_type, report=report)
+    assert report.split_lines == 1 and report.lines > 201
+    assert any("cut 1 lines" in message for message in report.messages())
+
+
+def test_pieces_of_a_long_line_keep_every_word_and_fit():
+    line = "ab cdé " * 3000 + "x" * 100 + " end"
+    pieces = text.vocabulary._pieces(line, 64)
+    assert all(len(piece.encode("utf-8")) <= 64 for piece in pieces)
+    assert " ".join(pieces).split()[:6000] == line.split()[:6000]  # cut at spaces, nothing lost or reordered
+    assert pieces[-2:] == ["x" * 64, "x" * 36 + " end"]  # a word longer than a piece is cut inside
+
+
+@pytest.mark.parametrize("train", [text.train_wordpiece, text.train_sentencepiece])
+def test_binary_corpus_file_is_refused_naming_it(train, corpus_file, tmp_path):
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0" + np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError, match=r"photo.jpg.*lines are not UTF-8 text.*convert it to UTF-8"):
+        train([corpus_file, image], 200, tmp_path / "out")
+
+
+def test_wordpiece_skips_and_counts_latin1_lines(corpus_file, tmp_path, capsys):
+    # The tokenizers trainer raised a bare Exception ("stream did not contain valid UTF-8"): a traceback.
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_bytes(corpus_file.read_bytes() + "caf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    report = text.vocabulary.CorpusReport()
+    path = text.train_wordpiece([mixed], 300, tmp_path / "wp", report=report)
+    assert open(path, encoding="utf-8").read().splitlines()[0] == "[PAD]"
+    total = sum(1 for line in mixed.read_bytes().splitlines() if line.strip())
+    assert report.messages() == [f"skipped 1 of {total} lines that are not UTF-8 text in {mixed}"]
+    argv = [str(mixed), "--vocabulary-size", "300", "--output-dir", str(tmp_path / "cli")]
+    assert vocab_command(argv) == 0
+    assert f"kzoo vocab: skipped 1 of {total} lines that are not UTF-8 text in {mixed}" in capsys.readouterr().err
