@@ -5,10 +5,26 @@ import os
 import sys
 
 
+def one_line(error):
+    """An error's message as the one line a command prints: the lines of a longer message (e.g. a list of
+    weight names after "...:") joined by "; "."""
+    text = ""
+    for line in filter(None, (line.strip() for line in str(error).splitlines())):
+        text += (" " if text.endswith(":") else "; ") + line if text else line
+    return text
+
+
 def _smoke(args):
     from kzoo import smoke
 
-    result = smoke.run(steps=args.steps, output_dir=args.output_dir, verbose=0 if args.quiet else 1)
+    try:  # the folder is checked before training, so a bad --output-dir costs no training time
+        os.makedirs(args.output_dir, exist_ok=True)
+        if not os.access(args.output_dir, os.W_OK):
+            raise PermissionError("not writable")
+        result = smoke.run(steps=args.steps, output_dir=args.output_dir, verbose=0 if args.quiet else 1)
+    except OSError as error:
+        print(f"kzoo smoke: cannot write to --output-dir {args.output_dir}: {one_line(error)}", file=sys.stderr)
+        return 2
     print(
         f"kzoo smoke: backend={result['backend']} parameters={result['parameters']:,} "
         f"steps={result['steps']} in {result['train_seconds']:.1f}s\n"
@@ -48,15 +64,21 @@ def _eval(args):
     try:
         with open(config_path, encoding="utf-8") as file:
             saved = yaml.safe_load(file)
+        if saved is not None and not isinstance(saved, dict):
+            raise ConfigError(f"{config_path} holds a YAML {type(saved).__name__}, not the mapping `kzoo train` "
+                              "writes; pass the output directory of a `kzoo train` run.")
         saved = dict(saved or {})
         name = args.recipe or saved.pop("recipe", None) or os.path.basename(os.path.normpath(args.run_dir))
         saved.pop("recipe", None)
         recipe = load_recipe(name)
         config = recipe.Config()
         apply_mapping(config, saved)
-    except OSError:
+    except FileNotFoundError:
         print(f"kzoo eval: {config_path} not found: pass the output directory of a `kzoo train` run.",
               file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        print(f"kzoo eval: cannot read {config_path}: {one_line(error)}", file=sys.stderr)
         return 2
     except ConfigError as error:
         print(f"kzoo eval: {error}", file=sys.stderr)
@@ -84,8 +106,8 @@ def _models(args):
     print(f"{'preset':18s} {'family':8s} {'parameters':>13s}  description")
     for preset in models.list_presets():
         count = preset.published_parameters
-        if count is None:  # tiny test sizes: cheap to build and count
-            count = models.from_preset(preset.name).count_params()
+        if count is None:  # the sizes without a published count: counted from the config, nothing is built
+            count = preset.config.parameter_count()
         print(f"{preset.name:18s} {preset.family:8s} {count:>13,d}  {preset.description}")
     return 0
 
@@ -113,11 +135,15 @@ def _convert(args):
             imported = from_keras_hub(args.source, family=args.family)
         else:
             imported = from_huggingface(args.source, family=args.family, allow_pickle=args.allow_pickle)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"kzoo convert: {error}", file=sys.stderr)
-        return 1
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    imported.model.save(args.output)
+    except (ValueError, OSError, ImportError) as error:  # a checkpoint kzoo cannot import: the message says why
+        print(f"kzoo convert: {one_line(error)}", file=sys.stderr)
+        return 2
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        imported.model.save(args.output)
+    except OSError as error:
+        print(f"kzoo convert: cannot write {args.output}: {error}", file=sys.stderr)
+        return 2
     print(
         f"kzoo convert: {imported.hf_config.get('model_type', 'keras-hub')} checkpoint -> "
         f"{type(imported.model).__name__} "

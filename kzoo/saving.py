@@ -14,12 +14,22 @@ memory (nothing is extracted or written, and nothing the file names is imported 
   (a decompression bomb is refused before anything is inflated);
 - every serialized object in `config.json` is a kzoo-registered class or a core Keras
   class or function: no `Lambda` (or other layer that wraps foreign code), no Python
-  lambda (`__lambda__`), no class from another module (which Keras would try to import).
+  lambda (`__lambda__`), no class from another module (which Keras would try to import);
+- the sizes `config.json` declares match the weights `model.weights.h5` holds: a kzoo
+  model's parameter count is computed from its config (its family config validates every
+  size; nothing is built) and must equal the number of values in the weights file (its
+  dataset shapes, read from the HDF5 metadata only), which must in turn fit in the
+  member's bytes. A kzoo model nested in another Keras model may not declare more
+  parameters than the file holds. So an edited size (`num_layers: 100000`, a vocabulary
+  of 2**33, `num_layers: -1`) is refused in milliseconds instead of hanging, exhausting
+  memory, or loading a model that ignores the file's weights.
 
 Then Keras loads the model (`compile=...`, `safe_mode=...`) from the same open file the checks
 read, so a file swapped in at `path` after the checks is never what Keras reads. `safe_mode` is
-True by default, so Keras' own safe mode is a second line of defence. A refusal raises
-`ModelFileError`.
+True by default, so Keras' own safe mode is a second line of defence. A refusal, by kzoo's checks
+or by Keras (a config its classes reject, unreadable weights, weights of the wrong shape), raises
+`ModelFileError` with one line naming the file and the reason: every kzoo command loads `.keras`
+files through `load_model` and prints that line.
 """
 
 import json
@@ -31,8 +41,15 @@ import zlib
 
 CONFIG_MEMBER = "config.json"
 METADATA_MEMBER = "metadata.json"
-WEIGHTS_MEMBERS = ("model.weights.h5", "model.weights.npz")
+WEIGHTS_MEMBER = "model.weights.h5"
+# Keras can also write `model.weights.npz`, but stores its variables there as pickled object arrays
+# that its own loader (allow_pickle=False) cannot read back: such a file is refused with that reason.
+NPZ_WEIGHTS_MEMBER = "model.weights.npz"
+WEIGHTS_MEMBERS = (WEIGHTS_MEMBER, NPZ_WEIGHTS_MEMBER)
 ASSETS_PREFIX = "assets/"
+# Top-level group of `model.weights.h5` that holds the optimizer's state, not the model's weights.
+OPTIMIZER_GROUP = "optimizer"
+MAX_MESSAGE_CHARACTERS = 400
 
 # Keras writes its members stored (uncompressed), so the declared sizes add up to about the
 # file's size. Re-zipping with deflate shrinks weights a little and text a few times; far
@@ -83,7 +100,13 @@ def load_model(path, *, compile=False, safe_mode=True):
     with open(path, "rb") as handle:  # one open file for the checks and for Keras
         _check_archive(handle, path, compile)
         handle.seek(0)
-        return _keras_load(handle, compile, safe_mode)
+        try:
+            return _keras_load(handle, compile, safe_mode)
+        except ModelFileError:
+            raise
+        except (TypeError, ValueError, KeyError, OSError) as error:  # Keras refused the file
+            raise ModelFileError(f"cannot load {path}: {_keras_reason(error)}. Re-save the model with kzoo "
+                                 "(model.save(path)) or pass another .keras file.") from error
 
 
 def _keras_load(handle, compile, safe_mode):
@@ -92,6 +115,22 @@ def _keras_load(handle, compile, safe_mode):
     from keras.src.saving import saving_lib
 
     return saving_lib.load_model(handle, compile=compile, safe_mode=safe_mode)
+
+
+def _keras_reason(error):
+    """One line from a Keras error: the wrapped cause of a deserialization error (Keras appends it
+    after the whole config), else the message's lines joined, shortened."""
+    text = str(error)
+    marker = "Exception encountered:"
+    if marker in text:
+        text = text.rsplit(marker, 1)[1]
+    reason = ""
+    for line in filter(None, (line.strip() for line in text.splitlines())):
+        reason += (" " if reason.endswith(":") else "; ") + line if reason else line
+    reason = f"{type(error).__name__}: {reason or '(no message)'}".rstrip(".")
+    if len(reason) > MAX_MESSAGE_CHARACTERS:
+        reason = reason[:MAX_MESSAGE_CHARACTERS - 3] + "..."
+    return reason
 
 
 def check_model_file(path, *, compile=False):
@@ -124,6 +163,9 @@ def _check_archive(handle, path, compile):
             infos = archive.infolist()
             check_members(infos, os.fstat(handle.fileno()).st_size, path)
             config, text = _read_config(archive, path)
+            _register_kzoo_classes(optimizers=compile or b'"kzoo.train.' in text)
+            check_config(config, compile=compile, source=path)
+            check_declared_sizes(config, archive, path)
     except zipfile.BadZipFile as error:
         raise ModelFileError(
             f"{path} is not a .keras file: it is not a zip archive ({error}). A .keras file is the zip "
@@ -132,8 +174,6 @@ def _check_archive(handle, path, compile):
     except (NotImplementedError, RuntimeError, EOFError, zlib.error) as error:  # encrypted, odd compression, cut
         raise ModelFileError(f"{path} is not a readable .keras archive ({error}). Re-save the model with kzoo "
                              "(model.save(path)).") from None
-    _register_kzoo_classes(optimizers=compile or b'"kzoo.train.' in text)
-    check_config(config, compile=compile, source=path)
 
 
 def check_members(infos, file_size, source="the archive"):
@@ -206,11 +246,13 @@ def _check_layout(names, source):
         )
     if CONFIG_MEMBER not in names:
         raise ModelFileError(f"{source} has no config.json, so it is not a Keras .keras file.")
-    weights = [name for name in WEIGHTS_MEMBERS if name in names]
-    if len(weights) != 1:
-        found = " and ".join(weights) or "neither"
-        raise ModelFileError(f"{source} must hold exactly one of model.weights.h5 / model.weights.npz; found "
-                             f"{found}. Re-save the model with kzoo (model.save(path)).")
+    if NPZ_WEIGHTS_MEMBER in names:
+        raise ModelFileError(f"{source} holds its weights as {NPZ_WEIGHTS_MEMBER}, which Keras writes as pickled "
+                             "object arrays that neither Keras' loader nor kzoo reads. Re-save the model with kzoo "
+                             f"(model.save(path) writes {WEIGHTS_MEMBER}).")
+    if WEIGHTS_MEMBER not in names:
+        raise ModelFileError(f"{source} has no {WEIGHTS_MEMBER}, so it holds no weights. Re-save the model with "
+                             "kzoo (model.save(path)).")
 
 
 def _check_declared_size(infos, file_size, source):
@@ -240,6 +282,101 @@ def _read_config(archive, source):
         raise ModelFileError(f"{source} has a config.json that does not describe a Keras object "
                              "(no top-level class_name).")
     return config, text
+
+
+def check_declared_sizes(config, archive, source="the archive"):
+    """Refuses a file whose `config.json` declares sizes its `model.weights.h5` does not hold.
+
+    `config` is the parsed `config.json` (already checked by `check_config`) and `archive` the open
+    `zipfile.ZipFile`. A top-level kzoo model must declare exactly the parameters stored; a kzoo model
+    nested in another Keras model at most that many. Nothing is built: the counts come from the
+    configs (`kzoo.models.backbone.count_serialized_parameters`) and from the HDF5 dataset shapes.
+    """
+    from kzoo.models.backbone import count_serialized_parameters
+
+    stored, stored_bytes = stored_parameter_count(archive, source)
+    member_size = archive.getinfo(WEIGHTS_MEMBER).file_size
+    if stored_bytes > member_size:
+        raise ModelFileError(
+            f"{source}: {WEIGHTS_MEMBER} declares {stored:,} weight values ({stored_bytes:,} bytes) in "
+            f"{member_size:,} bytes; Keras never compresses weights, so the file is inconsistent. {_SAFE_ADVICE}"
+        )
+    for where, entry in _kzoo_models(config, "", depth=0):
+        try:
+            declared = count_serialized_parameters(entry)
+        except (ValueError, TypeError, KeyError) as error:
+            raise ModelFileError(f"{source}: config.json declares an invalid model at {where}: {error} "
+                                 "Fix the config or re-save the model with kzoo (model.save(path)).") from None
+        if declared is None:
+            continue
+        if entry is config and declared != stored:
+            raise ModelFileError(
+                f"{source}: config.json declares a {entry.get('class_name')} with {declared:,} parameters, but "
+                f"{WEIGHTS_MEMBER} holds {stored:,} values: the sizes in config.json do not match the weights "
+                "(an edited or mismatched file). Restore the original config.json or re-save the model with "
+                "kzoo (model.save(path))."
+            )
+        if declared > stored:
+            raise ModelFileError(
+                f"{source}: config.json declares a {entry.get('class_name')} with {declared:,} parameters at "
+                f"{where}, more than the {stored:,} values {WEIGHTS_MEMBER} holds. Restore the original "
+                "config.json or re-save the model with kzoo (model.save(path))."
+            )
+
+
+def _kzoo_models(value, where, depth):
+    """`(location, entry)` of every serialized kzoo backbone or task in a config, outermost first (the
+    nested backbone of a task is counted as part of the task, so it is not listed separately)."""
+    from kzoo.models.backbone import registered_class
+
+    if depth > MAX_CONFIG_DEPTH:
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _kzoo_models(item, f"{where}[{index}]", depth + 1)
+    elif isinstance(value, dict):
+        if "class_name" in value:
+            where = _object_location(value, where)
+            model_class = registered_class(value)
+            if model_class is not None and _is_kzoo_model(model_class):
+                yield where, value
+                return
+        for key, item in value.items():
+            if key == "config" and isinstance(item, dict):  # the object's own arguments, as `_walk` names them
+                for argument, nested in item.items():
+                    yield from _kzoo_models(nested, f"{where}.{argument}", depth + 2)
+            else:
+                yield from _kzoo_models(item, f"{where}.{key}", depth + 1)
+
+
+def _is_kzoo_model(model_class):
+    from kzoo.models.backbone import Backbone, Task
+
+    return isinstance(model_class, type) and issubclass(model_class, (Backbone, Task))
+
+
+def stored_parameter_count(archive, source="the archive"):
+    """`(values, bytes)` of the model weights in the archive's `model.weights.h5` (the optimizer's
+    state excluded), from the HDF5 dataset shapes: no weight data is read."""
+    import h5py
+
+    totals = [0, 0]
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset) and name.split("/", 1)[0] != OPTIMIZER_GROUP:
+            size = 1
+            for dimension in item.shape or ():
+                size *= int(dimension)
+            totals[0] += size
+            totals[1] += size * item.dtype.itemsize
+
+    try:
+        with archive.open(WEIGHTS_MEMBER) as member, h5py.File(member, "r") as weights:
+            weights.visititems(visit)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ModelFileError(f"{source}: {WEIGHTS_MEMBER} is not a readable HDF5 weights file ({error}). Re-save "
+                             "the model with kzoo (model.save(path)).") from None
+    return totals[0], totals[1]
 
 
 def check_config(config, *, compile=False, source="config.json"):

@@ -31,7 +31,7 @@ from kzoo import data, metrics, models, saving
 from kzoo.convert import from_huggingface, from_keras_hub
 from kzoo.text import tokenizer_from_files
 from kzoo.train import ConfigError, TrainConfig
-from kzoo.train.recipe import RecipeParts, default_corpus, run_recipe, split_holdout
+from kzoo.train.recipe import RecipeParts, default_corpus, report_reading, run_recipe, split_holdout
 
 DEFAULT_CHECKPOINT = os.path.join("runs", "gpt_pretrain", "model.keras")
 
@@ -73,15 +73,22 @@ def load_checkpoint(path):
         raise ConfigError(f"no checkpoint at {DEFAULT_CHECKPOINT}: run `kzoo train gpt_pretrain` first "
                           "or pass --model.checkpoint=PATH (HF GPT-2 dir, keras-hub preset dir or .keras file).")
     path = path or DEFAULT_CHECKPOINT
-    if os.path.isfile(path) and path.endswith(".keras"):
-        model, files = saving.load_model(path, compile=False), None
-    elif os.path.isfile(os.path.join(path, "config.json")):
-        keras_hub = os.path.exists(os.path.join(path, "model.weights.h5")) or os.path.exists(
-            os.path.join(path, "model.weights.json"))
-        imported = (from_keras_hub if keras_hub else from_huggingface)(path, family="gpt")
-        model, files = imported.model, imported.tokenizer_files
-    else:
-        raise ConfigError(f"model.checkpoint {path!r} is neither a .keras file nor a directory with config.json.")
+    try:
+        if os.path.isfile(path) and path.endswith(".keras"):
+            # kzoo's one loading path: any refusal (kzoo's checks or Keras') is a one-line ModelFileError
+            model, files = saving.load_model(path, compile=False), None
+        elif os.path.isfile(os.path.join(path, "config.json")):
+            keras_hub = os.path.exists(os.path.join(path, "model.weights.h5")) or os.path.exists(
+                os.path.join(path, "model.weights.json"))
+            imported = (from_keras_hub if keras_hub else from_huggingface)(path, family="gpt")
+            model, files = imported.model, imported.tokenizer_files
+        else:
+            raise ConfigError(f"model.checkpoint {path!r} is neither a .keras file nor a directory with config.json.")
+    except (ValueError, OSError, ImportError) as error:  # a checkpoint the user can replace: one line, exit 2
+        if isinstance(error, ConfigError):
+            raise
+        message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise ConfigError(message if path in message else f"model.checkpoint {path}: {message}") from error
     if not isinstance(model, models.GPTCausalLM):
         raise ConfigError(f"model.checkpoint {path!r} holds a {type(model).__name__}, not a GPTCausalLM.")
     return model, files, path
@@ -90,7 +97,8 @@ def load_checkpoint(path):
 def read_documents(config, workdir):
     """(train, held-out) documents as strings."""
     if config.data.train_files:
-        train, _ = data.read_text_documents(config.data.train_files.split(","))
+        train, report = data.read_text_documents(config.data.train_files.split(","))
+        report_reading("gpt_finetune", "training data", report)
         train = [" ".join(document) for document in train]
         held_out = None
     else:
@@ -98,7 +106,9 @@ def read_documents(config, workdir):
         train = [record["document"] for record in data.read_csv(corpus["train"], ["document"])[0]]
         held_out = [record["document"] for record in data.read_csv(corpus["test"], ["document"])[0]]
     if config.data.eval_files:
-        held_out = [" ".join(document) for document in data.read_text_documents(config.data.eval_files.split(","))[0]]
+        held_out, report = data.read_text_documents(config.data.eval_files.split(","))
+        report_reading("gpt_finetune", "held-out data", report)
+        held_out = [" ".join(document) for document in held_out]
     if held_out is None:
         train, held_out = split_holdout(train)
     if not train or not held_out:

@@ -447,7 +447,7 @@ def test_pickle_checkpoint_refused_unless_allowed_and_never_unpickled(tmp_path, 
     with pytest.raises(ValueError, match="only PyTorch pickle weights"):
         read_hf_checkpoint(folder)
     output = tmp_path / "out.keras"
-    assert cli.main(["convert", str(folder), "--output", str(output)]) == 1
+    assert cli.main(["convert", str(folder), "--output", str(output)]) == 2
     assert "pickle" in capsys.readouterr().err
     assert not marker.exists() and not output.exists()
 
@@ -462,3 +462,151 @@ def test_allowed_pickle_is_read_weights_only(tmp_path):
         read_hf_checkpoint(folder, allow_pickle=True)
     assert not marker.exists()
 
+
+
+# --- declared sizes must match the weights the file holds -----------------------------------------
+
+
+def _with_backbone_config(base, path, **changes):
+    """A copy of the kzoo file `base` whose backbone config has `changes` (weights untouched)."""
+    members = _members(base)
+    config = json.loads(members["config.json"])
+    config["config"]["backbone"]["config"].update(changes)
+    return _write_archive(path, members, config)
+
+
+SIZE_EDITS = {  # the issue's edits: each used to hang for minutes, exhaust memory or load a model without weights
+    "num_layers_100000": ({"num_layers": 100_000}, r"declares a GPTCausalLM with [\d,]+ parameters, but "
+                                                   r"model\.weights\.h5 holds 5,440 values"),
+    "vocabulary_2_33": ({"vocabulary_size": 2**33}, r"declares a GPTCausalLM with 137,438,957,936 parameters"),
+    "num_layers_minus_1": ({"num_layers": -1}, r"GPTConfig: `num_layers` must be a positive integer, got -1"),
+    "num_layers_3": ({"num_layers": 3}, r"declares a GPTCausalLM with 7,400 parameters, but model\.weights\.h5 "
+                                        r"holds 5,440 values"),
+    "unknown_key": ({"bogus": 1}, r"GPTBackbone: unknown config key\(s\) \['bogus'\]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIZE_EDITS))
+def test_declared_sizes_that_differ_from_the_weights_are_refused_at_once(case, gpt_file, tmp_path, untouched):
+    import time
+
+    changes, message = SIZE_EDITS[case]
+    path = _with_backbone_config(gpt_file, tmp_path / "edited.keras", **changes)
+    untouched.start()
+    started = time.perf_counter()
+    with pytest.raises(ModelFileError, match=message) as refused:
+        saving.load_model(path)
+    assert time.perf_counter() - started < 1.0  # nothing was built
+    assert str(refused.value).startswith(f"{path}: ") and "\n" not in str(refused.value)
+    untouched.check()
+
+
+def test_a_nested_kzoo_model_may_not_declare_more_than_the_file_holds(tmp_path, untouched):
+    backbone = models.GPTBackbone(vocabulary_size=61, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=24,
+                                  max_sequence_length=32)
+    inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in ("token_ids", "padding_mask")}
+    wrapper = keras.Model(inputs, keras.layers.Dense(3)(backbone(inputs)["sequence_output"]), name="wrapper")
+    base = tmp_path / "wrapper.keras"
+    wrapper.save(base)
+    saving.check_model_file(base)  # the unedited file passes the checks
+    members = _members(base)
+    config = json.loads(members["config.json"])
+    [entry] = [layer for layer in config["config"]["layers"] if layer["class_name"] == "GPTBackbone"]
+    entry["config"]["num_layers"] = 100_000
+    path = _write_archive(tmp_path / "edited.keras", members, config)
+    untouched.start()
+    with pytest.raises(ModelFileError, match=r"declares a GPTBackbone with [\d,]+ parameters at "
+                                             r"Functional\('wrapper'\)\.layers\[\d\]/GPTBackbone"):
+        saving.load_model(path)
+    untouched.check()
+
+
+def test_weights_that_declare_more_bytes_than_they_store_are_refused(tmp_path, untouched):
+    """An HDF5 dataset can declare a shape its (compressed, fill-valued) storage never holds."""
+    import h5py
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    base = tmp_path / "dense.keras"
+    model.save(base)
+    members = _members(base)
+    weights = tmp_path / "weights.h5"
+    weights.write_bytes(members["model.weights.h5"])
+    with h5py.File(weights, "a") as handle:
+        handle.create_dataset("layers/dense/vars/2", shape=(1 << 20, 1 << 10), dtype="float32", compression="gzip")
+    path = _write_archive(tmp_path / "inflated.keras", {**members, "model.weights.h5": weights.read_bytes()})
+    untouched.start()
+    with pytest.raises(ModelFileError, match=r"model\.weights\.h5 declares [\d,]+ weight values \([\d,]+ bytes\) "
+                                             r"in [\d,]+ bytes"):
+        saving.load_model(path)
+    untouched.check()
+
+
+def test_npz_weights_are_refused_with_the_reason(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    path = tmp_path / "npz.keras"
+    saving_lib.save_model(model, str(path), weights_format="npz")
+    with pytest.raises(ModelFileError, match=r"holds its weights as model\.weights\.npz, which Keras writes as "
+                                             r"pickled object arrays"):
+        saving.load_model(path)
+
+
+# --- what Keras refuses is a ModelFileError too: one line naming the file ---------------------------
+
+
+def _dense_file_keras_refuses(folder):
+    """A plain Keras file that passes kzoo's checks but whose Dense config Keras rejects (a TypeError)."""
+    base = folder / "dense.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")]).save(base)
+    members = _members(base)
+    config = json.loads(members["config.json"])
+    [dense] = [layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense"]
+    dense["config"]["bogus"] = 1
+    return _write_archive(folder / "refused.keras", members, config)
+
+
+def test_a_config_keras_rejects_is_a_model_file_error(tmp_path):
+    path = _dense_file_keras_refuses(tmp_path)
+    with pytest.raises(ModelFileError, match=rf"^cannot load {re.escape(str(path))}: TypeError: .*bogus") as refused:
+        saving.load_model(path)
+    assert "\n" not in str(refused.value)
+
+
+def test_weights_of_other_shapes_are_a_model_file_error(gpt_file, tmp_path):
+    """Same parameter count, other shapes (4 heads of 4 instead of 2 of 8): Keras refuses to assign them."""
+    path = _with_backbone_config(gpt_file, tmp_path / "heads.keras", num_heads=4)
+    with pytest.raises(ModelFileError, match=rf"^cannot load {re.escape(str(path))}: ValueError: ") as refused:
+        saving.load_model(path)
+    assert "\n" not in str(refused.value)
+
+
+def _bad_weights_file(gpt_file, folder):
+    return _write_archive(folder / "bad_weights.keras", {**_members(gpt_file), "model.weights.h5": b"not hdf5" * 64})
+
+
+def test_unreadable_weights_are_a_model_file_error(gpt_file, tmp_path, untouched):
+    path = _bad_weights_file(gpt_file, tmp_path)
+    untouched.start()
+    with pytest.raises(ModelFileError, match=r"model\.weights\.h5 is not a readable HDF5 weights file"):
+        saving.load_model(path)
+    untouched.check()
+
+
+@pytest.mark.parametrize("which", ["keras_refuses", "bad_weights"])
+@pytest.mark.parametrize("command", ["generate", "export", "train"])
+def test_every_command_prints_one_line_and_exits_2(command, which, gpt_file, tmp_path, capsys):
+    """`kzoo eval` of a gpt_finetune run reaches the same `load_checkpoint` (after its checkpoint check)."""
+    path = _dense_file_keras_refuses(tmp_path) if which == "keras_refuses" else _bad_weights_file(gpt_file, tmp_path)
+    if command == "generate":
+        argv = ["generate", str(path), "--ids", "5 6 7"]
+    elif command == "export":
+        argv = ["export", str(path), "--output", str(tmp_path / "exported")]
+    else:
+        argv = ["train", "gpt_finetune", f"--model.checkpoint={path}", f"--train.output_dir={tmp_path / 'run'}"]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:  # recipes exit from inside `run_recipe`
+        code = exit_.code
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert "Traceback" not in error and error.count("\n") == 1 and str(path) in error
+    assert ("cannot load" in error) if which == "keras_refuses" else ("not a readable HDF5" in error)

@@ -27,9 +27,15 @@ def _prefix(reader):
 
 
 def load_backbone(reader, hf_config, dtype=None):
-    """Builds a `BertBackbone` and fills every weight from `reader`."""
-    backbone = BertBackbone(**config_from_hf(hf_config), dtype=dtype)
+    """Builds a `BertBackbone` and fills every weight from `reader`.
+
+    The backbone has a pooler only when the file has its weights (`BertForMaskedLM` and
+    `BertModel(add_pooling_layer=False)` files have none): a part the file lacks is not built,
+    so nothing is left at its random initial value.
+    """
     p = _prefix(reader)
+    has_pooler = reader.has(f"{p}pooler.dense.weight")
+    backbone = BertBackbone(**config_from_hf(hf_config), use_pooler=has_pooler, dtype=dtype)
     _assign.embedding(backbone.token_embedding.embeddings, reader, f"{p}embeddings.word_embeddings.weight")
     _assign.embedding(backbone.segment_embedding.embeddings, reader, f"{p}embeddings.token_type_embeddings.weight")
     _assign.embedding(
@@ -51,7 +57,7 @@ def load_backbone(reader, hf_config, dtype=None):
         _assign.norm(block.self_attention_norm, reader, f"{layer}.attention.output.LayerNorm")
         _assign.feed_forward(block.feed_forward, reader, f"{layer}.intermediate.dense", f"{layer}.output.dense")
         _assign.norm(block.feed_forward_norm, reader, f"{layer}.output.LayerNorm")
-    if reader.has(f"{p}pooler.dense.weight"):
+    if has_pooler:
         _assign.dense(backbone.pooler.dense, reader, f"{p}pooler.dense")
     reader.ignore(lambda name: name.endswith(("position_ids", "token_type_ids")))
     return backbone
@@ -62,9 +68,16 @@ def has_pretraining_heads(reader):
 
 
 def load_pretrainer(reader, hf_config, dtype=None):
-    """A `BertPretrainer` with the MLM and NSP heads of a `BertForPreTraining` checkpoint."""
+    """A `BertPretrainer` with the heads the file has: masked-LM and next-sentence (`BertForPreTraining`),
+    or masked-LM only (`BertForMaskedLM`, built with `next_sentence_prediction=False`)."""
     backbone = load_backbone(reader, hf_config, dtype)
-    model = BertPretrainer(backbone)
+    next_sentence = reader.has("cls.seq_relationship.weight")
+    if next_sentence and backbone.pooler is None:
+        raise ValueError(
+            "BERT checkpoint has a next-sentence head (cls.seq_relationship) but no pooler weights "
+            "(pooler.dense), which that head reads; kzoo cannot represent it without inventing the pooler."
+        )
+    model = BertPretrainer(backbone, next_sentence_prediction=next_sentence)
     head = model.masked_lm_head
     _assign.dense(head.transform, reader, "cls.predictions.transform.dense")
     _assign.norm(head.norm, reader, "cls.predictions.transform.LayerNorm")
@@ -74,6 +87,6 @@ def load_pretrainer(reader, hf_config, dtype=None):
         reader, "cls.predictions.decoder.weight", backbone.token_embedding.embeddings, "the word embeddings"
     )
     _assign.tied_copy(reader, "cls.predictions.decoder.bias", head.bias, "cls.predictions.bias")
-    if reader.has("cls.seq_relationship.weight"):
+    if next_sentence:
         _assign.dense(model.next_sentence_head.output_dense, reader, "cls.seq_relationship")
     return model

@@ -8,7 +8,10 @@ This module knows nothing about BERT, GPT-2 or T5. It
     checkpoint tensors were used, so that no weight is ever skipped silently;
   * offers `assign` (shape-checked variable assignment) and the small layout
     helpers every converter needs (`linear_to_kernel`, `split_heads_in`,
-    `merge_heads_out`).
+    `merge_heads_out`);
+  * checks the other direction too (`recording_assignments` / `check_all_assigned`):
+    every weight of the built kzoo model must have received a checkpoint value, so a
+    part that is built but not in the file is an error, never a random initial value.
 
 Nothing is ever downloaded: the directory must already exist locally (for
 example one made with `save_pretrained`, or a snapshot of a Hub repository).
@@ -18,6 +21,8 @@ pickles, which can run arbitrary code when loaded, so they are only read when
 the caller passes `allow_pickle=True`.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import difflib
 import json
@@ -456,6 +461,37 @@ class WeightReader:
         return message + f" No similar names; the checkpoint has e.g.: {examples}"
 
 
+# While `recording_assignments` is active: id(variable) -> (variable, checkpoint name) of each `assign`.
+_ASSIGNED = contextvars.ContextVar("kzoo_convert_assigned", default=None)
+
+
+@contextlib.contextmanager
+def recording_assignments():
+    """Records every `assign` made inside the block; yields the record for `check_all_assigned`."""
+    record = {}
+    token = _ASSIGNED.set(record)
+    try:
+        yield record
+    finally:
+        _ASSIGNED.reset(token)
+
+
+def check_all_assigned(model, record, source="the checkpoint"):
+    """Raises ValueError listing the weights of `model` that no `assign` in `record` filled.
+
+    A converter that builds a part the checkpoint does not have (and so never assigns it) would
+    otherwise hand back that part at its random initial value.
+    """
+    unfilled = [weight for weight in model.weights if id(weight) not in record]
+    if unfilled:
+        lines = "\n".join(f"  {weight.path} {list(weight.shape)}" for weight in unfilled)
+        raise ValueError(
+            f"{source}: {len(unfilled)} of {len(model.weights)} weights of the imported "
+            f"{type(model).__name__} received no value from the checkpoint (the converter built a part the "
+            f"file does not have; it would be random):\n{lines}"
+        )
+
+
 def assign(variable, value, name=None):
     """Assigns a checkpoint tensor to a Keras variable after checking its shape.
 
@@ -480,6 +516,9 @@ def assign(variable, value, name=None):
     import keras
 
     variable.assign(value.astype(keras.backend.standardize_dtype(variable.dtype)))
+    record = _ASSIGNED.get()
+    if record is not None:
+        record[id(variable)] = (variable, name)
 
 
 def linear_to_kernel(weight):

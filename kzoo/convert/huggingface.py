@@ -2,13 +2,14 @@
 
 `from_huggingface(directory)` reads `config.json` to pick the architecture, builds
 the matching kzoo model, maps every weight (a missing or unused weight is an error
-listing the names) and returns it with the checkpoint's tokenizer files.
+listing the names, and so is a kzoo weight the file gave no value) and returns it
+with the checkpoint's tokenizer files.
 """
 
 import dataclasses
 
 from kzoo.convert import hf_bert, hf_gpt2, hf_seq2seq
-from kzoo.convert.hf_checkpoint import WeightReader, read_hf_checkpoint
+from kzoo.convert.hf_checkpoint import WeightReader, check_all_assigned, read_hf_checkpoint, recording_assignments
 
 # model_type -> kzoo family
 SUPPORTED = {"bert": "bert", "gpt2": "gpt", "t5": "seq2seq", "bart": "seq2seq"}
@@ -19,8 +20,11 @@ class ImportedModel:
     """What `from_huggingface` returns.
 
     Attributes:
-        model: the kzoo model: `BertPretrainer` (a BERT file with pretraining heads)
-            or `BertBackbone`, `GPTCausalLM`, or `Seq2SeqLM`.
+        model: the kzoo model, with exactly the parts the file has: for BERT a
+            `BertPretrainer` (a file with the masked-LM head; its next-sentence head
+            only when the file has one, as `BertForPreTraining` files do) or a
+            `BertBackbone` (its pooler only when the file has one); `GPTCausalLM`;
+            or `Seq2SeqLM`.
         family: "bert", "gpt" or "seq2seq".
         hf_config: the checkpoint's `config.json`.
         tokenizer_files: basename -> path of the tokenizer files found beside it.
@@ -64,14 +68,16 @@ def from_huggingface(directory, family=None, allow_pickle=False, dtype=None):
             f"pass family={found!r} or choose the right checkpoint."
         )
     reader = WeightReader(checkpoint.weights)
-    if model_type == "bert":
-        if hf_bert.has_pretraining_heads(reader):
-            model = hf_bert.load_pretrainer(reader, checkpoint.config, dtype)
+    with recording_assignments() as assigned:
+        if model_type == "bert":
+            if hf_bert.has_pretraining_heads(reader):
+                model = hf_bert.load_pretrainer(reader, checkpoint.config, dtype)
+            else:
+                model = hf_bert.load_backbone(reader, checkpoint.config, dtype)
+        elif model_type == "gpt2":
+            model = hf_gpt2.load_causal_lm(reader, checkpoint.config, dtype)
         else:
-            model = hf_bert.load_backbone(reader, checkpoint.config, dtype)
-    elif model_type == "gpt2":
-        model = hf_gpt2.load_causal_lm(reader, checkpoint.config, dtype)
-    else:
-        model = hf_seq2seq.load_lm(reader, checkpoint.config, dtype)
+            model = hf_seq2seq.load_lm(reader, checkpoint.config, dtype)
     reader.finish()
+    check_all_assigned(model, assigned, directory)
     return ImportedModel(model, found, checkpoint.config, checkpoint.tokenizer_files)

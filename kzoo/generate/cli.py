@@ -83,8 +83,11 @@ def _tokenizer_files(paths):
 def _load_prompts(args):
     texts = list(args.prompt)
     if args.prompts_file:
-        with open(args.prompts_file, encoding="utf-8") as file:
-            texts += [line.rstrip("\n") for line in file if line.strip()]
+        try:
+            with open(args.prompts_file, encoding="utf-8") as file:
+                texts += [line.rstrip("\n") for line in file if line.strip()]
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"cannot read --prompts-file {args.prompts_file}: {error}") from None
     if texts and args.ids:
         raise ValueError("pass text prompts (--prompt/--prompts-file) or --ids, not both.")
     if not texts and not args.ids:
@@ -130,12 +133,11 @@ def run(args):
             decoder_start_id=args.decoder_start_id,
             jit_compile=not args.no_xla,
         )
-    except ModelFileError as error:  # a model file kzoo refuses to open: a bad input, like a usage error
-        print(f"kzoo generate: {error}", file=sys.stderr)
+    except (ModelFileError, ValueError, OSError) as error:  # a bad input (model file, prompt, option): fixable
+        from kzoo.cli import one_line
+
+        print(f"kzoo generate: {one_line(error)}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as error:
-        print(f"kzoo generate: {error}", file=sys.stderr)
-        return 1
     prompts = texts or [" ".join(map(str, row)) for row in ids]
     results = list(outputs) if texts else [_trim(row, args) for row in outputs.tolist()]
     if args.json:

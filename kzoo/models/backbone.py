@@ -4,9 +4,19 @@ A backbone maps named inputs (`token_ids`, `padding_mask`, ...) to hidden states
 task adds a head, a loss and a default `compile()`. Both are functional Keras models
 whose `get_config` holds the constructor arguments (not the graph), so a `.keras` file
 rebuilds them through their constructors and weight ties survive a reload.
+
+Both also count their parameters from a serialized config (`count_parameters`), without
+building anything: `kzoo.saving` checks a `.keras` file's declared sizes against the
+weights it holds before Keras builds the model.
 """
 
+import dataclasses
+import inspect
+
 import keras
+
+# Keys Keras' own `get_config` adds beside a kzoo model's constructor arguments.
+KERAS_CONFIG_KEYS = ("name", "trainable", "dtype")
 
 
 class Backbone(keras.Model):
@@ -16,10 +26,30 @@ class Backbone(keras.Model):
     `keras.Input`s to wire the graph, then `super().__init__(inputs, outputs)`.
     `_forward` is reused to compute attention scores on demand
     (`attention_scores`), so inspection costs nothing when unused.
+
+    A subclass sets `config_class` (its family's `ModelConfig`) and validates its
+    arguments first with `self.config_class.from_arguments(locals())`.
     """
+
+    config_class = None
 
     def _store_config(self, **arguments):
         self._constructor_arguments = dict(arguments)
+
+    @classmethod
+    def family_config(cls, config):
+        """The validated `config_class` of a serialized config (`get_config()`'s dict).
+
+        Raises ValueError on a key that is not a constructor argument, or on an invalid value.
+        """
+        valid = [field.name for field in dataclasses.fields(cls.config_class)]
+        _check_keys(cls, config, valid + list(KERAS_CONFIG_KEYS))
+        return cls.config_class.from_arguments(config)
+
+    @classmethod
+    def count_parameters(cls, config):
+        """The parameter count of the backbone that the serialized `config` builds (nothing is built)."""
+        return cls.family_config(config).parameter_count()
 
     def get_config(self):
         return {
@@ -32,6 +62,7 @@ class Backbone(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        cls.family_config(config)  # unknown keys and bad sizes: a ValueError naming them, before any layer is built
         if "dtype" in config and isinstance(config["dtype"], dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
@@ -92,5 +123,68 @@ class Task(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        _check_keys(cls, config, cls._argument_names())
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+    @classmethod
+    def _argument_names(cls):
+        """The keys a serialized config may hold: the constructor's named arguments and Keras' own."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        names = [p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+        return names + list(KERAS_CONFIG_KEYS)
+
+    @classmethod
+    def head_parameter_count(cls, backbone_config, arguments):
+        """Parameters the task adds to its backbone, given the backbone's `ModelConfig` and the
+        task's serialized arguments (overridden by tasks with a head)."""
+        return 0
+
+    @classmethod
+    def count_parameters(cls, config):
+        """The parameter count of the task model that the serialized `config` builds (nothing is built).
+
+        Raises ValueError on an unknown key, a backbone that is not a kzoo backbone, or an invalid size.
+        """
+        _check_keys(cls, config, cls._argument_names())
+        entry = config.get("backbone")
+        backbone_class = registered_class(entry)
+        if backbone_class is None or not issubclass(backbone_class, Backbone) or not isinstance(
+                entry.get("config"), dict):
+            raise ValueError(f"{cls.__name__}: `backbone` must be a serialized kzoo backbone, got "
+                             f"{_describe(entry)}.")
+        backbone_config = backbone_class.family_config(entry["config"])
+        return backbone_config.parameter_count() + cls.head_parameter_count(backbone_config, config)
+
+
+def registered_class(entry):
+    """The kzoo class a serialized object (`{"class_name", "registered_name", "config"}`) names, or None."""
+    if not isinstance(entry, dict):
+        return None
+    name = entry.get("registered_name") or entry.get("class_name")
+    if not isinstance(name, str) or not name.startswith("kzoo>"):
+        return None
+    return keras.saving.get_registered_object(name)
+
+
+def count_serialized_parameters(entry):
+    """The parameter count of a serialized kzoo backbone or task model, computed from its config without
+    building it; None when `entry` is not a kzoo model. Raises ValueError when its config is invalid."""
+    model_class = registered_class(entry)
+    if model_class is None or not issubclass(model_class, (Backbone, Task)):
+        return None
+    if not isinstance(entry.get("config"), dict):
+        raise ValueError(f"{model_class.__name__}: its serialized `config` is not an object.")
+    return model_class.count_parameters(entry["config"])
+
+
+def _check_keys(cls, config, valid):
+    unknown = sorted(str(key) for key in set(config) - set(valid))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config key(s) {unknown}; valid keys are {sorted(valid)}.")
+
+
+def _describe(entry):
+    if isinstance(entry, dict):
+        return repr(entry.get("registered_name") or entry.get("class_name"))
+    return type(entry).__name__

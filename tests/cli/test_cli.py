@@ -1,6 +1,8 @@
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from kzoo import cli
@@ -42,8 +44,13 @@ def test_convert_writes_a_loadable_keras_file(tmp_path, capsys):
     model = keras.saving.load_model(output)
     ids = np.array([[1, 2, 3]], "int32")
     assert model({"token_ids": ids, "padding_mask": np.ones_like(ids)}).shape == (1, 3, 113)
-    assert cli.main(["convert", directory, "--output", str(output), "--family", "bert"]) == 1
+    assert cli.main(["convert", directory, "--output", str(output), "--family", "bert"]) == 2
     assert "holds a 'gpt2' checkpoint" in capsys.readouterr().err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert cli.main(["convert", directory, "--output", str(blocker / "gpt2.keras")]) == 2  # a folder that is a file
+    error = capsys.readouterr().err
+    assert error.startswith(f"kzoo convert: cannot write {blocker / 'gpt2.keras'}: ") and error.count("\n") == 1
 
 
 def test_bad_flag_value_is_a_usage_error():
@@ -71,5 +78,45 @@ def test_vocab_trains_a_wordpiece_vocabulary_from_the_default_prose(tmp_path, ca
     tokenizer = tokenizer_from_files({"vocab.txt": str(output / "vocab.txt")})
     assert 100 < tokenizer.vocabulary_size <= 300
     assert cli.main(["vocab", str(tmp_path / "missing.txt"), "--vocabulary-size", "300",
-                     "--output-dir", str(output)]) == 1
+                     "--output-dir", str(output)]) == 2  # a fixable error, like every kzoo command
     assert "kzoo vocab:" in capsys.readouterr().err
+
+
+def _one_line_error(capsys):
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and error.count("\n") == 1, error
+    return error
+
+
+def test_convert_of_a_missing_or_incomplete_checkpoint_is_one_line(tmp_path, capsys):
+    assert cli.main(["convert", str(tmp_path / "missing"), "--output", str(tmp_path / "m.keras")]) == 2
+    assert _one_line_error(capsys).startswith("kzoo convert: ")
+    from tests.convert import hf_fixtures
+
+    directory, _ = hf_fixtures.make_gpt2(tmp_path)
+    capsys.readouterr()  # transformers' own progress output
+    import safetensors.numpy
+
+    weights = safetensors.numpy.load_file(os.path.join(directory, "model.safetensors"))
+    weights["transformer.extra.weight"] = np.zeros((2, 2), "float32")  # listed on its own line by the importer
+    safetensors.numpy.save_file(weights, os.path.join(directory, "model.safetensors"))
+    assert cli.main(["convert", directory, "--output", str(tmp_path / "m.keras")]) == 2
+    assert "unused weights in checkpoint: 1 of" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("model: [unclosed\n", "cannot read"),
+    ("- a list\n- not a mapping\n", "holds a YAML list, not the mapping"),
+])
+def test_eval_of_an_unreadable_config_yaml_is_one_line(content, message, tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text(content)
+    assert cli.main(["eval", str(tmp_path)]) == 2
+    error = _one_line_error(capsys)
+    assert error.startswith("kzoo eval: ") and message in error
+
+
+def test_smoke_refuses_an_output_dir_it_cannot_write_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert cli.main(["smoke", "--steps", "1", "--output-dir", str(blocker / "out"), "--quiet"]) == 2
+    assert _one_line_error(capsys).startswith(f"kzoo smoke: cannot write to --output-dir {blocker / 'out'}: ")

@@ -58,8 +58,15 @@ def _finish(model, tmp_dir, name, seed):
     return directory, model
 
 
-def make_bert(tmp_dir, seed=0):
-    """BERT with MLM and NSP heads (`BertForPreTraining`).
+BERT_CLASSES = {  # make_bert's `head` -> the transformers class (and whether it has a pooler)
+    "pretraining": ("BertForPreTraining", True),  # MLM + NSP heads, pooler
+    "masked_lm": ("BertForMaskedLM", False),  # MLM head only, no pooler
+    "no_pooler": ("BertModel", False),  # the encoder alone, built with add_pooling_layer=False
+}
+
+
+def make_bert(tmp_dir, seed=0, head="pretraining"):
+    """BERT with MLM and NSP heads (`BertForPreTraining`), or another head (`BERT_CLASSES`).
 
     vocab 101, hidden 24, 4 heads of width 6, 2 layers, intermediate 37,
     64 positions, 2 token types, gelu (erf) activation, pad id 0.
@@ -79,7 +86,10 @@ def make_bert(tmp_dir, seed=0):
         type_vocab_size=2,
         pad_token_id=0,
     )
-    return _finish(transformers.BertForPreTraining(config), tmp_dir, "bert", seed)
+    class_name, _ = BERT_CLASSES[head]
+    model_class = getattr(transformers, class_name)
+    model = model_class(config, add_pooling_layer=False) if head == "no_pooler" else model_class(config)
+    return _finish(model, tmp_dir, "bert" if head == "pretraining" else f"bert_{head}", seed)
 
 
 def make_gpt2(tmp_dir, seed=0):

@@ -5,6 +5,7 @@ saved locally (tests/convert/hf_fixtures.py); nothing is downloaded. Only real
 (non-padding) positions are compared: what a model computes at padding is undefined.
 """
 
+import keras
 import numpy as np
 import pytest
 import torch
@@ -92,3 +93,73 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     directory, _ = hf_fixtures.make_gpt2(tmp_path)
     with pytest.raises(ValueError, match=r"holds a 'gpt2' checkpoint \(gpt family\), not a 'bert' model"):
         from_huggingface(directory, family="bert")
+
+
+# --- a part the file lacks is not built (never left random) -----------------------------------
+
+
+def _imported_twice(directory):
+    """Two imports of `directory` under different Keras seeds: a part left at its random initial value differs."""
+    keras.utils.set_random_seed(1)
+    first = from_huggingface(directory)
+    keras.utils.set_random_seed(2)
+    second = from_huggingface(directory)
+    for one, other in zip(first.model.weights, second.model.weights, strict=True):
+        assert one.path == other.path
+        np.testing.assert_array_equal(to_numpy(one), to_numpy(other), err_msg=one.path)
+    return first
+
+
+def test_bert_masked_lm_file_imports_without_a_next_sentence_head(tmp_path):
+    directory, reference = hf_fixtures.make_bert(tmp_path, head="masked_lm")
+    imported = _imported_twice(directory)
+    model = imported.model
+    assert isinstance(model, models.BertPretrainer) and not model.next_sentence_prediction
+    assert model.next_sentence_head is None and model.backbone.pooler is None  # BertForMaskedLM has neither
+    ids, mask = hf_fixtures.random_ids(2, 9, 101, seed=5, pad_id=0)
+    segments = np.zeros_like(ids)
+    positions = np.array([[0, 3, 8], [1, 2, 5]], "int32")
+    with torch.no_grad():
+        logits = reference(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
+                           token_type_ids=torch.tensor(segments, dtype=torch.long)).logits
+    result = model({"token_ids": ids, "segment_ids": segments, "padding_mask": mask, "mask_positions": positions})
+    assert set(result) == {"mlm_logits"}
+    want = torch.gather(logits, 1, torch.tensor(positions, dtype=torch.long)[:, :, None].expand(-1, -1, 101))
+    _close(result["mlm_logits"], want, np.take_along_axis(mask, positions, axis=1))
+
+
+def test_bert_file_without_pooler_imports_a_backbone_without_pooler(tmp_path):
+    directory, reference = hf_fixtures.make_bert(tmp_path, head="no_pooler")
+    imported = _imported_twice(directory)
+    backbone = imported.model
+    assert isinstance(backbone, models.BertBackbone) and backbone.pooler is None
+    ids, mask = hf_fixtures.random_ids(2, 9, 101, seed=6, pad_id=0)
+    inputs = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
+    outputs = backbone(inputs)
+    assert set(outputs) == {"sequence_output"}
+    with torch.no_grad():
+        want = reference(input_ids=torch.tensor(ids, dtype=torch.long),
+                         attention_mask=torch.tensor(mask)).last_hidden_state
+    _close(outputs["sequence_output"], want, mask)
+    with pytest.raises(ValueError, match=r"BertClassifier reads the pooled \[CLS\] output, but this BertBackbone has "
+                                         r"no pooler \(use_pooler=False"):
+        models.BertClassifier(backbone, num_classes=2)
+
+
+def test_a_built_weight_the_checkpoint_does_not_fill_is_an_error(tmp_path, monkeypatch):
+    """The general guard: a converter that builds a part and never assigns it fails, listing the weight."""
+    from kzoo.convert import hf_gpt2
+
+    directory, _ = hf_fixtures.make_gpt2(tmp_path)
+    real_norm = hf_gpt2._assign.norm
+
+    def skip_final_norm(layer, reader, name, **kwargs):
+        if name.endswith("ln_f"):  # forget the final norm, as a converter bug would
+            reader.ignore(lambda tensor: tensor.startswith(name))
+            return
+        real_norm(layer, reader, name, **kwargs)
+
+    monkeypatch.setattr(hf_gpt2._assign, "norm", skip_final_norm)
+    with pytest.raises(ValueError, match=r"(?s)2 of \d+ weights of the imported GPTCausalLM received no value from the "
+                                         r"checkpoint .*final_norm/scale"):
+        from_huggingface(directory)

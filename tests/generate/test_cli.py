@@ -43,10 +43,14 @@ def test_text_and_ids_match_the_library(tmp_path, capsys, gpt, vocab_txt):
     assert len(ids) == 2 and all(len(row) == 5 and all(0 <= i < 61 for i in row) for row in ids)
     assert texts == [tokenizer.detokenize(row).numpy().decode("utf-8") for row in ids]  # no stop id here
 
-    assert cli.main(["generate", str(path), "--ids", "5 6 7", "--strategy", "top_p", "--top-p", "1.5"]) == 1
+    # Errors the user can fix: one line, exit 2 (as every kzoo command).
+    assert cli.main(["generate", str(path), "--ids", "5 6 7", "--strategy", "top_p", "--top-p", "1.5"]) == 2
     assert "top_p must lie in (0, 1], got 1.5" in capsys.readouterr().err
-    assert cli.main(["generate", str(path), "--prompt", "hi"]) == 1
+    assert cli.main(["generate", str(path), "--prompt", "hi"]) == 2
     assert "text prompts need --tokenizer" in capsys.readouterr().err
+    assert cli.main(["generate", str(path), "--prompts-file", str(tmp_path / "missing.txt")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("kzoo generate: cannot read --prompts-file ") and error.count("\n") == 1
 
 
 def test_parser_lists_the_options():

@@ -4,6 +4,7 @@ import keras
 
 from kzoo import layers
 from kzoo.models.backbone import Backbone
+from kzoo.models.bert.config import BertConfig
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -12,17 +13,20 @@ class BertBackbone(Backbone):
 
     Inputs (dict): `token_ids` int `(b, s)`, `segment_ids` int `(b, s)` (0 for
     sentence A, 1 for B), `padding_mask` int/bool `(b, s)` (1 for real tokens).
-    Outputs (dict): `sequence_output` `(b, s, hidden_dim)` and `pooled_output`
-    `(b, hidden_dim)` (tanh dense on the [CLS] position).
+    Outputs (dict): `sequence_output` `(b, s, hidden_dim)` and, unless built with
+    `use_pooler=False`, `pooled_output` `(b, hidden_dim)` (tanh dense on the [CLS] position).
 
     Args: the fields of `BertConfig` (vocabulary_size, num_layers, num_heads,
         hidden_dim, intermediate_dim, max_sequence_length, num_segments, dropout,
-        attention_dropout, activation, norm_epsilon, initializer_range), and `dtype`.
+        attention_dropout, activation, norm_epsilon, initializer_range, use_pooler),
+        and `dtype`. Invalid sizes raise ValueError naming the field.
 
     Example:
         >>> backbone = kzoo.models.from_preset("bert_tiny")
         >>> outputs = backbone({"token_ids": ids, "segment_ids": segments, "padding_mask": mask})
     """
+
+    config_class = BertConfig
 
     def __init__(
         self,
@@ -38,9 +42,11 @@ class BertBackbone(Backbone):
         activation="gelu",
         norm_epsilon=1e-12,
         initializer_range=0.02,
+        use_pooler=True,
         dtype=None,
         **kwargs,
     ):
+        self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         # === Layers ===
         initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.token_embedding = layers.TokenEmbedding(
@@ -68,7 +74,9 @@ class BertBackbone(Backbone):
             )
             for index in range(num_layers)
         ]
-        self.pooler = layers.Pooler(kernel_initializer=initializer, dtype=dtype, name="pooler")
+        self.pooler = None
+        if use_pooler:
+            self.pooler = layers.Pooler(kernel_initializer=initializer, dtype=dtype, name="pooler")
 
         # === Functional graph ===
         inputs = {
@@ -93,6 +101,7 @@ class BertBackbone(Backbone):
             activation=activation,
             norm_epsilon=norm_epsilon,
             initializer_range=initializer_range,
+            use_pooler=use_pooler,
         )
 
     def _forward(self, inputs, return_attention_scores=False, training=None):
@@ -111,7 +120,9 @@ class BertBackbone(Backbone):
                 scores.append(block_scores)
             else:
                 x = outputs
-        outputs = {"sequence_output": x, "pooled_output": self.pooler(x)}
+        outputs = {"sequence_output": x}
+        if self.pooler is not None:
+            outputs["pooled_output"] = self.pooler(x)
         if return_attention_scores:
             outputs["attention_scores"] = scores
         return outputs

@@ -8,6 +8,7 @@ import keras
 
 from kzoo import layers
 from kzoo.models.backbone import Task
+from kzoo.models.config import dense_parameters, norm_parameters
 
 BACKBONE_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -18,6 +19,24 @@ def _backbone_inputs():
 
 def _initializer(backbone):
     return keras.initializers.TruncatedNormal(stddev=backbone.get_config()["initializer_range"])
+
+
+def _pooled_output(backbone, task):
+    """The backbone's `pooled_output`; a ValueError when it was built without a pooler."""
+    if backbone.pooler is None:
+        raise ValueError(
+            f"{task} reads the pooled [CLS] output, but this BertBackbone has no pooler (use_pooler=False, e.g. "
+            "imported from a checkpoint saved without pooler weights, such as a BertForMaskedLM file). Use a "
+            "backbone with a pooler (BertBackbone(..., use_pooler=True) trains a new one), or a task that reads "
+            "sequence_output."
+        )
+    return "pooled_output"
+
+
+def _positive_int_argument(task, name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{task}: `{name}` must be a positive integer, got {value!r}.")
+    return value
 
 
 class _BertTask(Task):
@@ -34,11 +53,21 @@ class BertPretrainer(_BertTask):
     Targets for `fit`: `{"mlm_logits": masked token ids (b, p), "nsp_logits": (b,)}`;
     pass `sample_weight={"mlm_logits": mask_weights}` so padded predictions count zero.
     The total loss is the sum of both cross-entropies.
+
+    Args:
+        backbone: a `BertBackbone` (with a pooler when `next_sentence_prediction`).
+        next_sentence_prediction: bool; False builds the masked-LM head only (outputs
+            `mlm_logits` alone): the model of a Hugging Face `BertForMaskedLM` file,
+            which has no next-sentence head.
     """
 
     default_learning_rate = 1e-4
 
-    def __init__(self, backbone, **kwargs):
+    def __init__(self, backbone, next_sentence_prediction=True, **kwargs):
+        if not isinstance(next_sentence_prediction, bool):
+            raise ValueError(f"BertPretrainer: `next_sentence_prediction` must be true or false, got "
+                             f"{next_sentence_prediction!r}.")
+        pooled = _pooled_output(backbone, "BertPretrainer's next-sentence head") if next_sentence_prediction else None
         initializer = _initializer(backbone)
         self.masked_lm_head = layers.MaskedLMHead(
             backbone.token_embedding,
@@ -48,32 +77,40 @@ class BertPretrainer(_BertTask):
             dtype=backbone.dtype_policy,
             name="masked_lm_head",
         )
-        self.next_sentence_head = layers.ClassificationHead(
-            2, kernel_initializer=initializer, dtype=backbone.dtype_policy, name="next_sentence_head"
-        )
+        self.next_sentence_head = None
+        if next_sentence_prediction:
+            self.next_sentence_head = layers.ClassificationHead(
+                2, kernel_initializer=initializer, dtype=backbone.dtype_policy, name="next_sentence_head"
+            )
         inputs = _backbone_inputs()
         inputs["mask_positions"] = keras.Input((None,), dtype="int32", name="mask_positions")
         features = backbone({name: inputs[name] for name in BACKBONE_INPUTS})
         outputs = {
             "mlm_logits": self.masked_lm_head(features["sequence_output"], mask_positions=inputs["mask_positions"]),
-            "nsp_logits": self.next_sentence_head(features["pooled_output"]),
         }
+        if next_sentence_prediction:
+            outputs["nsp_logits"] = self.next_sentence_head(features[pooled])
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self._store_config(backbone)
+        self.next_sentence_prediction = next_sentence_prediction
+        self._store_config(backbone, next_sentence_prediction=next_sentence_prediction)
+
+    @classmethod
+    def head_parameter_count(cls, backbone_config, arguments):
+        d = backbone_config.hidden_dim
+        masked_lm = dense_parameters(d, d) + norm_parameters(d) + backbone_config.vocabulary_size  # + output bias
+        next_sentence = dense_parameters(d, 2) if arguments.get("next_sentence_prediction", True) else 0
+        return masked_lm + next_sentence
 
     def default_loss(self):
         # The MLM loss is the mean over real masked positions (BERT's), not over all `p` slots.
-        return {
-            "mlm_logits": keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True, reduction="mean_with_sample_weight"),
-            "nsp_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        }
+        losses = {"mlm_logits": keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight")}
+        if self.next_sentence_prediction:
+            losses["nsp_logits"] = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return losses
 
     def default_metrics(self):
-        return {
-            "mlm_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            "nsp_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        }
+        return {name: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")] for name in self.default_loss()}
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -85,14 +122,20 @@ class BertClassifier(_BertTask):
     """
 
     def __init__(self, backbone, num_classes, dropout=0.1, **kwargs):
+        pooled = _pooled_output(backbone, "BertClassifier")
         self.classification_head = layers.ClassificationHead(
             num_classes, dropout=dropout, kernel_initializer=_initializer(backbone),
             dtype=backbone.dtype_policy, name="classification_head",
         )
         inputs = _backbone_inputs()
-        logits = self.classification_head(backbone(inputs)["pooled_output"])
+        logits = self.classification_head(backbone(inputs)[pooled])
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self._store_config(backbone, num_classes=num_classes, dropout=dropout)
+
+    @classmethod
+    def head_parameter_count(cls, backbone_config, arguments):
+        classes = _positive_int_argument(cls.__name__, "num_classes", arguments.get("num_classes"))
+        return dense_parameters(backbone_config.hidden_dim, classes)
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -113,6 +156,10 @@ class BertTokenClassifier(_BertTask):
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self._store_config(backbone, num_classes=num_classes, dropout=dropout)
 
+    @classmethod
+    def head_parameter_count(cls, backbone_config, arguments):
+        classes = _positive_int_argument(cls.__name__, "num_classes", arguments.get("num_classes"))
+        return dense_parameters(backbone_config.hidden_dim, classes)
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -131,6 +178,10 @@ class BertSpanQA(_BertTask):
         start, end = self.span_head(backbone(inputs)["sequence_output"], padding_mask=inputs["padding_mask"])
         super().__init__(inputs=inputs, outputs={"start_logits": start, "end_logits": end}, **kwargs)
         self._store_config(backbone)
+
+    @classmethod
+    def head_parameter_count(cls, backbone_config, arguments):
+        return dense_parameters(backbone_config.hidden_dim, 2)
 
     def default_loss(self):
         return {

@@ -3,10 +3,8 @@
 import keras
 
 from kzoo import layers
-from kzoo.layers import _checks
 from kzoo.models.backbone import Backbone
-
-POSITION_EMBEDDINGS = ("learned", "rotary")
+from kzoo.models.gpt.config import GPTConfig
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -16,8 +14,10 @@ class GPTBackbone(Backbone):
     Inputs (dict): `token_ids` int `(b, s)`, `padding_mask` int/bool `(b, s)`.
     Output (dict): `sequence_output` `(b, s, hidden_dim)`, after the final LayerNorm.
 
-    Args: the fields of `GPTConfig`, and `dtype`.
+    Args: the fields of `GPTConfig`, and `dtype`. Invalid sizes raise ValueError naming the field.
     """
+
+    config_class = GPTConfig
 
     def __init__(
         self,
@@ -38,7 +38,7 @@ class GPTBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
-        _checks.check_choice("position_embedding", position_embedding, POSITION_EMBEDDINGS, "GPTBackbone")
+        self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         rotary = position_embedding == "rotary"
         # === Layers ===
         initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)

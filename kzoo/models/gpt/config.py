@@ -2,7 +2,16 @@
 
 import dataclasses
 
-from kzoo.models.config import ModelConfig
+from kzoo.models.config import (
+    ACTIVATIONS,
+    ModelConfig,
+    attention_parameters,
+    embedding_parameters,
+    feed_forward_parameters,
+    norm_parameters,
+)
+
+POSITION_EMBEDDINGS = ("learned", "rotary")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,3 +43,25 @@ class GPTConfig(ModelConfig):
     norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
     pad_vocabulary_to_multiple_of: int = 1
+
+    def validate(self):
+        self._positive_ints("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+                            "max_sequence_length", "pad_vocabulary_to_multiple_of")
+        self._heads_divide_width()
+        self._choice("position_embedding", POSITION_EMBEDDINGS)
+        self._optional_positive_int("rotary_dim")
+        head_dim = self.hidden_dim // self.num_heads
+        if self.rotary_dim is not None and (self.rotary_dim % 2 or self.rotary_dim > head_dim):
+            self._fail(f"`rotary_dim`={self.rotary_dim} must be even and at most the head size "
+                       f"hidden_dim / num_heads = {head_dim}.")
+        self._positive_numbers("rotary_max_wavelength", "norm_epsilon", "initializer_range")
+        self._rates("dropout")
+        self._choice("activation", ACTIVATIONS)
+
+    def parameter_count(self):
+        d = self.hidden_dim
+        tokens = embedding_parameters(self.vocabulary_size, d, self.pad_vocabulary_to_multiple_of)
+        positions = self.max_sequence_length * d if self.position_embedding == "learned" else 0
+        block = (norm_parameters(d) + attention_parameters(d, self.num_heads, d // self.num_heads)
+                 + norm_parameters(d) + feed_forward_parameters(d, self.intermediate_dim))
+        return tokens + positions + self.num_layers * block + norm_parameters(d)

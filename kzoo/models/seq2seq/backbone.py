@@ -5,10 +5,9 @@ import math
 import keras
 
 from kzoo import layers
-from kzoo.layers import _checks
 from kzoo.models.backbone import Backbone
+from kzoo.models.seq2seq.config import Seq2SeqConfig
 
-POSITION_EMBEDDINGS = ("sinusoidal", "learned", "relative")
 INPUT_NAMES = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask")
 
 
@@ -23,8 +22,10 @@ class Seq2SeqBackbone(Backbone):
     and to the real encoder tokens.
 
     Args: the fields of `Seq2SeqConfig` (see its table for the published designs),
-    and `dtype`.
+    and `dtype`. Invalid sizes raise ValueError naming the field.
     """
+
+    config_class = Seq2SeqConfig
 
     def __init__(
         self,
@@ -57,7 +58,7 @@ class Seq2SeqBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
-        _checks.check_choice("position_embedding", position_embedding, POSITION_EMBEDDINGS, "Seq2SeqBackbone")
+        self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         # === Layers ===
         initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.token_embedding = layers.TokenEmbedding(

@@ -2,7 +2,17 @@
 
 import dataclasses
 
-from kzoo.models.config import ModelConfig
+from kzoo.models.config import (
+    ACTIVATIONS,
+    NORM_TYPES,
+    ModelConfig,
+    attention_parameters,
+    embedding_parameters,
+    feed_forward_parameters,
+    norm_parameters,
+)
+
+POSITION_EMBEDDINGS = ("sinusoidal", "learned", "relative")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,3 +62,42 @@ class Seq2SeqConfig(ModelConfig):
     dropout: float = 0.1
     attention_dropout: float = 0.0
     initializer_range: float = 0.02
+
+    def validate(self):
+        self._positive_ints("vocabulary_size", "num_encoder_layers", "num_decoder_layers", "num_heads", "hidden_dim",
+                            "intermediate_dim", "max_sequence_length", "relative_buckets", "relative_max_distance")
+        self._optional_positive_int("key_dim")
+        self._heads_divide_width(self.key_dim)
+        self._choice("position_embedding", POSITION_EMBEDDINGS)
+        offset = self.position_offset
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            self._fail(f"`position_offset` must be a non-negative integer, got {self.position_offset!r}.")
+        if self.position_embedding == "relative" and self.relative_buckets < 4:
+            self._fail(f"`relative_buckets` must be at least 4 (the encoder splits them by direction), got "
+                       f"{self.relative_buckets}.")
+        self._choice("norm_type", NORM_TYPES)
+        self._choice("activation", ACTIVATIONS)
+        self._positive_numbers("norm_epsilon", "initializer_range")
+        if self.attention_scale is not None:
+            self._positive_numbers("attention_scale")
+        self._rates("dropout", "attention_dropout")
+        self._bools("norm_first", "gated_feed_forward", "use_bias", "scale_embeddings", "embedding_norm",
+                    "tie_word_embeddings", "scale_decoder_outputs")
+
+    def parameter_count(self):
+        d, heads, norm = self.hidden_dim, self.num_heads, self.norm_type
+        head_dim = self.key_dim or d // heads
+        tokens = embedding_parameters(self.vocabulary_size, d, tie_weights=self.tie_word_embeddings)
+        positions = {
+            "sinusoidal": 0,
+            "learned": 2 * (self.max_sequence_length + self.position_offset) * d,
+            "relative": 2 * self.relative_buckets * heads,
+        }[self.position_embedding]
+        embedding_norms = 2 * norm_parameters(d) if self.embedding_norm else 0  # always LayerNorm
+        attention = attention_parameters(d, heads, head_dim, self.use_bias)
+        feed_forward = feed_forward_parameters(d, self.intermediate_dim, self.gated_feed_forward, self.use_bias)
+        encoder_block = attention + feed_forward + 2 * norm_parameters(d, norm)
+        decoder_block = 2 * attention + feed_forward + 3 * norm_parameters(d, norm)
+        final_norms = 2 * norm_parameters(d, norm) if self.norm_first else 0
+        return (tokens + positions + embedding_norms + self.num_encoder_layers * encoder_block
+                + self.num_decoder_layers * decoder_block + final_norms)
