@@ -58,11 +58,28 @@ def connect(target, max_message_mb=64):
 
 
 def as_array(name, value):
-    """A request value as a NumPy array of the dtype kzoo's signature declares for input `name`."""
+    """A request value as a NumPy array of the dtype kzoo's signature declares for input `name`.
+
+    Raises ValueError naming the input when a value does not convert exactly (a fraction or an out-of-range
+    number for an int32 input, text for a number): casting would send another request than the one asked for.
+    """
     if name in STRING_INPUTS:
+        if not all(isinstance(item, (str, bytes)) for item in np.ravel(np.asarray(value, dtype=object))):
+            raise ValueError(f"input {name!r} takes text (strings), got {value!r}")
         flat = [item.encode("utf-8") if isinstance(item, str) else bytes(item) for item in np.ravel(value)]
         return np.array(flat, dtype=object).reshape(np.shape(value))
-    return np.asarray(value, dtype=np.float32 if name in FLOAT_INPUTS else np.int32)
+    dtype = np.float32 if name in FLOAT_INPUTS else np.int32
+    try:
+        given = np.asarray(value)
+        if given.dtype.kind not in "biuf":
+            raise TypeError
+        converted = given.astype(dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"input {name!r} takes {np.dtype(dtype).name} numbers, got {value!r}") from None
+    if dtype is np.int32 and not np.array_equal(converted, given):
+        raise ValueError(f"input {name!r} takes int32 integers, got {value!r} (a fraction or a number outside the "
+                         "int32 range)")
+    return converted
 
 
 def predict(stub, model, signature, inputs, *, version=None, label=None, timeout=30.0):
@@ -106,6 +123,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         inputs = parse_inputs(args.input)
+        for name, value in inputs.items():
+            as_array(name, value)  # a value of the wrong kind is a bad argument (exit 2), named here
     except ValueError as error:
         parser.error(str(error))
     if not inputs:

@@ -77,10 +77,8 @@ def load_source(source, tokenizer_dir=None, labels_path=None):
         raise UsageError(f"{source} is neither a run directory nor a .keras file.")
     try:
         model = load_model(model_path, compile=False, safe_mode=True)
-    except ModelFileError as error:  # its message already names the file
+    except (ModelFileError, FileNotFoundError) as error:  # every refusal, Keras' too; the message names the file
         raise UsageError(str(error)) from error
-    except (ValueError, TypeError, OSError) as error:
-        raise UsageError(f"cannot load {model_path}: {error}") from error
     tokenizer, files = None, {}
     if tokenizer_dir:
         from kzoo.text import tokenizer_from_files
@@ -135,13 +133,16 @@ def _savedmodel(args, model, tokenizer, files, labels):
 def _onnx(args, model, tokenizer, files, labels):
     from kzoo.export import onnx as onnx_export
 
-    metadata = onnx_export.export_onnx(model, args.output, opset=args.opset, decoding=not args.no_decoding)
+    metadata = onnx_export.export_onnx(model, args.output, opset=args.opset, decoding=not args.no_decoding,
+                                       labels=labels)
     print(f"kzoo export: {type(model).__name__} -> {args.output} (opset {metadata['opset']}, "
           f"tf2onnx {metadata['tf2onnx_version']})")
     for name, graph in metadata["graphs"].items():
         inputs = ", ".join(item if isinstance(item, str) else str(item.get("name", item)) for item in graph["inputs"])
         outputs = ", ".join(item if isinstance(item, str) else str(item.get("name", item)) for item in graph["outputs"])
         print(f"  {name}: {graph['file']}  inputs {inputs}  outputs {outputs}")
+    if "labels" in metadata:
+        print(f"  labels: {onnx_export.LABELS_FILE} ({len(metadata['labels'])} names)")
     if args.int8:
         for name, path in onnx_export.quantize_onnx(args.output, per_channel=args.int8_per_channel).items():
             print(f"  int8 {name}: {path}")
@@ -162,13 +163,23 @@ def _onnx(args, model, tokenizer, files, labels):
 
 
 def run(args):
-    from kzoo.export.errors import ExportError
+    import warnings
+
+    from kzoo.export.errors import ExportError, ExportWarning
 
     try:
         model, tokenizer, files, labels = load_source(args.source, args.tokenizer_dir, args.labels)
-        if args.format == "savedmodel":
-            return _savedmodel(args, model, tokenizer, files, labels)
-        return _onnx(args, model, tokenizer, files, labels)
+        export = _savedmodel if args.format == "savedmodel" else _onnx
+        with warnings.catch_warnings(record=True) as adjusted:
+            warnings.simplefilter("always", ExportWarning)
+            try:
+                return export(args, model, tokenizer, files, labels)
+            finally:
+                for warning in adjusted:
+                    if issubclass(warning.category, ExportWarning):
+                        print(f"kzoo export: warning: {warning.message}", file=sys.stderr)
+                    else:
+                        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     except (UsageError, ExportError, ValueError) as error:
         print(f"kzoo export: {error}", file=sys.stderr)
         return 2

@@ -11,11 +11,13 @@ left-padded (as `kzoo.generate` packs them); seq2seq sources are packed like `to
 eos added). Output text is the new tokens cut before the stop token and detokenized.
 """
 
+import warnings
+
 import tensorflow as tf
 from keras import ops
 
 from kzoo.export import text_ops
-from kzoo.export.errors import ExportError
+from kzoo.export.errors import ExportError, ExportWarning
 from kzoo.export.serving import Signature, position_limit
 from kzoo.generate import processors
 from kzoo.generate.adapters import adapter_for
@@ -65,6 +67,10 @@ def prompt_budget(model, settings):
             f"max_new_tokens={settings.max_new_tokens} leaves no room for a prompt in the model's {limit} positions; "
             f"export with a smaller --max-new-tokens."
         )
+    if budget < settings.max_length:
+        warnings.warn(f"max_length={settings.max_length} prompt tokens do not fit the model's {limit} positions with "
+                      f"max_new_tokens={settings.max_new_tokens}; prompts keep their last {budget} tokens.",
+                      ExportWarning, stacklevel=3)
     return budget
 
 
@@ -115,9 +121,17 @@ def generation_signatures(model, tokenizer, settings):
     def run(prompts, max_new_tokens, temperature, top_p, seed):
         prompts = text_ops.check_batch(prompts, "prompts")
         token_ids, padding_mask, lengths = pack(prompts)
-        checks = [
-            tf.debugging.Assert(tf.reduce_all(lengths > 0), [tf.constant(
+        tokenless = tf.equal(lengths, 0)
+        utf8 = tf.equal(prompts, tf.strings.unicode_transcode(prompts, "UTF-8", "UTF-8", errors="replace"))
+        empty = tf.equal(tf.strings.length(tf.strings.strip(prompts)), 0)
+        checks = [  # one message per cause, so each tokenless prompt fails exactly one of them
+            tf.debugging.Assert(~tf.reduce_any(tokenless & ~utf8), [tf.constant(
+                "a prompt is not valid UTF-8 and leaves no tokens after tokenization: send UTF-8 text.")]),
+            tf.debugging.Assert(~tf.reduce_any(tokenless & utf8 & empty), [tf.constant(
                 "every prompt needs at least one token after tokenization; an empty prompt has none.")]),
+            tf.debugging.Assert(~tf.reduce_any(tokenless & utf8 & ~empty), [tf.constant(
+                "a prompt leaves no tokens after tokenization (the tokenizer drops all of its characters): send "
+                "text with words.")]),
             tf.debugging.Assert((max_new_tokens >= 1) & (max_new_tokens <= cap), [tf.constant(
                 f"max_new_tokens must be in [1, {cap}] (the export's maximum); re-export for longer outputs.")]),
             tf.debugging.Assert(tf.math.is_finite(temperature) & (temperature >= 0), [tf.constant(

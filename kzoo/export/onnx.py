@@ -11,11 +11,20 @@
       decoder_with_past_model.onnx  GPTCausalLM / Seq2SeqLM: later passes, past keys/values in,
                                     present = concat(past, new) out (Hugging Face `optimum` names)
       export.json                   opset, versions, model class, config, every graph's inputs/outputs
+      labels.json                   BertClassifier / BertTokenClassifier: {"labels": [name of class 0, ...]}
 
 Inputs keep the Keras input names (`token_ids`, `segment_ids`, `padding_mask`, ...) and
 dtype: int32 ids and masks (1 = real token), float32 keys/values. Batch and sequence axes
 are dynamic and carry names (`batch`, `sequence`, `past_sequence`, ...). Outputs are named
 after the model's outputs (`logits`, `start_logits`, `sequence_output`, ...).
+
+Every graph also outputs `invalid_inputs`, (batch,) bool: True for a row holding a token id outside
+[0, V), a segment id outside [0, num_segments), a position id outside [0, max_sequence_length), a mask
+position outside [0, sequence) or a mask value other than 0/1. Such a row's float outputs are NaN (its
+bad values are replaced by 0 before any lookup); other rows are unaffected. ONNX `Gather` would
+otherwise read id -1 as id V - 1, and ONNX Runtime's CUDA `Gather` does not bound-check. A client
+that runs these graphs itself must check `invalid_inputs` (or the ids) before using the outputs;
+`OnnxGenerator` raises ValueError.
 
 Decoding graphs (`kzoo.export.onnx_generate.OnnxGenerator` drives them) use the models'
 concatenating past path (`GPTBackbone.call_with_past`, `Seq2SeqBackbone.decode_with_past`):
@@ -44,6 +53,7 @@ ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model.onnx"
 DECODER_WITH_PAST_FILE = "decoder_with_past_model.onnx"
 METADATA_FILE = "export.json"
+LABELS_FILE = "labels.json"
 INT8_SUFFIX = ".int8.onnx"
 
 # Opset 17: the newest one tf2onnx 1.17 targets throughout (its table stops at 18, where only
@@ -266,7 +276,65 @@ def _graphs(model, decoding):
         graphs += _gpt_decoding_graphs(model)
     if decoding and is_task and family == "seq2seq":
         graphs += _seq2seq_decoding_graphs(model)
-    return family, graphs
+    config = _backbone(model).get_config()
+    return family, [dataclasses.replace(graph, function=_guarded(graph, config)) for graph in graphs]
+
+
+# === Input range guard ===
+
+
+def _input_ranges(graph, config):
+    """{input name: (low, high)}: the valid values (low <= value < high; None: the length of `token_ids`) of
+    every integer input of `graph`."""
+    ranges = {}
+    for spec in graph.inputs:
+        if spec.kind == "token_ids":
+            ranges[spec.name] = (0, int(config["vocabulary_size"]))
+        elif spec.kind == "segment_ids":
+            ranges[spec.name] = (0, int(config.get("num_segments", 2)))
+        elif spec.kind == "position_ids":
+            ranges[spec.name] = (0, int(config["max_sequence_length"]))
+        elif spec.kind == "mask_positions":
+            ranges[spec.name] = (0, None)
+        elif spec.kind in ("padding_mask", "past_padding_mask"):
+            ranges[spec.name] = (0, 2)
+    return ranges
+
+
+def _guarded(graph, config):
+    """`graph.function` with an in-graph range check of its integer inputs.
+
+    ONNX `Gather` takes indices in [-V, V) (id -1 silently reads row V - 1) and ONNX Runtime's CUDA kernel does not
+    bound-check at all, so every id, segment id, position and mask value is checked in the graph: a row holding
+    one outside its range gets `invalid_inputs` True and NaN in every float output; the bad values are replaced by
+    0 before any lookup, so no kernel reads out of bounds. Valid rows are computed exactly as before.
+    Shapes: every input and output has the batch first; `invalid_inputs` is (b,) bool.
+    """
+    ranges = _input_ranges(graph, config)
+
+    def guarded(tensors):
+        import tensorflow as tf
+
+        bad_rows, safe = [], dict(tensors)
+        for name, (low, high) in ranges.items():
+            value = tensors[name]
+            if high is None:
+                high = tf.shape(tensors["token_ids"])[1]
+            bad = (value < low) | (value >= high)
+            bad_rows.append(tf.reduce_any(tf.reshape(bad, [tf.shape(value)[0], -1]), axis=1))
+            safe[name] = tf.where(bad, tf.zeros_like(value), value)
+        outputs = graph.function(safe)
+        invalid = tf.reduce_any(tf.stack(bad_rows, axis=1), axis=1)  # (b,)
+        guarded_outputs = {}
+        for key, value in outputs.items():
+            if value.dtype.is_floating:
+                rows = tf.reshape(invalid, [-1] + [1] * (value.shape.rank - 1))  # broadcast over the row
+                value = tf.where(rows, tf.constant(float("nan"), value.dtype), value)
+            guarded_outputs[key] = value
+        guarded_outputs["invalid_inputs"] = invalid
+        return guarded_outputs
+
+    return guarded
 
 
 # === Conversion ===
@@ -448,7 +516,23 @@ def _json_safe(value):
     return str(value)
 
 
-def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True):
+def _labels(model, labels):
+    """Class names of a classifier/tagger in id order ("0", "1", ... by default), or None for other models."""
+    count = model.get_config().get("num_classes") if hasattr(model, "backbone") else None
+    if count is None:
+        if labels is not None:
+            raise ValueError(f"export_onnx: labels were given but a {type(model).__name__} has no classes; drop them.")
+        return None
+    if labels is None:
+        return [str(i) for i in range(count)]
+    labels = [str(label) for label in labels]
+    if len(labels) != count:
+        raise ValueError(f"export_onnx: {len(labels)} labels given for a model with {count} classes; pass the "
+                         "labels.json the model was trained with.")
+    return labels
+
+
+def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True, labels=None):
     """Exports a kzoo model to ONNX graphs plus an `export.json` (see the module docstring).
 
     Args:
@@ -461,6 +545,8 @@ def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True):
         decoding: bool, also export the decoding graphs of `GPTCausalLM` / `Seq2SeqLM`
             (prefill + decoder with past, and the encoder for seq2seq) that
             `kzoo.export.onnx_generate.OnnxGenerator` runs.
+        labels: class or tag names in id order of a `BertClassifier` / `BertTokenClassifier` (default "0",
+            "1", ...), written to `labels.json` and `export.json`, as the SavedModel export records them.
 
     Returns:
         dict, the contents written to `export.json`: `opset`, `tf2onnx_version`,
@@ -468,7 +554,8 @@ def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True):
         outputs, conversion seconds) and for generative models `decoding` (sizes).
 
     Raises:
-        ValueError: unsupported model type, bad opset, `output_dir` not writable.
+        ValueError: unsupported model type, bad opset, `output_dir` not writable, labels that do not match the
+            classes.
         OnnxExportError: not the TensorFlow backend, or tf2onnx failed / left an op
             unconverted (the message names the op and the graph).
 
@@ -483,6 +570,7 @@ def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True):
     import tf2onnx
 
     family, graphs = _graphs(model, decoding)
+    labels = _labels(model, labels)
     _check_opset(opset)
     _require_tensorflow()
     output_dir = _prepare_output_dir(output_dir)
@@ -501,6 +589,10 @@ def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True):
     }
     if family in ("gpt", "seq2seq") and any(g.name != "model" for g in graphs):
         metadata["decoding"] = _sizes(model)
+    if labels is not None:
+        metadata["labels"] = labels
+        with open(os.path.join(output_dir, LABELS_FILE), "w", encoding="utf-8") as handle:
+            json.dump({"labels": labels}, handle, indent=1)
     props = {"kzoo.model_class": type(model).__name__, "kzoo.family": family, "tf2onnx.version": tf2onnx.__version__}
     for graph in graphs:
         path = os.path.join(output_dir, graph.filename)

@@ -119,7 +119,22 @@ class OnnxGenerator:
     def _run(self, name, feeds):
         session = self.sessions[name]
         names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, feeds), strict=True))
+        outputs = dict(zip(names, session.run(names, feeds), strict=True))
+        invalid = outputs.get("invalid_inputs")  # the graphs' own range check (see kzoo.export.onnx)
+        if invalid is not None and np.any(invalid):
+            rows = np.flatnonzero(invalid).tolist()
+            raise ValueError(f"OnnxGenerator: the {name!r} graph flagged rows {rows} as holding an id, position or "
+                             "mask value out of range (invalid_inputs); check the prompts and pad_id / "
+                             "decoder_start_id.")
+        return outputs
+
+    def _check_ids(self, **ids):
+        vocabulary = self.sizes["vocabulary_size"]
+        for name, values in ids.items():
+            for value in np.atleast_1d(np.asarray(values, dtype=object)).ravel():
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < vocabulary:
+                    raise ValueError(f"OnnxGenerator.generate: {name} must hold int ids in [0, {vocabulary}), "
+                                     f"got {values!r}.")
 
     def _past(self, outputs):
         return {f"past_key_values.{i}.{part}": outputs[f"present.{i}.{part}"]
@@ -144,17 +159,25 @@ class OnnxGenerator:
                 side), a list of id lists, or one 1-D list/array.
             padding_mask: int/bool `(b, s)`, 1 on real tokens, for array prompts.
             max_new_tokens: int >= 1.
-            stop_token_ids: int or list of ints; a row ends after one of them.
-            pad_id: int, pads prompts and the slots after a row's stop token.
-            decoder_start_id: int, first decoder token of a seq2seq model (default `pad_id`).
-            min_length: int, new tokens before a stop token is allowed.
+            stop_token_ids: int or list of ints in [0, V); a row ends after one of them.
+            pad_id: int in [0, V), pads prompts and the slots after a row's stop token.
+            decoder_start_id: int in [0, V), first decoder token of a seq2seq model (default `pad_id`).
+            min_length: int >= 0, new tokens before a stop token is allowed.
 
         Returns:
             int32 `(b, n)` NEW tokens (`n` the longest row), or `(n,)` for one 1-D prompt.
+
+        Raises:
+            ValueError: an id outside [0, V) (prompts, pad_id, decoder_start_id, stop_token_ids), an empty prompt,
+                a bad option, or a graph that flags a row in `invalid_inputs`.
         """
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
             raise ValueError(f"OnnxGenerator.generate: max_new_tokens must be an int >= 1, got {max_new_tokens!r}.")
-        stops = [] if stop_token_ids is None else list(np.atleast_1d(stop_token_ids).astype(int))
+        self._check_ids(pad_id=pad_id, **({} if stop_token_ids is None else {"stop_token_ids": stop_token_ids}),
+                        **({} if decoder_start_id is None else {"decoder_start_id": decoder_start_id}))
+        if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 0:
+            raise ValueError(f"OnnxGenerator.generate: min_length must be an int >= 0, got {min_length!r}.")
+        stops = [] if stop_token_ids is None else [int(i) for i in np.atleast_1d(stop_token_ids)]
         side = "right" if self.family == "seq2seq" else "left"
         ids, mask, single = _pack(prompts, padding_mask, side, pad_id, self.sizes["vocabulary_size"])
         self._check_lengths(ids.shape[1], max_new_tokens)

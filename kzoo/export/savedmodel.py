@@ -5,7 +5,8 @@ tokenizer's vocabulary files) and `assets.extra/`:
   * `tf_serving_warmup_requests`: one PredictRequest per signature (TF Serving replays them at load, so the first
     client request does not pay for graph initialisation);
   * `kzoo_export.json`: the model class, signatures with their inputs, outputs and the truncation policy, labels,
-    settings, and the versions that wrote it.
+    settings, and the versions that wrote it. `input_positions` lists each signature's inputs in the order of
+    TensorFlow's "input #k(zero-based) was expected to be a int32 tensor" dtype errors (sorted names).
 
 The version directory is written under a hidden staging name and renamed when complete, so a server polling
 `<model_name>/` never loads a half-written version.
@@ -23,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -30,7 +32,7 @@ import tensorflow as tf
 
 import kzoo
 from kzoo.export import generation, serving
-from kzoo.export.errors import ExportError
+from kzoo.export.errors import ExportError, ExportWarning
 from kzoo.layers.cache_updates import portable_updates
 from kzoo.models.bert.backbone import BertBackbone
 from kzoo.models.bert.tasks import BertClassifier, BertSpanQA, BertTokenClassifier
@@ -97,6 +99,8 @@ def _settings(model, tokenizer, settings):
     changes = {}
     if limit is not None and settings.max_length > limit and not isinstance(model, GPTCausalLM):
         changes["max_length"] = limit
+        warnings.warn(f"max_length={settings.max_length} is above the model's {limit} positions; texts are packed "
+                      f"in {limit} sub-tokens.", ExportWarning, stacklevel=3)
     if tokenizer is not None:
         special = getattr(tokenizer, "special_token_ids", {}) or {}
         if not settings.stop_token_ids and "eos" in special:
@@ -112,7 +116,29 @@ def _settings(model, tokenizer, settings):
             raise ExportError(f"{name} must be a positive integer, got {value!r}.")
     if changes.get("max_length", settings.max_length) < 4:
         raise ExportError("max_length must be at least 4 sub-tokens.")
+    _check_generation_settings(model, dataclasses.replace(settings, **changes))
     return dataclasses.replace(settings, **changes)
+
+
+def _check_generation_settings(model, settings):
+    """The `generate` defaults a request cannot change: refused at export, not on every request (an id outside
+    the vocabulary would even be looked up silently as zeros on a GPU)."""
+    if not isinstance(model, (GPTCausalLM, Seq2SeqLM)):
+        return
+    if not (isinstance(settings.temperature, (int, float)) and np.isfinite(settings.temperature)
+            and settings.temperature >= 0):
+        raise ExportError(f"temperature must be a number >= 0 (0 = greedy), got {settings.temperature!r}.")
+    if not (isinstance(settings.top_p, (int, float)) and 0 < settings.top_p <= 1):
+        raise ExportError(f"top_p must be in (0, 1], got {settings.top_p!r}.")
+    vocabulary = int(serving._config(model)["vocabulary_size"])
+    ids = {"pad_id": [settings.pad_id], "stop_token_ids": list(settings.stop_token_ids)}
+    if settings.decoder_start_id is not None:
+        ids["decoder_start_id"] = [settings.decoder_start_id]
+    for name, values in ids.items():
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < vocabulary
+                   for v in values):
+            raise ExportError(f"{name} must hold ids in [0, {vocabulary - 1}] (the model's vocabulary), got "
+                              f"{values if name == 'stop_token_ids' else values[0]!r}.")
 
 
 def serving_signatures(model, tokenizer=None, labels=None, settings=None):
@@ -346,7 +372,10 @@ def _metadata(model, signatures, io_descriptions, labels, settings, tokenizer, t
     described = {}
     for signature in signatures:
         inputs, outputs = io_descriptions[signature.name]
-        described[signature.name] = {"doc": signature.doc, "inputs": inputs, "outputs": outputs}
+        # TensorFlow and TF Serving name an input of the wrong dtype by position ("input #2(zero-based) was
+        # expected to be a int32 tensor"): the positions follow the sorted input names, listed here.
+        described[signature.name] = {"doc": signature.doc, "inputs": inputs, "outputs": outputs,
+                                     "input_positions": sorted(inputs)}
     return {
         "format": "kzoo-savedmodel/1",
         "model_name": model_name,

@@ -9,16 +9,17 @@ tokenizer, a text-in signature is added per task:
 * `BertTokenClassifier`: `tag` (`text`) → `words`, `tags`, `entity_types`, `entity_texts`, `entity_starts`,
   `entity_ends`, `num_entities`.
 * `BertSpanQA`: `answer` (`question`, `context`) → `answer`, `score`, `answer_start`, `answer_end`.
-* `BertBackbone`: `embed` (`text`) → `embedding` (mean of the token vectors), `pooled_output`.
+* `BertBackbone`: `embed` (`text`) → `embedding` (mean of the token vectors), and `pooled_output` when the backbone
+  has a pooler (`use_pooler=True`).
 * `GPTCausalLM`, `Seq2SeqLM`: `generate` (`prompts`) and `generate_with_options` (`prompts`, `max_new_tokens`,
   `temperature`, `top_p`, `seed`) → `text`, `token_ids`, `num_tokens`.
 
 Input policy (stated again in the export's `assets.extra/kzoo_export.json`): texts are tokenized in the graph and
 truncated to the export's `max_length` sub-tokens, special tokens included: the END of a classification text, of
 a tagged sentence, of a QA context or of a seq2seq source is cut; a GPT prompt keeps its LAST tokens. Words past
-the cut are tagged "O". An empty batch, a token id outside the vocabulary, mismatched input shapes, a sequence
-longer than the model's positions, an empty generation prompt or an option out of range fail the request with an
-InvalidArgumentError naming the input; the server keeps running.
+the cut are tagged "O". An empty batch, a token id outside the vocabulary, a mask value other than 0/1, mismatched
+input shapes, a sequence longer than the model's positions, an empty (or not UTF-8) generation prompt or an option
+out of range fail the request with an InvalidArgumentError naming the input; the server keeps running.
 
 Every function here is traced inside `kzoo.layers.cache_updates.portable_updates()` by the exporter, so the graphs
 use core TensorFlow kernels only.
@@ -104,7 +105,8 @@ def _assert(condition, message):
 
 def checked_tensor_inputs(model, inputs):
     """`inputs` after in-graph checks: batch > 0, length >= 1, equal shapes within an id/mask family, ids in the
-    vocabulary, segment ids in range, lengths within the positions. Returns the same dict (masks as int32)."""
+    vocabulary, masks of 0/1 only, segment ids in range, lengths within the positions. Returns the same dict
+    (masks as int32)."""
     config = _config(model)
     vocabulary = int(config["vocabulary_size"])
     limit = position_limit(model)
@@ -132,6 +134,12 @@ def checked_tensor_inputs(model, inputs):
                     tf.reduce_all(tf.equal(tf.shape(inputs[partner]), shape)),
                     f"{partner} must have the shape of {name} (batch, length).",
                 ))
+    for name in MASK_INPUTS:
+        if name in inputs:
+            checks.append(_assert(
+                tf.reduce_all((inputs[name] == 0) | (inputs[name] == 1)),
+                f"{name} must hold only 0 (padding) and 1 (real token).",
+            ))
     if "segment_ids" in inputs:
         segments = int(config.get("num_segments", 2))
         checks.append(_assert(
@@ -167,6 +175,43 @@ def _input_names(model):
     )
 
 
+# The shape of each named model output; `logits` depends on the task.
+_OUTPUT_SHAPES = {
+    "mlm_logits": "(b, p, vocabulary)",
+    "nsp_logits": "(b, 2)",
+    "sequence_output": "(b, s, hidden)",
+    "pooled_output": "(b, hidden)",
+    "start_logits": "(b, s)",
+    "end_logits": "(b, s)",
+}
+_LOGITS_SHAPES = {
+    BertClassifier: "(b, num_classes)",
+    BertTokenClassifier: "(b, s, num_classes)",
+    GPTCausalLM: "(b, s, vocabulary): position i predicts token i + 1",
+    Seq2SeqLM: "(b, s_decoder, vocabulary)",
+}
+
+
+def output_names(model):
+    """The names of the outputs `model` actually has, in its output order (`logits` for a single tensor).
+
+    Read from the model, not from its class: a `BertBackbone` built with `use_pooler=False` has no
+    `pooled_output`, a `BertPretrainer` built with `next_sentence_prediction=False` no `nsp_logits`.
+    """
+    return list(model.output) if isinstance(model.output, dict) else ["logits"]
+
+
+def describe_outputs(model):
+    """`serving_default`'s outputs in words: the model's own outputs, then the derived ones."""
+    logits = next((text for cls, text in _LOGITS_SHAPES.items() if isinstance(model, cls)), "")
+    parts = [f"{name} {_OUTPUT_SHAPES.get(name, logits)}".rstrip() for name in output_names(model)]
+    if isinstance(model, BertClassifier):
+        parts.append("probabilities (b, num_classes)")
+    if isinstance(model, BertTokenClassifier):
+        parts.append("tag_ids (b, s)")
+    return ", ".join(parts)
+
+
 def tensor_signature(model, example):
     """`serving_default`: the model's int32 inputs -> its outputs (float32), plus derived outputs."""
     names = _input_names(model)
@@ -182,19 +227,10 @@ def tensor_signature(model, example):
             outputs["tag_ids"] = tf.argmax(outputs["logits"], axis=-1, output_type=tf.int32)
         return outputs
 
-    outputs = {
-        BertClassifier: "logits (b, num_classes), probabilities (b, num_classes)",
-        BertTokenClassifier: "logits (b, s, num_classes), tag_ids (b, s)",
-        BertSpanQA: "start_logits (b, s), end_logits (b, s)",
-        BertPretrainer: "mlm_logits (b, p, vocabulary), nsp_logits (b, 2)",
-        BertBackbone: "sequence_output (b, s, hidden), pooled_output (b, hidden)",
-        GPTCausalLM: "logits (b, s, vocabulary): position i predicts token i + 1",
-        Seq2SeqLM: "logits (b, s_decoder, vocabulary)",
-    }
-    described = next((text for cls, text in outputs.items() if isinstance(model, cls)), "the model's outputs")
+    described = describe_outputs(model)
     doc = (
-        f"Tensor in: {', '.join(names)}, int32 (batch, length); masks are 1 on real tokens. Out: {described}, "
-        "float32."
+        f"Tensor in: {', '.join(names)}, int32 (batch, length); masks are 1 on real tokens, 0 on padding. "
+        f"Out: {described}, float32."
     )
     return Signature("serving_default", serve, doc, example)
 
@@ -363,10 +399,14 @@ def embedding_signature(model, tokenizer, settings):
         outputs = _float_outputs(model(packed, training=False))
         mask = tf.cast(packed["padding_mask"], tf.float32)[:, :, None]
         mean = tf.reduce_sum(outputs["sequence_output"] * mask, axis=1) / tf.reduce_sum(mask, axis=1)
-        return {"embedding": mean, "pooled_output": outputs["pooled_output"]}
+        result = {"embedding": mean}
+        if "pooled_output" in outputs:  # a backbone built with use_pooler=False has none
+            result["pooled_output"] = outputs["pooled_output"]
+        return result
 
+    pooled = "; pooled_output (b, hidden)" if "pooled_output" in output_names(model) else ""
     doc = (
         f"Text in: text (b,) string, truncated to {length} sub-tokens with [CLS]/[SEP]. Out: embedding (b, hidden) "
-        "float32, the mean of the final token vectors over real tokens; pooled_output (b, hidden)."
+        f"float32, the mean of the final token vectors over real tokens{pooled}."
     )
     return [Signature("embed", embed, doc, {"text": ["a sentence to embed"]})]

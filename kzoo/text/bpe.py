@@ -7,7 +7,18 @@ keras-hub's tokenizer is forced onto its TensorFlow path (`_allow_python_workflo
 eagerly, in `tf.function`, `tf.data` and a SavedModel. Text spelling a special token ("<|endoftext|>") is
 tokenized as plain text, like `GPT2TokenizerFast(..., split_special_tokens=True)`.
 
-Known difference from GPT-2: NUL characters (U+0000) are removed before tokenizing (see `_tokenize_impl`).
+Known differences from GPT-2:
+
+* NUL characters (U+0000) are removed before tokenizing (see `_tokenize_impl`).
+* A pre-split word longer than `MAX_WORD_BYTES` (256) UTF-8 bytes is cut into pieces of 256 bytes and each
+  piece is merged on its own (byte-level BPE merges bytes, so a cut may fall inside a character). keras-hub
+  applies one merge per `tf.while_loop` step over the whole word, so a word of n bytes costs O(n^2) ("a" * 8,000
+  took 21 s, * 100,000 did not finish in 10 minutes: one request could stall a server); cut, it costs
+  O(n * 256). Words up to the limit (every word of natural text: GPT-2's longest tokens have 128 bytes) get
+  exactly GPT-2's tokens; a longer word gets its bytes back from `detokenize`, but may use other tokens than
+  GPT-2 around each cut.
+* keras-hub's per-tokenizer cache of seen words (a hash table that grows with every new word, without limit, in a
+  server) is not used: each call merges its own words.
 """
 
 import copy
@@ -16,10 +27,12 @@ import os
 
 import keras_hub
 import tensorflow as tf
+from keras_hub.src.tokenizers.byte_pair_tokenizer import split_strings_for_bpe
 
 from kzoo.text.base import Tokenizer
 
 END_OF_TEXT = "<|endoftext|>"
+MAX_WORD_BYTES = 256  # longer pre-split words are merged in pieces of this many bytes (see the module docstring)
 
 
 def read_vocabulary(path):
@@ -155,10 +168,41 @@ class BytePairTokenizer(Tokenizer):
         return self._graphs.tokenize(strings)
 
     def _tokenize_impl(self, strings):
+        """(b,) valid UTF-8 -> (b, None) ragged int32: GPT-2's pre-split, long words cut, byte-level merges.
+
+        keras-hub's own `tokenize` does the same steps with a growing cache and no word-length bound; its pieces
+        (the pre-split regexes, the byte -> unicode table, the merge loop) are reused so that every word up to
+        `MAX_WORD_BYTES` gets GPT-2's tokens.
+        """
         # tensorflow-text's regex_split (used by keras-hub's pre-split) silently drops everything after a NUL
         # character; dropping the NUL characters alone keeps the rest of the text (GPT-2 would encode NUL as "Ā").
         strings = tf.strings.regex_replace(strings, r"\x00", "")
-        return tf.cast(self._bpe.tokenize(strings), tf.int32)
+        words = split_strings_for_bpe(strings)  # (b, W) ragged string
+        pieces = cut_words(words.flat_values, MAX_WORD_BYTES)  # (words, P) ragged string
+        symbols = self._bpe.byte2unicode.lookup(tf.strings.bytes_split(pieces.flat_values))  # (pieces, bytes)
+        merged = self._bpe._bpe_merge_tf(symbols)  # (pieces, tokens) ragged string
+        ids = tf.cast(self._bpe.token_to_id_map.lookup(merged.flat_values), tf.int32)
+        piece_tokens = merged.with_flat_values(ids)  # (pieces, tokens)
+        word_tokens = tf.RaggedTensor.from_row_splits(piece_tokens, pieces.row_splits).merge_dims(1, 2)
+        return tf.RaggedTensor.from_row_splits(word_tokens, words.row_splits).merge_dims(1, 2)  # (b, tokens)
 
     def _detokenize(self, ids):
         return self._graphs.detokenize(ids)
+
+
+def cut_words(words, limit):
+    """Each word cut into pieces of at most `limit` bytes, in order.
+
+    Args:
+        words: (n,) `tf.string`.
+        limit: int, the most bytes in one piece.
+
+    Returns:
+        (n, None) ragged `tf.string`: the word itself if it has 1 to `limit` bytes, no piece for "", else
+        ceil(bytes / limit) pieces.
+    """
+    lengths = tf.strings.length(words)  # (n,) bytes
+    starts = tf.ragged.range(tf.zeros_like(lengths), lengths, limit)  # (n, P) first byte of each piece
+    sources = tf.repeat(words, starts.row_lengths())
+    sizes = tf.fill(tf.shape(starts.flat_values), limit)
+    return starts.with_flat_values(tf.strings.substr(sources, starts.flat_values, sizes))

@@ -27,10 +27,10 @@ def tokenizers(root):
     }
 
 
-def _bert_backbone(vocabulary_size):
+def _bert_backbone(vocabulary_size, use_pooler=True):
     return models.BertBackbone(
         vocabulary_size=vocabulary_size, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=24,
-        max_sequence_length=64, dropout=0.0, attention_dropout=0.0,
+        max_sequence_length=64, dropout=0.0, attention_dropout=0.0, use_pooler=use_pooler,
     )
 
 
@@ -46,6 +46,10 @@ def build(kind, vocabulary_size, seed=0):
         model = _bert_backbone(vocabulary_size)
     elif kind == "pretrainer":
         model = models.BertPretrainer(_bert_backbone(vocabulary_size))
+    elif kind == "encoder_no_pooler":  # a BertForMaskedLM file's backbone: no pooled_output
+        model = _bert_backbone(vocabulary_size, use_pooler=False)
+    elif kind == "pretrainer_mlm":  # BertForMaskedLM: no pooler, no next-sentence head, no nsp_logits
+        model = models.BertPretrainer(_bert_backbone(vocabulary_size, use_pooler=False), next_sentence_prediction=False)
     elif kind == "gpt":
         return helpers.tiny_gpt("learned", vocabulary_size=vocabulary_size, seed=seed, max_sequence_length=48)
     elif kind == "t5":

@@ -33,7 +33,11 @@ BERT_TASKS = {
     "token_classifier": lambda backbone: models.BertTokenClassifier(backbone, num_classes=5),
     "span_qa": models.BertSpanQA,
     "pretrainer": models.BertPretrainer,
+    # The models of a Hugging Face BertForMaskedLM file: no pooler, so no pooled_output and no nsp_logits.
+    "backbone_no_pooler": lambda backbone: backbone,
+    "pretrainer_mlm": lambda backbone: models.BertPretrainer(backbone, next_sentence_prediction=False),
 }
+NO_POOLER = {"backbone_no_pooler", "pretrainer_mlm"}
 # The seq2seq conversions take 15-20 s each: the quick tier checks the GPTs, CI (slow tier) all four.
 SLOW_GENERATIVE = {"t5", "bart"}
 GENERATIVE = {
@@ -49,7 +53,8 @@ def bert_exports(tmp_path_factory):
     """Every BERT model type on its own randomized `bert_test` backbone, exported once."""
     exported = {}
     for name, build in BERT_TASKS.items():
-        model = build(models.from_preset("bert_test", dropout=0.0, attention_dropout=0.0))
+        model = build(models.from_preset("bert_test", dropout=0.0, attention_dropout=0.0,
+                                         use_pooler=name not in NO_POOLER))
         randomize_weights(model, seed=1)
         directory = tmp_path_factory.mktemp(f"bert_{name}")
         onnx_export.export_onnx(model, directory)
@@ -132,11 +137,12 @@ def test_bert_models_match_keras_in_onnx_runtime(bert_exports, task):
     assert metadata["opset"] == onnx_export.DEFAULT_OPSET and metadata["model_class"] == type(model).__name__
     graph = metadata["graphs"]["model"]
     expected_inputs = ["token_ids", "segment_ids", "padding_mask"]
-    expected_inputs += ["mask_positions"] if task == "pretrainer" else []
+    expected_inputs += ["mask_positions"] if task.startswith("pretrainer") else []
     assert [i["name"] for i in graph["inputs"]] == expected_inputs
     assert all(i["dtype"] == "int32" and i["shape"][0] == "batch" for i in graph["inputs"])
     outputs = {o["name"] for o in graph["outputs"]}
-    assert outputs == set(_output_names(model))
+    assert outputs == set(_output_names(model)) | {"invalid_inputs"}
+    assert ("pooled_output" in outputs or "nsp_logits" in outputs) == (task in ("backbone", "pretrainer"))
     _assert_parity(onnx_export.verify_onnx(model, directory, rtol=RTOL, atol=ATOL))
 
 
@@ -162,6 +168,75 @@ def test_generative_graphs_match_keras(generative_exports, name):
     expected = {"model", "decoder", "decoder_with_past"} | ({"encoder"} if name in ("t5", "bart") else set())
     assert set(metadata["graphs"]) == expected
     _assert_parity(onnx_export.verify_onnx(model, directory, lengths=(1, 4), rtol=RTOL, atol=ATOL))
+
+
+def _run_all(session, feeds):
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+@TF_ONLY
+def test_classifier_exports_write_labels_json(bert_exports, tmp_path):
+    for task, expected in [("classifier", ["0", "1", "2"]), ("token_classifier", [str(i) for i in range(5)])]:
+        directory = bert_exports[task][1]
+        assert json.loads((directory / onnx_export.LABELS_FILE).read_text()) == {"labels": expected}
+        assert onnx_export.load_metadata(directory)["labels"] == expected
+    assert not (bert_exports["backbone"][1] / onnx_export.LABELS_FILE).exists()
+    with pytest.raises(ValueError, match="2 labels given for a model with 3 classes"):
+        onnx_export.export_onnx(bert_exports["classifier"][0], tmp_path, labels=["a", "b"])
+
+
+@TF_ONLY
+def test_out_of_range_ids_give_nan_rows_and_the_invalid_inputs_flag(bert_exports):
+    """ONNX Gather reads id -1 as id V - 1 (and segment -1 as segment 1); the graph flags such rows instead."""
+    model, directory = bert_exports["pretrainer"]
+    vocabulary = model.backbone.get_config()["vocabulary_size"]
+    session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.tile(np.array([[3, 4, 5, 6]], "int32"), (7, 1))
+    segments, mask = np.zeros_like(ids), np.ones_like(ids)
+    positions = np.tile(np.array([[1, 2]], "int32"), (7, 1))
+    ids[1, 2], ids[2, 3] = -1, vocabulary  # rows 1-6 each hold one bad value
+    segments[3, 0], segments[4, 1] = -1, 2
+    mask[5, 0], positions[6, 1] = 2, 4
+    feeds = {"token_ids": ids, "segment_ids": segments, "padding_mask": mask, "mask_positions": positions}
+    outputs = _run_all(session, feeds)
+    assert outputs["invalid_inputs"].tolist() == [False] + [True] * 6
+    for name in ("mlm_logits", "nsp_logits"):
+        assert np.isnan(outputs[name][1:]).all() and np.isfinite(outputs[name][0]).all()
+    expected = model({name: value[:1] for name, value in feeds.items()})
+    for name in ("mlm_logits", "nsp_logits"):  # the valid row is unchanged
+        np.testing.assert_allclose(outputs[name][:1], to_numpy(expected[name]), rtol=RTOL, atol=ATOL)
+
+
+@TF_ONLY
+def test_decoding_graphs_flag_out_of_range_ids_and_positions(generative_exports):
+    model, directory = generative_exports["gpt_learned"]
+    sizes = onnx_export.load_metadata(directory)["decoding"]
+    vocabulary, limit = sizes["vocabulary_size"], sizes["max_sequence_length"]
+    decoder = ort.InferenceSession(str(directory / "decoder_model.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.array([[5, 6, 7]] * 4, "int32")
+    positions = np.tile(np.arange(3, dtype="int32"), (4, 1))
+    ids[1, 0], ids[2, 2], positions[3, 2] = -1, vocabulary, limit
+    first = _run_all(decoder, {"token_ids": ids, "padding_mask": np.ones_like(ids), "position_ids": positions})
+    assert first["invalid_inputs"].tolist() == [False, True, True, True]
+    assert np.isnan(first["logits"][1:]).all() and np.isnan(first["present.0.key"][1:]).all()
+    assert np.isfinite(first["logits"][0]).all()
+    with_past = ort.InferenceSession(str(directory / "decoder_with_past_model.onnx"),
+                                     providers=["CPUExecutionProvider"])
+    past = {name.replace("present", "past_key_values"): value[:1].repeat(2, 0)
+            for name, value in first.items() if name.startswith("present")}
+    past_mask = np.ones((2, 4), "int32")
+    past_mask[1, 0] = -1
+    later = _run_all(with_past, {"token_ids": np.array([[8], [-1]], "int32"), "padding_mask": past_mask,
+                                 "position_ids": np.array([[3], [3]], "int32"), **past})
+    assert later["invalid_inputs"].tolist() == [False, True] and np.isnan(later["logits"][1]).all()
+    generator = OnnxGenerator(directory)
+    for options, match in [({"pad_id": -1}, "pad_id"), ({"stop_token_ids": [vocabulary]}, "stop_token_ids"),
+                           ({"min_length": -1}, "min_length")]:
+        with pytest.raises(ValueError, match=match):
+            generator.generate([[5, 6]], max_new_tokens=2, **options)
+    with pytest.raises(ValueError, match=r"prompt 0 must hold integer ids in \[0"):
+        generator.generate([[5, -1]], max_new_tokens=2)
 
 
 # === Generation ===

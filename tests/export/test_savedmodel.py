@@ -5,6 +5,7 @@ One export per model kind per session (module fixtures): exporting traces every 
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def exports(tmp_path_factory, vocab):
     def get(kind):
         if kind not in cache:
             tokenizer, files = vocab["sentencepiece" if kind in ("gpt", "t5") else "wordpiece"]
-            with_tokenizer = kind != "pretrainer"
+            with_tokenizer = not kind.startswith("pretrainer")
             model = fixtures.build(kind, tokenizer.vocabulary_size)
             labels = {"classifier": fixtures.CLASSES, "tagger": fixtures.TAGS}.get(kind)
             result = savedmodel.export_savedmodel(
@@ -118,13 +119,38 @@ def test_export_refuses_bad_requests_with_clear_errors(tmp_path, vocab):
     gpt = fixtures.build("gpt", tokenizer.vocabulary_size)  # 48 learned positions
     with pytest.raises(ExportError, match="leaves no room for a prompt"):
         savedmodel.export_savedmodel(gpt, tmp_path, tokenizer=tokenizer, settings=ServingSettings(max_new_tokens=48))
+    # generate's fixed options are checked at export, not refused on every request (or, for an id, looked up
+    # silently out of range on a GPU).
+    for settings, message in [
+        (ServingSettings(temperature=-0.5), "temperature must be a number >= 0"),
+        (ServingSettings(temperature=float("nan")), "temperature must be a number >= 0"),
+        (ServingSettings(top_p=1.5), "top_p must be in \\(0, 1\\]"),
+        (ServingSettings(decoder_start_id=-1), "decoder_start_id must hold ids in \\[0, 299\\]"),
+        (ServingSettings(stop_token_ids=(5, 300)), "stop_token_ids must hold ids in \\[0, 299\\]"),
+    ]:
+        with pytest.raises(ExportError, match=message):
+            savedmodel.export_savedmodel(gpt, tmp_path, tokenizer=tokenizer, settings=settings)
     assert not os.path.exists(tmp_path / "gptcausallm" / "1")
+
+
+def test_max_length_above_the_positions_is_lowered_with_a_warning():
+    from kzoo.export.errors import ExportWarning
+
+    classifier = fixtures.build("classifier", 300)  # 64 positions
+    with pytest.warns(ExportWarning, match="max_length=100 is above the model's 64 positions"):
+        assert savedmodel._settings(classifier, None, ServingSettings(max_length=100)).max_length == 64
+    gpt = fixtures.build("gpt", 300)  # 48 positions
+    with pytest.warns(ExportWarning, match="prompts keep their last 40 tokens"):
+        from kzoo.export.generation import prompt_budget
+
+        assert prompt_budget(gpt, ServingSettings(max_length=100, max_new_tokens=8)) == 40
 
 
 # --- parity in a process without Keras or kzoo ----------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["classifier", "tagger", "qa", "encoder", "pretrainer", "gpt", "t5"])
+@pytest.mark.parametrize("kind", ["classifier", "tagger", "qa", "encoder", "encoder_no_pooler", "pretrainer",
+                                  "pretrainer_mlm", "gpt", "t5"])
 def test_fresh_tensorflow_process_reproduces_keras(exports, kind):
     model, tokenizer, files, labels, result = exports(kind)
     rows = verify.verify_savedmodel(model, result.path, tokenizer=tokenizer, labels=labels, settings=SETTINGS)
@@ -217,15 +243,40 @@ def test_answer_is_the_best_context_span_in_whole_words(exports, loaded):
     assert _strings(outputs["answer"])[1] == "" and int(outputs["answer_start"][1]) == -1  # no context
 
 
-def test_embed_is_the_masked_mean_of_the_token_vectors(exports, loaded):
-    model, tokenizer, *_ = exports("encoder")
-    outputs = _call(loaded("encoder"), "embed", text=TEXTS[:2])
+@pytest.mark.parametrize("kind", ["encoder", "encoder_no_pooler"])
+def test_embed_is_the_masked_mean_of_the_token_vectors(exports, loaded, kind):
+    model, tokenizer, *_, result = exports(kind)
+    outputs = _call(loaded(kind), "embed", text=TEXTS[:2])
     packed = tokenizer.encode(TEXTS[:2], max_length=MAX_LENGTH)
     mask = tf.cast(packed["padding_mask"], tf.float32)
     features = model({"token_ids": packed["token_ids"], "segment_ids": tf.zeros_like(packed["token_ids"]),
                       "padding_mask": tf.cast(mask, tf.int32)})
     expected = tf.reduce_sum(features["sequence_output"] * mask[..., None], 1) / tf.reduce_sum(mask, 1)[:, None]
     np.testing.assert_allclose(outputs["embedding"], expected.numpy(), atol=1e-5)
+    # pooled_output is served exactly when the backbone has a pooler, and the metadata says so.
+    pooled = kind == "encoder"
+    assert ("pooled_output" in outputs) == pooled
+    if pooled:
+        np.testing.assert_allclose(outputs["pooled_output"], features["pooled_output"].numpy(), atol=1e-5)
+    metadata = json.load(open(os.path.join(result.path, "assets.extra", "kzoo_export.json")))["signatures"]
+    for name in ("embed", "serving_default"):
+        assert ("pooled_output" in metadata[name]["outputs"]) == pooled
+        assert ("pooled_output" in metadata[name]["doc"]) == pooled, metadata[name]["doc"]
+
+
+@pytest.mark.parametrize("kind", ["pretrainer", "pretrainer_mlm"])
+def test_pretrainer_outputs_and_their_description_follow_its_heads(exports, loaded, kind):
+    model, *_, result = exports(kind)
+    inputs = verify.random_tensor_requests(model, shapes=[(2, 7)])["serving_default#0"]
+    outputs = _call(loaded(kind), "serving_default", **inputs)
+    expected = {name: value.numpy() for name, value in model(inputs).items()}
+    assert set(outputs) == set(expected) == ({"mlm_logits", "nsp_logits"} if kind == "pretrainer" else {"mlm_logits"})
+    for name, value in expected.items():
+        np.testing.assert_allclose(outputs[name], value, atol=1e-5)
+    served = json.load(open(os.path.join(result.path, "assets.extra", "kzoo_export.json")))["signatures"]
+    assert set(served["serving_default"]["outputs"]) == set(expected)
+    doc = served["serving_default"]["doc"]
+    assert "mlm_logits (b, p, vocabulary)" in doc and ("nsp_logits" in doc) == (kind == "pretrainer"), doc
 
 
 @pytest.mark.parametrize("kind", ["gpt", "t5"])
@@ -270,6 +321,8 @@ def test_bad_requests_fail_with_a_message_and_the_model_keeps_serving(exports, l
         ("serving_default", {**good, "token_ids": np.array([[2, 5000, 3]], np.int32)}, "outside the vocabulary"),
         ("serving_default", {**good, "padding_mask": np.ones((1, 4), np.int32)}, "padding_mask must have the shape"),
         ("serving_default", {**good, "segment_ids": np.full((1, 3), 7, np.int32)}, "segment_ids must be in"),
+        ("serving_default", {**good, "padding_mask": np.full((1, 3), 2, np.int32)},
+         "padding_mask must hold only 0 \\(padding\\) and 1"),
         ("serving_default", {k: np.zeros((0, 3), np.int32) for k in good}, "empty batch"),
         ("serving_default", {k: np.zeros((1, 0), np.int32) for k in good}, "no tokens"),
         ("serving_default", {k: np.ones((1, 65), np.int32) for k in good}, "longer than the 64 positions of the model"),
@@ -284,8 +337,12 @@ def test_bad_requests_fail_with_a_message_and_the_model_keeps_serving(exports, l
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             served.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
     wrong_dtype = {**good, "token_ids": good["token_ids"].astype(np.float32)}
-    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a int32 tensor but is a float"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a int32 tensor but is a float") as raised:
         served.signatures["serving_default"](**{k: tf.constant(v) for k, v in wrong_dtype.items()})
+    # TensorFlow names the input by position; kzoo_export.json maps the position to the name.
+    position = int(re.search(r"input #(\d+)\(zero-based\)", str(raised.value)).group(1))
+    metadata = json.load(open(os.path.join(exports("classifier")[-1].path, "assets.extra", "kzoo_export.json")))
+    assert metadata["signatures"]["serving_default"]["input_positions"][position] == "token_ids"
     long_text = "running " * 500  # truncated to MAX_LENGTH sub-tokens, not an error
     assert _call(served, "classify", text=[long_text, ""])["probabilities"].shape == (2, 3)
     assert _call(served, "serving_default", **good)["logits"].shape == (1, 3)  # still serving
@@ -296,6 +353,7 @@ def test_generation_options_and_empty_prompts_are_checked(exports, loaded):
     options = dict(max_new_tokens=np.int32(4), temperature=np.float32(0), top_p=np.float32(1), seed=np.int32(0))
     cases = [
         ({"prompts": ["fox", ""]}, "at least one token"),
+        ({"prompts": [b"fox", b"\xff\xfe"]}, "not valid UTF-8"),
         ({"max_new_tokens": np.int32(9)}, "max_new_tokens must be in \\[1, 8\\]"),
         ({"max_new_tokens": np.int32(0)}, "max_new_tokens must be in"),
         ({"temperature": np.float32(-1)}, "temperature must be >= 0"),
@@ -341,9 +399,11 @@ def test_cli_exports_a_run_directory_and_reports_bad_sources(tmp_path, vocab, ca
     (run / "tokenizer" / "vocab.txt").write_text(open(files["vocab.txt"]).read())
     (run / "tokenizer" / "labels.json").write_text(json.dumps({"labels": fixtures.CLASSES}))
     code = cli.main(["export", str(run), "--output", str(tmp_path / "served"), "--name", "sentiment",
-                     "--max-length", "16"])
-    printed = capsys.readouterr().out
-    assert code == 0 and "signature classify:" in printed and "--model_name=sentiment" in printed
+                     "--max-length", "100"])
+    printed = capsys.readouterr()
+    assert code == 0 and "signature classify:" in printed.out and "--model_name=sentiment" in printed.out
+    # --max-length above the 64 positions is clamped, and said so.
+    assert "kzoo export: warning: max_length=100 is above the model's 64 positions" in printed.err
     metadata = json.load(open(tmp_path / "served" / "sentiment" / "1" / "assets.extra" / "kzoo_export.json"))
     assert metadata["labels"] == fixtures.CLASSES and metadata["tokenizer"]["assets"] == ["vocab.txt"]
     assert cli.main(["export", str(tmp_path / "missing"), "--output", str(tmp_path / "x")]) == 2

@@ -135,3 +135,18 @@ def test_grpc_client_bad_request_and_command_line(server, capsys):
 
 def json_input(name):
     return f"{name}={json.dumps(TEXTS)}"
+
+
+def test_grpc_client_refuses_values_it_would_change():
+    """Casting 1.7 to int32 would send id 1: the client names the input instead of sending another request."""
+    assert grpc_client.as_array("token_ids", [[2, 7]]).dtype == np.int32
+    assert grpc_client.as_array("temperature", 0.5).dtype == np.float32
+    for name, value, match in [("token_ids", [[2, 1.7]], "input 'token_ids' takes int32 integers"),
+                               ("seed", 2**40, "input 'seed' takes int32"),
+                               ("padding_mask", [["1"]], "input 'padding_mask' takes int32 numbers"),
+                               ("text", [3], "input 'text' takes text")]:
+        with pytest.raises(ValueError, match=match):
+            grpc_client.as_array(name, value)
+    with pytest.raises(SystemExit) as exited:
+        grpc_client.main(["reviews", "serving_default", "--input", "token_ids=[[1.5]]"])
+    assert exited.value.code == 2

@@ -124,8 +124,8 @@ def tensor_requests(draw, served):
                "over": st.integers(positions + 1, positions + 6), "zero": st.just(0)}
     shape = (draw(st.sampled_from([1, 2, 3, 4, 0])), draw(lengths[draw(st.sampled_from(
         ["short"] * 4 + ["limit", "over", "zero"]))]))
-    # Masks take any int (non-zero is a real token): their "out of range" values are valid.
-    ranges = {"token_ids": (0, served.vocabulary), "segment_ids": (0, served.segments), "padding_mask": (-3, 4)}
+    # Masks hold 0 (padding) or 1 (real token); the "values" mutation draws others, which must be refused.
+    ranges = {"token_ids": (0, served.vocabulary), "segment_ids": (0, served.segments), "padding_mask": (0, 2)}
     request = {}
     for name in TENSOR_INPUTS:
         low, high = ranges[name]
@@ -205,6 +205,9 @@ def tensor_verdict(request, served):
     segments = arrays["segment_ids"]
     if segments.ndim == 2 and not ((segments >= 0) & (segments < served.segments)).all():
         problems.add("segment_ids")
+    mask = arrays["padding_mask"]
+    if mask.ndim == 2 and not ((mask == 0) | (mask == 1)).all():
+        problems.add("padding_mask")
     return Verdict(tf.errors.InvalidArgumentError, tuple(problems)) if problems else Verdict()
 
 

@@ -141,3 +141,29 @@ def test_known_difference_special_token_text_stays_text(hf_bert, hf_gpt2, bert_u
     split = {"split_special_tokens": True, "add_special_tokens": False}
     assert bert_uncased.tokenize(bert_text).numpy().tolist() == hf_bert["uncased"](bert_text, **split)["input_ids"]
     assert gpt2.tokenize(gpt2_text).numpy().tolist() == hf_gpt2(gpt2_text, **split)["input_ids"]
+
+
+def test_bpe_words_up_to_the_length_limit_equal_gpt2(hf_gpt2, gpt2):
+    """Pre-split words of up to MAX_WORD_BYTES bytes (a leading space included) get exactly GPT-2's ids, however
+    many of them a text holds."""
+    from kzoo.text.bpe import MAX_WORD_BYTES
+
+    limit = MAX_WORD_BYTES - 1  # room for the space GPT-2's pre-split keeps in front of a word
+    words = ["a" * limit, "x" + "ab" * ((limit - 1) // 2), "é" * (limit // 2), "日本" * (limit // 6)]
+    texts = [" ".join(words), "a" * MAX_WORD_BYTES + "!", words[2] + " " + words[3]]
+    assert gpt2.tokenize(texts).to_list() == [hf_gpt2(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def test_known_difference_bpe_merges_longer_words_in_pieces(hf_gpt2, gpt2):
+    """A word longer than MAX_WORD_BYTES is merged in pieces of that many bytes (the cost stays linear in its
+    length): its ids are GPT-2's ids of each piece, in order, and detokenize gives the word back."""
+    from kzoo.text.bpe import MAX_WORD_BYTES
+
+    word = "ab" * MAX_WORD_BYTES + "c"
+    spaced = " " + word  # GPT-2's pre-split word: 2.5 pieces
+    pieces = [spaced[i : i + MAX_WORD_BYTES] for i in range(0, len(spaced), MAX_WORD_BYTES)]
+    expected = [i for piece in pieces for i in hf_gpt2(piece, add_special_tokens=False)["input_ids"]]
+    ours = gpt2.tokenize(["x " + word + " y"]).to_list()[0]
+    x, y = (hf_gpt2(t, add_special_tokens=False)["input_ids"] for t in ("x", " y"))
+    assert ours == x + expected + y
+    assert gpt2.detokenize([ours]).numpy().tolist() == [("x " + word + " y").encode()]
