@@ -277,7 +277,7 @@ def accuracy(run_dir, workdir):
 
     from kzoo import data
     from kzoo.export import export_onnx, quantize_onnx
-    from kzoo.export.cli import load_source
+    from kzoo.export.source import load_source
     from kzoo.train.config import apply_mapping
     from kzoo.train.recipes_index import load_recipe
 

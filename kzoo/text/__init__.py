@@ -10,7 +10,7 @@ from kzoo.text.tokenizers import (
     WordPieceTokenizer,
     tokenizer_from_files,
 )
-from kzoo.text.vocabulary import train_sentencepiece, train_wordpiece, vocab_command
+from kzoo.text.vocabulary import train_sentencepiece, train_wordpiece
 
 __all__ = [
     "Tokenizer",
@@ -20,5 +20,4 @@ __all__ = [
     "tokenizer_from_files",
     "train_wordpiece",
     "train_sentencepiece",
-    "vocab_command",
 ]

@@ -5,7 +5,7 @@ import pytest
 import sentencepiece
 
 from kzoo import text
-from kzoo.text.vocabulary import vocab_command
+from kzoo.cli.vocab import run as vocab_command
 
 
 def test_train_wordpiece_writes_a_bert_vocab(corpus_file, tmp_path):

@@ -6,23 +6,13 @@ Examples:
     kzoo export runs/bert_classify --format onnx --output exports/onnx/sentiment --int8 --verify
 """
 
-import argparse
-import json
 import os
 import sys
 
-RUN_MODEL = "model.keras"
-RUN_TOKENIZER = "tokenizer"
-LABELS_FILE = "labels.json"
 
-
-class UsageError(Exception):
-    """A bad command line or source; printed as one line, exit status 2."""
-
-
-def register(subparsers):
-    """Adds the `export` subcommand to `subparsers`."""
-    parser = subparsers.add_parser(
+def register(commands):
+    """Adds the `export` subcommand to `commands`."""
+    parser = commands.add_parser(
         "export",
         help="export a trained model as a TF Serving SavedModel or an ONNX model",
         description="Export a kzoo model. SOURCE is a `kzoo train` output directory (model.keras and tokenizer/) "
@@ -55,53 +45,6 @@ def register(subparsers):
     onnx.add_argument("--verify-rtol", type=float, default=1e-3, help="ONNX --verify rtol (default 1e-3)")
     onnx.add_argument("--verify-atol", type=float, default=1e-4, help="ONNX --verify atol (default 1e-4)")
     parser.set_defaults(run=run)
-
-
-def load_source(source, tokenizer_dir=None, labels_path=None):
-    """`(model, tokenizer or None, tokenizer files, labels or None)` from a run directory or a .keras file.
-
-    The .keras file is checked by `kzoo.saving.load_model` (no Lambda layers, foreign classes or unsafe
-    archive members) and then loaded with Keras' safe mode.
-    """
-    from kzoo.saving import ModelFileError, load_model
-
-    if os.path.isdir(source):
-        model_path = os.path.join(source, RUN_MODEL)
-        if not os.path.isfile(model_path):
-            raise UsageError(f"{source} holds no {RUN_MODEL}: pass a finished `kzoo train` run or a .keras file.")
-        default_tokenizer = os.path.join(source, RUN_TOKENIZER)
-        tokenizer_dir = tokenizer_dir or (default_tokenizer if os.path.isdir(default_tokenizer) else None)
-    elif source.endswith(".keras") and os.path.isfile(source):
-        model_path = source
-    else:
-        raise UsageError(f"{source} is neither a run directory nor a .keras file.")
-    try:
-        model = load_model(model_path, compile=False, safe_mode=True)
-    except (ModelFileError, FileNotFoundError) as error:  # every refusal, Keras' too; the message names the file
-        raise UsageError(str(error)) from error
-    tokenizer, files = None, {}
-    if tokenizer_dir:
-        from kzoo.text import tokenizer_from_files
-
-        if not os.path.isdir(tokenizer_dir):
-            raise UsageError(f"--tokenizer-dir {tokenizer_dir} is not a directory.")
-        files = {name: os.path.join(tokenizer_dir, name) for name in sorted(os.listdir(tokenizer_dir))}
-        files = {name: path for name, path in files.items() if os.path.isfile(path)}
-        try:
-            tokenizer = tokenizer_from_files(files)
-        except ValueError as error:
-            raise UsageError(str(error)) from error
-        if labels_path is None and LABELS_FILE in files:
-            labels_path = files[LABELS_FILE]
-        files.pop(LABELS_FILE, None)
-    labels = None
-    if labels_path:
-        try:
-            with open(labels_path, encoding="utf-8") as handle:
-                labels = json.load(handle)["labels"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"{labels_path} is not a kzoo labels.json ({{\"labels\": [...]}}): {error}") from error
-    return model, tokenizer, files, labels
 
 
 def _savedmodel(args, model, tokenizer, files, labels):
@@ -166,6 +109,7 @@ def run(args):
     import warnings
 
     from kzoo.export.errors import ExportError, ExportWarning
+    from kzoo.export.source import SourceError, load_source
 
     try:
         model, tokenizer, files, labels = load_source(args.source, args.tokenizer_dir, args.labels)
@@ -180,13 +124,7 @@ def run(args):
                         print(f"kzoo export: warning: {warning.message}", file=sys.stderr)
                     else:
                         warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    except (UsageError, ExportError, ValueError) as error:
+    except (SourceError, ExportError, ValueError) as error:
         print(f"kzoo export: {error}", file=sys.stderr)
         return 2
 
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="kzoo")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["export", *(sys.argv[1:] if argv is None else argv)])
-    return args.run(args)

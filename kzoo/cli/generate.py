@@ -1,4 +1,4 @@
-"""`kzoo generate`: generate from a saved `.keras` model on the command line.
+"""`kzoo generate`: generate from a saved `.keras` model on the command line (`kzoo.generate.generate`).
 
 Examples:
     kzoo generate gpt2.keras --tokenizer vocab.json merges.txt --prompt "Hello" --max-new-tokens 20
@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from kzoo.cli.common import one_line
 from kzoo.generate.options import STRATEGIES
 from kzoo.saving import ModelFileError
 
@@ -30,9 +31,9 @@ def _id_list(text):
         raise argparse.ArgumentTypeError(f"expected token ids separated by spaces or commas, got {text!r}") from None
 
 
-def register(subparsers):
-    """Adds the `generate` subcommand to `subparsers` (from `ArgumentParser.add_subparsers`)."""
-    parser = subparsers.add_parser(
+def register(commands):
+    """Adds the `generate` subcommand to `commands` (from `ArgumentParser.add_subparsers`)."""
+    parser = commands.add_parser(
         "generate",
         help="generate text or token ids with a saved GPTCausalLM or Seq2SeqLM (.keras)",
         description="Generate with a saved kzoo GPTCausalLM or Seq2SeqLM. Text prompts need --tokenizer; "
@@ -134,8 +135,6 @@ def run(args):
             jit_compile=not args.no_xla,
         )
     except (ModelFileError, ValueError, OSError) as error:  # a bad input (model file, prompt, option): fixable
-        from kzoo.cli import one_line
-
         print(f"kzoo generate: {one_line(error)}", file=sys.stderr)
         return 2
     prompts = texts or [" ".join(map(str, row)) for row in ids]

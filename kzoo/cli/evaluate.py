@@ -1,0 +1,53 @@
+"""`kzoo eval RUN_DIR`: re-evaluate the newest checkpoint of a recipe run with the config it was trained with."""
+
+import argparse
+import os
+import sys
+
+from kzoo.cli.common import one_line
+
+
+def register(commands):
+    parser = commands.add_parser("eval", help="evaluate the newest checkpoint of a `kzoo train` run")
+    parser.add_argument("run_dir", help="the run's output directory (holds config.yaml and checkpoints/)")
+    parser.add_argument("--recipe", help="recipe name (default: recorded in config.yaml, else the folder name)")
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="--KEY=VALUE overrides (e.g. eval_steps)")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    """Re-evaluates the newest checkpoint of a recipe run with the config it was trained with."""
+    import yaml
+
+    from kzoo.train.config import ConfigError, apply_mapping
+    from kzoo.train.recipe import run_recipe
+    from kzoo.train.recipes_index import load_recipe
+
+    config_path = os.path.join(args.run_dir, "config.yaml")
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            saved = yaml.safe_load(file)
+        if saved is not None and not isinstance(saved, dict):
+            raise ConfigError(f"{config_path} holds a YAML {type(saved).__name__}, not the mapping `kzoo train` "
+                              "writes; pass the output directory of a `kzoo train` run.")
+        saved = dict(saved or {})
+        name = args.recipe or saved.pop("recipe", None) or os.path.basename(os.path.normpath(args.run_dir))
+        saved.pop("recipe", None)
+        recipe = load_recipe(name)
+        config = recipe.Config()
+        apply_mapping(config, saved)
+    except FileNotFoundError:
+        print(f"kzoo eval: {config_path} not found: pass the output directory of a `kzoo train` run.",
+              file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        print(f"kzoo eval: cannot read {config_path}: {one_line(error)}", file=sys.stderr)
+        return 2
+    except ConfigError as error:
+        print(f"kzoo eval: {error}", file=sys.stderr)
+        return 2
+    overrides = [f"--train.output_dir={args.run_dir}", "--train.verbose=0", *args.overrides]
+    result = run_recipe(name, config, recipe.build, overrides, evaluate_only=True)
+    metrics = ", ".join(f"{key} {value:.4g}" for key, value in result["eval"].items() if isinstance(value, float))
+    print(f"kzoo eval: step {result['step']} of {args.run_dir}: {metrics}")
+    return 0
