@@ -2,7 +2,7 @@
 
 `OnnxGenerator(export_dir).generate(prompts, max_new_tokens=...)` reproduces
 `model.generate(prompts, strategy="greedy", ...)` token for token, with the same
-conventions (see `kzoo.generate.adapters`):
+conventions (see `kzoo.models.gpt.decoding` and `kzoo.models.seq2seq.decoding`):
 
 * GPT (`GPTCausalLM`): prompts are LEFT-padded to a common length `P`; `decoder_model`
   runs once over them (prefill) and returns the logits and the present keys/values;

@@ -96,22 +96,28 @@ Limits and choices:
     naming the argument and the fix, before anything is compiled.
 
 Modules: `api` (`generate`), `options` (argument checks), `inputs` (prompt packing,
-result unpacking), `adapters` (prefill and step per model family), `processors`
+result unpacking), `adapters` (the `DecodingAdapter` a model supplies through its
+`decoding_adapter()`: prefill, step and beam reorder; each family's lives beside its
+model, in `kzoo/models/*/decoding.py`, so kzoo.generate imports no model code), `processors`
 (repetition penalty, minimum length), `sampling` (token choice), `beam` (beam
-search), `loop` (the while loop), `compile` (tf.function / jax.jit and the cache),
-`cli` (`kzoo generate`).
+search), `loop` (the while loop), `compile` (tf.function / jax.jit and the cache).
+The `kzoo generate` command is `kzoo.cli.generate`.
 """
 
 from kzoo.generate.options import STRATEGIES, GenerationOptions
 
-__all__ = ["STRATEGIES", "GenerationOptions", "generate"]
+__all__ = ["STRATEGIES", "DecodingAdapter", "GenerationOptions", "generate"]
 
 
 def __getattr__(name):
-    # `generate` is imported on first use, so that `kzoo --help` and `kzoo.generate.cli`
-    # do not load the models and keras-hub.
+    # `generate` and `DecodingAdapter` are imported on first use, so that `kzoo --help` and
+    # the `kzoo generate` parser load neither Keras nor keras-hub.
     if name == "generate":
         from kzoo.generate.api import generate
 
         return generate
+    if name == "DecodingAdapter":
+        from kzoo.generate.adapters import DecodingAdapter
+
+        return DecodingAdapter
     raise AttributeError(f"module 'kzoo.generate' has no attribute {name!r}")

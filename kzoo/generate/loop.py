@@ -18,7 +18,7 @@ from kzoo.layers.cache_updates import write_at
 
 
 def build_decode(adapter, options, selector=None):
-    """The traced decoding function for `adapter` (a `kzoo.generate.adapters` object).
+    """The traced decoding function for `adapter` (a `kzoo.generate.adapters.DecodingAdapter`).
 
     Built outside any trace: the keras-hub sampler it may create holds a (never used)
     seed variable, and variables cannot be created inside a compiled function.

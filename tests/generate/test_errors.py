@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from kzoo.generate import generate
+from kzoo.generate import DecodingAdapter, generate
+from kzoo.generate.adapters import adapter_for
 from tests.generate import helpers
 
 BAD_OPTIONS = [
@@ -65,3 +66,10 @@ def test_seq2seq_limits_and_non_generative_models():
         generate(model, [[1, 2]], max_new_tokens=32)
     with pytest.raises(ValueError, match=r"GPTBackbone is not a generative kzoo model"):
         generate(helpers.tiny_gpt().backbone, [[1, 2]])
+
+
+def test_models_supply_their_decoding_adapters():
+    """kzoo.generate knows no model class: each task hands it a `DecodingAdapter` of its family."""
+    for model, family in ((helpers.tiny_gpt(), "causal"), (helpers.tiny_seq2seq("bart"), "seq2seq")):
+        adapter = adapter_for(model)
+        assert isinstance(adapter, DecodingAdapter) and adapter.family == family and adapter.model is model

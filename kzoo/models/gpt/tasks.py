@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kzoo.models.backbone import Task
+from kzoo.models.gpt.decoding import GPTDecodingAdapter
 from kzoo.models.losses import projected_cross_entropy
 
 
@@ -104,6 +105,10 @@ class GPTCausalLM(Task):
         from kzoo.generate import generate
 
         return generate(self, inputs, **options)
+
+    def decoding_adapter(self):
+        """How `kzoo.generate` runs this model: a `kzoo.models.gpt.decoding.GPTDecodingAdapter`."""
+        return GPTDecodingAdapter(self)
 
 
 def _scale_for_replicas(loss):

@@ -4,6 +4,7 @@ import keras
 
 from kzoo.models.backbone import Task
 from kzoo.models.seq2seq.backbone import INPUT_NAMES
+from kzoo.models.seq2seq.decoding import Seq2SeqDecodingAdapter
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -30,3 +31,7 @@ class Seq2SeqLM(Task):
         from kzoo.generate import generate
 
         return generate(self, inputs, **options)
+
+    def decoding_adapter(self):
+        """How `kzoo.generate` runs this model: a `kzoo.models.seq2seq.decoding.Seq2SeqDecodingAdapter`."""
+        return Seq2SeqDecodingAdapter(self)
