@@ -13,6 +13,8 @@ parallelism, sharding or shuffling, and the same seed gives the same data.
 import numpy as np
 import tensorflow as tf
 
+from kzoo.text import packing
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -53,36 +55,19 @@ def pad_to(ids, length, pad_id):
     return tf.ensure_shape(ids, [length])
 
 
-def truncate_pair(first, second, budget):
-    """Truncates two 1-D tensors longest-first (from the end) so their lengths sum to at most `budget`."""
-    len_a, len_b = tf.shape(first)[0], tf.shape(second)[0]
-    new_a = tf.minimum(len_a, tf.maximum(budget - len_b, budget // 2))
-    new_b = tf.minimum(len_b, budget - new_a)
-    return first[:new_a], second[:new_b]
-
-
 def pack_bert(first, second, seq_len, cls_id, sep_id, pad_id):
     """`[CLS] A [SEP] (B [SEP])` with segment ids and padding mask, all int32 `(seq_len,)`.
 
-    `second` may be None for single-segment inputs. Truncates longest-first.
+    `second` may be None for single-segment inputs. Packed by `kzoo.text.packing` (a pair is truncated
+    "longest_first"), the packer the tokenizers' `encode_pair` and the exported signatures use.
     """
-    cls = tf.constant([cls_id], tf.int32)
-    sep = tf.constant([sep_id], tf.int32)
-    if second is None:
-        first = first[: seq_len - 2]
-        ids = tf.concat([cls, first, sep], 0)
-        segments = tf.zeros_like(ids)
-    else:
-        first, second = truncate_pair(first, second, seq_len - 3)
-        ids = tf.concat([cls, first, sep, second, sep], 0)
-        segments = tf.concat(
-            [tf.zeros([tf.shape(first)[0] + 2], tf.int32), tf.ones([tf.shape(second)[0] + 1], tf.int32)], 0
-        )
-    mask = tf.ones_like(ids)
+    packed = packing.pack_example(first, second, sequence_length=seq_len, start_ids=(cls_id,), end_ids=(sep_id,),
+                                  pad_id=pad_id)
+    packed.setdefault("segment_ids", tf.zeros([seq_len], tf.int32))
     return {
-        "token_ids": pad_to(ids, seq_len, pad_id),
-        "segment_ids": pad_to(segments, seq_len, 0),
-        "padding_mask": pad_to(mask, seq_len, 0),
+        "token_ids": packed["token_ids"],
+        "segment_ids": packed["segment_ids"],
+        "padding_mask": tf.cast(packed["padding_mask"], tf.int32),
     }
 
 

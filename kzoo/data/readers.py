@@ -92,13 +92,13 @@ def _list_files(path, extensions=None):
     return [path]
 
 
-def _as_paths(paths, extensions=None):
+def input_paths(paths, extensions=None):
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return [file for path in paths for file in _list_files(os.fspath(path), extensions)]
 
 
-def _file_lines(path, report, strict_utf8):
+def file_lines(path, report, strict_utf8):
     """`[(line_number, text, ok)]` for every line of `path`, newline stripped; `ok` False: not UTF-8 text
     (`text` is then the line decoded with U+FFFD replacements, for a parser that must see its quotes).
 
@@ -140,8 +140,8 @@ def _file_lines(path, report, strict_utf8):
 
 
 def _decoded_lines(path, report, strict_utf8):
-    """Yields `(line_number, text)` for every UTF-8 text line of `path` (see `_file_lines`)."""
-    for number, text, ok in _file_lines(path, report, strict_utf8):
+    """Yields `(line_number, text)` for every UTF-8 text line of `path` (see `file_lines`)."""
+    for number, text, ok in file_lines(path, report, strict_utf8):
         if ok:
             yield number, text
 
@@ -173,7 +173,7 @@ def read_text_documents(paths, document_per="file", strict_utf8=False):
         raise ValueError(f"document_per must be 'file' or 'block', got {document_per!r}.")
     report = ReadReport()
     documents = []
-    for path in _as_paths(paths):
+    for path in input_paths(paths):
         report.files += 1
         current = []
         for _, line in _decoded_lines(path, report, strict_utf8):
@@ -196,7 +196,7 @@ def read_text_lines(paths, strict_utf8=False):
     """Reads non-empty lines (stripped) of text files; returns `(lines, report)`."""
     report = ReadReport()
     lines = []
-    for path in _as_paths(paths):
+    for path in input_paths(paths):
         report.files += 1
         for _, line in _decoded_lines(path, report, strict_utf8):
             if line.strip():
@@ -224,7 +224,7 @@ def read_jsonl(paths, fields, strict_utf8=False, with_location=False):
     fields = dict(fields) if isinstance(fields, dict) else {name: name for name in fields}
     report = ReadReport()
     records = []
-    for path in _as_paths(paths):
+    for path in input_paths(paths):
         report.files += 1
         for number, line in _decoded_lines(path, report, strict_utf8):
             if not line.strip():
@@ -272,10 +272,10 @@ def read_csv(paths, columns, delimiter=None, strict_utf8=False, with_location=Fa
     columns = dict(columns) if isinstance(columns, dict) else {name: name for name in columns}
     report = ReadReport()
     records = []
-    for path in _as_paths(paths):
+    for path in input_paths(paths):
         report.files += 1
         sep = delimiter or ("\t" if path.endswith(".tsv") else ",")
-        lines = _file_lines(path, report, strict_utf8)
+        lines = file_lines(path, report, strict_utf8)
         invalid = {number for number, _, ok in lines if not ok}
         # An undecodable line is parsed (with U+FFFD) so that its quotes count; its row is dropped below.
         reader = csv.reader(io.StringIO("\n".join(line for _, line, _ in lines)), delimiter=sep, strict=True)
@@ -337,7 +337,7 @@ def tfrecord_dataset(paths, features, shuffle_files=False, seed=None):
     `AutoShardPolicy.FILE` can shard them across workers; an empty file raises naming it.
     A record lacking a feature fails at iteration time with TensorFlow's parse error.
     """
-    files = _as_paths(paths)
+    files = input_paths(paths)
     for file in files:
         if os.path.getsize(file) == 0:
             raise ValueError(f"Input file {file!r} is empty.")

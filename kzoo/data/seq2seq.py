@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from kzoo.data import _common
+from kzoo.text import packing
 
 
 def seq2seq_features(source_ids, target_ids, *, encoder_length, decoder_length, pad_id, decoder_start_id):
@@ -55,12 +56,16 @@ def seq2seq_dataset(
             (tf.constant([pair[0] for pair in pairs], tf.string), tf.constant([pair[1] for pair in pairs], tf.string))
         )
     pairs = _common.shuffle_source(_common.shard_source(pairs, input_context), shuffle, seed, shuffle_buffer)
-    eos = tf.constant([eos_id], tf.int32)
+
+    def with_eos(text_tokenizer, text, length):
+        # The packer's one-segment rule, as the served `tokenizer.encode`: the end is cut to leave room for EOS.
+        row = packing.pack_example(_common.tokenize_one(text_tokenizer, text), sequence_length=length, end_ids=(eos_id,),
+                                   pad_id=pad_id)
+        return tf.boolean_mask(row["token_ids"], row["padding_mask"])
 
     def to_example(source, target):
-        # Keep room for EOS: truncate the text ids first, then append EOS.
-        source_ids = tf.concat([_common.tokenize_one(tokenizer, source)[: encoder_length - 1], eos], 0)
-        target_ids = tf.concat([_common.tokenize_one(target_tokenizer, target)[: decoder_length - 1], eos], 0)
+        source_ids = with_eos(tokenizer, source, encoder_length)
+        target_ids = with_eos(target_tokenizer, target, decoder_length)
         return seq2seq_features(
             source_ids, target_ids, encoder_length=encoder_length, decoder_length=decoder_length,
             pad_id=pad_id, decoder_start_id=decoder_start_id,

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from kzoo.data import _common
+from kzoo.text import packing
 
 
 @dataclasses.dataclass
@@ -194,7 +195,7 @@ def squad_features(
     _common.check_special_ids(cls_id=cls_id, sep_id=sep_id, pad_id=pad_id)
     questions = _common.tokenize_python(tokenizer, [example.question for example in examples])
     contexts = _tokenize_texts_with_offsets(tokenizer, [example.context for example in examples])
-    rows = {name: [] for name in ("token_ids", "segment_ids", "start_positions", "end_positions", "offsets",
+    rows = {name: [] for name in ("question", "window", "start_positions", "end_positions", "offsets",
                                   "example_index")}
     for index, (example, question) in enumerate(zip(examples, questions, strict=True)):
         question = question[:max_query_length]
@@ -207,8 +208,8 @@ def squad_features(
         while True:
             end = min(begin + window, len(context_ids))
             prefix = len(question) + 2
-            rows["token_ids"].append([cls_id, *question, sep_id, *context_ids[begin:end], sep_id])
-            rows["segment_ids"].append([0] * prefix + [1] * (end - begin + 1))
+            rows["question"].append(question)
+            rows["window"].append(context_ids[begin:end])
             rows["offsets"].append([(-1, -1)] * prefix + offsets[begin:end] + [(-1, -1)])
             inside = answer is not None and begin <= answer[0] and answer[1] < end
             rows["start_positions"].append(answer[0] - begin + prefix if inside else 0)
@@ -217,7 +218,16 @@ def squad_features(
             if end >= len(context_ids):
                 break
             begin += min(doc_stride, window)  # a stride beyond the window would skip tokens
-    return _to_arrays(rows, sequence_length, pad_id)
+    # Question and window fit by construction: the packer only lays out [CLS] question [SEP] window [SEP].
+    packed = packing.pack(_ragged(rows.pop("question")), _ragged(rows.pop("window")), sequence_length=sequence_length,
+                          start_ids=(cls_id,), end_ids=(sep_id,), pad_id=pad_id, truncate="waterfall")
+    return _to_arrays(rows, packed, sequence_length)
+
+
+def _ragged(lists):
+    """(n, None) ragged int32 from a list of lists of ids."""
+    lengths = np.array([len(ids) for ids in lists], np.int64)
+    return tf.RaggedTensor.from_row_lengths(np.array([i for ids in lists for i in ids], np.int32), lengths)
 
 
 def _answer_tokens(example, offsets):
@@ -229,20 +239,15 @@ def _answer_tokens(example, offsets):
     return (tokens[0], tokens[-1]) if tokens else None
 
 
-def _to_arrays(rows, sequence_length, pad_id):
-    count = len(rows["token_ids"])
+def _to_arrays(rows, packed, sequence_length):
     out = {
-        "token_ids": np.full((count, sequence_length), pad_id, np.int32),
-        "segment_ids": np.zeros((count, sequence_length), np.int32),
-        "padding_mask": np.zeros((count, sequence_length), np.int32),
-        "offsets": np.full((count, sequence_length, 2), -1, np.int32),
+        "token_ids": packed["token_ids"].numpy(),
+        "segment_ids": packed["segment_ids"].numpy(),
+        "padding_mask": packed["padding_mask"].numpy().astype(np.int32),
+        "offsets": np.full((len(rows["offsets"]), sequence_length, 2), -1, np.int32),
     }
-    for i in range(count):
-        length = len(rows["token_ids"][i])
-        out["token_ids"][i, :length] = rows["token_ids"][i]
-        out["segment_ids"][i, :length] = rows["segment_ids"][i]
-        out["padding_mask"][i, :length] = 1
-        out["offsets"][i, :length] = rows["offsets"][i]
+    for i, offsets in enumerate(rows["offsets"]):
+        out["offsets"][i, :len(offsets)] = offsets
     for name in ("start_positions", "end_positions", "example_index"):
         out[name] = np.array(rows[name], np.int32)
     return out

@@ -4,7 +4,8 @@ import numpy as np
 import tensorflow as tf
 
 from kzoo.data import _common
-from kzoo.data.readers import ReadReport, _as_paths, _file_lines
+from kzoo.data.readers import ReadReport, input_paths, file_lines
+from kzoo.text import packing
 
 
 class TaggedSentence(tuple):
@@ -35,10 +36,10 @@ def read_conll(paths, strict_utf8=False):
     """
     report = ReadReport()
     sentences = []
-    for path in _as_paths(paths):
+    for path in input_paths(paths):
         report.files += 1
         tokens, labels, lines, broken = [], [], [], False
-        for number, line, ok in [*_file_lines(path, report, strict_utf8), (None, "", True)]:  # "" ends the last
+        for number, line, ok in [*file_lines(path, report, strict_utf8), (None, "", True)]:  # "" ends the last
             if not ok:
                 broken = True
                 continue
@@ -91,7 +92,7 @@ def token_classification_dataset(
         tf.RaggedTensor.from_row_lengths(np.array([i for ids in label_ids for i in ids], np.int32), word_lengths),
     ))
     source = _common.shuffle_source(_common.shard_source(source, input_context), shuffle, seed, shuffle_buffer)
-    budget = sequence_length - 2
+    budget = packing.check_budget(sequence_length, 2, "sequence_length")  # sub-tokens beside [CLS] and [SEP]
 
     def to_example(word_strings, labels):
         pieces = _common.tokenize_batch(tokenizer, word_strings)  # (words, sub-tokens)

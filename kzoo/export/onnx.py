@@ -516,22 +516,6 @@ def _json_safe(value):
     return str(value)
 
 
-def _labels(model, labels):
-    """Class names of a classifier/tagger in id order ("0", "1", ... by default), or None for other models."""
-    count = model.get_config().get("num_classes") if hasattr(model, "backbone") else None
-    if count is None:
-        if labels is not None:
-            raise ValueError(f"export_onnx: labels were given but a {type(model).__name__} has no classes; drop them.")
-        return None
-    if labels is None:
-        return [str(i) for i in range(count)]
-    labels = [str(label) for label in labels]
-    if len(labels) != count:
-        raise ValueError(f"export_onnx: {len(labels)} labels given for a model with {count} classes; pass the "
-                         "labels.json the model was trained with.")
-    return labels
-
-
 def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True, labels=None):
     """Exports a kzoo model to ONNX graphs plus an `export.json` (see the module docstring).
 
@@ -569,8 +553,10 @@ def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True, labels=No
     import tensorflow as tf
     import tf2onnx
 
+    from kzoo.export import serving
+
     family, graphs = _graphs(model, decoding)
-    labels = _labels(model, labels)
+    labels = serving.class_labels(model, labels)
     _check_opset(opset)
     _require_tensorflow()
     output_dir = _prepare_output_dir(output_dir)

@@ -72,7 +72,7 @@ def _check_model(model):
 def _check_tokenizer(model, tokenizer):
     if tokenizer is None:
         return
-    config = serving._config(model)
+    config = serving.backbone_config(model)
     if tokenizer.vocabulary_size > int(config["vocabulary_size"]):
         raise ExportError(
             f"The tokenizer has {tokenizer.vocabulary_size} ids but the model's vocabulary has "
@@ -80,20 +80,7 @@ def _check_tokenizer(model, tokenizer):
         )
 
 
-def _labels(model, labels):
-    count = model.get_config()["num_classes"]
-    if labels is None:
-        return [str(i) for i in range(count)]
-    labels = [str(label) for label in labels]
-    if len(labels) != count:
-        raise ExportError(
-            f"{len(labels)} labels given for a model with {count} classes; pass the labels.json the model was "
-            "trained with."
-        )
-    return labels
-
-
-def _settings(model, tokenizer, settings):
+def resolve_settings(model, tokenizer, settings):
     settings = settings or serving.ServingSettings()
     limit = serving.position_limit(model)
     changes = {}
@@ -130,7 +117,7 @@ def _check_generation_settings(model, settings):
         raise ExportError(f"temperature must be a number >= 0 (0 = greedy), got {settings.temperature!r}.")
     if not (isinstance(settings.top_p, (int, float)) and 0 < settings.top_p <= 1):
         raise ExportError(f"top_p must be in (0, 1], got {settings.top_p!r}.")
-    vocabulary = int(serving._config(model)["vocabulary_size"])
+    vocabulary = int(serving.backbone_config(model)["vocabulary_size"])
     ids = {"pad_id": [settings.pad_id], "stop_token_ids": list(settings.stop_token_ids)}
     if settings.decoder_start_id is not None:
         ids["decoder_start_id"] = [settings.decoder_start_id]
@@ -161,8 +148,8 @@ def serving_signatures(model, tokenizer=None, labels=None, settings=None):
 
 def _tensor_example(model, tokenizer):
     """A small valid tensor-in request: batch 2, length 6."""
-    names = serving._input_names(model)
-    vocabulary = int(serving._config(model)["vocabulary_size"])
+    names = serving.input_names(model)
+    vocabulary = int(serving.backbone_config(model)["vocabulary_size"])
     ids = (np.arange(12, dtype=np.int32).reshape(2, 6) * 7 + 3) % vocabulary
     mask = np.array([[1] * 6, [1] * 4 + [0] * 2], np.int32)
     example = {}
@@ -325,8 +312,8 @@ def export_savedmodel(
     _check_model(model)
     _check_tokenizer(model, tokenizer)
     if isinstance(model, (BertClassifier, BertTokenClassifier)):
-        labels = _labels(model, labels)
-    settings = _settings(model, tokenizer, settings)
+        labels = serving.class_labels(model, labels)
+    settings = resolve_settings(model, tokenizer, settings)
     model_name = model_name or type(model).__name__.lower()
     model_dir, target, version = _version_dir(export_dir, model_name, version, overwrite)
 

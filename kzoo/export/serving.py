@@ -30,6 +30,7 @@ import dataclasses
 import tensorflow as tf
 
 from kzoo.export import text_ops
+from kzoo.text import packing
 from kzoo.export.errors import ExportError
 from kzoo.models.bert.backbone import BertBackbone
 from kzoo.models.bert.tasks import BertClassifier, BertPretrainer, BertSpanQA, BertTokenClassifier
@@ -85,14 +86,34 @@ def _spec(name, dtype=tf.int32):
     return tf.TensorSpec(None, dtype, name=name)
 
 
-def _config(model):
+def backbone_config(model):
     backbone = model if isinstance(model, BertBackbone) else model.backbone
     return backbone.get_config()
 
 
+
+def class_labels(model, labels):
+    """Class names of a classifier or tagger in id order, as exports write them to labels.json.
+
+    `labels` None gives "0", "1", ...; for a model without classes `labels` must be None and
+    the result is None. Raises `ExportError` when the count differs from the model's classes.
+    """
+    count = model.get_config().get("num_classes") if hasattr(model, "backbone") else None
+    if count is None:
+        if labels is not None:
+            raise ExportError(f"labels were given, but a {type(model).__name__} has no classes; drop them.")
+        return None
+    if labels is None:
+        return [str(i) for i in range(count)]
+    labels = [str(label) for label in labels]
+    if len(labels) != count:
+        raise ExportError(f"{len(labels)} labels given for a model with {count} classes; pass the labels.json the "
+                          "model was trained with.")
+    return labels
+
 def position_limit(model):
     """The longest sequence the model's positions allow, or None (rotary/relative positions)."""
-    config = _config(model)
+    config = backbone_config(model)
     kind = config.get("position_embedding", "learned")
     if kind in ("rotary", "relative"):
         return None
@@ -107,7 +128,7 @@ def checked_tensor_inputs(model, inputs):
     """`inputs` after in-graph checks: batch > 0, length >= 1, equal shapes within an id/mask family, ids in the
     vocabulary, masks of 0/1 only, segment ids in range, lengths within the positions. Returns the same dict
     (masks as int32)."""
-    config = _config(model)
+    config = backbone_config(model)
     vocabulary = int(config["vocabulary_size"])
     limit = position_limit(model)
     checks = []
@@ -169,7 +190,7 @@ def _float_outputs(outputs, name="logits"):
     return {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
 
 
-def _input_names(model):
+def input_names(model):
     return [tensor.name.split(":")[0] for tensor in model.inputs] if not isinstance(model.input, dict) else list(
         model.input
     )
@@ -214,7 +235,7 @@ def describe_outputs(model):
 
 def tensor_signature(model, example):
     """`serving_default`: the model's int32 inputs -> its outputs (float32), plus derived outputs."""
-    names = _input_names(model)
+    names = input_names(model)
     spec = {name: _spec(name) for name in names}
 
     @tf.function(input_signature=[spec])
@@ -297,16 +318,15 @@ def tagging_signature(model, tokenizer, labels, settings):
     cls_id, sep_id, pad_id = _bert_ids(tokenizer)
     label_names = tf.constant(list(labels))
     length = settings.max_length
-    kept = length - 2
+    kept = packing.check_budget(length, 2)  # sub-tokens a tagged row holds beside [CLS] and [SEP]
 
     @tf.function(input_signature=[_spec("text", tf.string)])
     def tag(text):
         text = text_ops.check_batch(text, "text")
         words, pieces = text_ops.word_pieces(tokenizer, text)
-        tokens = pieces.merge_dims(1, 2)[:, :kept]
-        batch = tf.shape(text)[0]
-        rows = tf.concat([tokens, text_ops.constant_rows([sep_id], batch)], axis=1)
-        packed = text_ops.pack_with_prefix(text_ops.constant_rows([cls_id], batch), rows, length, pad_id)
+        packed = packing.pack(pieces.merge_dims(1, 2), sequence_length=length, start_ids=(cls_id,),
+                              end_ids=(sep_id,), pad_id=pad_id)  # keeps the first `kept` sub-tokens
+        packed["padding_mask"] = tf.cast(packed["padding_mask"], tf.int32)
         packed["segment_ids"] = tf.zeros_like(packed["token_ids"])
         logits = tf.cast(model(packed, training=False), tf.float32)
         tag_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -336,21 +356,15 @@ def qa_signature(model, tokenizer, settings):
     @tf.function(input_signature=[_spec("question", tf.string), _spec("context", tf.string)])
     def answer(question, context):
         question, context = text_ops.check_pair(question, context, ("question", "context"))
-        batch = tf.shape(question)[0]
         query = tokenizer._tokenize_batch(question)[:, :query_budget]
         words, pieces = text_ops.word_pieces(tokenizer, context)
-        context_tokens = pieces.merge_dims(1, 2)
-        budget = length - 3 - tf.cast(query.row_lengths(), tf.int32)  # (b,) context sub-tokens that fit
-        keep = tf.ragged.range(context_tokens.row_lengths()) < tf.cast(budget, tf.int64)[:, None]
-        context_tokens = tf.ragged.boolean_mask(context_tokens, keep)
-        sep = text_ops.constant_rows([sep_id], batch)
-        prefix = tf.concat([text_ops.constant_rows([cls_id], batch), query, sep], axis=1)
-        rows = tf.concat([context_tokens, sep], axis=1)
-        segments = tf.concat([tf.zeros_like(prefix), tf.ones_like(rows)], axis=1)
-        packed = text_ops.pack_with_prefix(prefix, rows, length, pad_id, segment_ids=segments)
+        packed = packing.pack(query, pieces.merge_dims(1, 2), sequence_length=length, start_ids=(cls_id,),
+                              end_ids=(sep_id,), pad_id=pad_id, truncate="waterfall")  # the context's end is cut
+        packed["padding_mask"] = tf.cast(packed["padding_mask"], tf.int32)
         outputs = _float_outputs(model(packed, training=False))
-        offset = tf.cast(prefix.row_lengths(), tf.int32)  # (b,) packed position of context token 0
-        kept = tf.cast(context_tokens.row_lengths(), tf.int32)
+        second = tf.reduce_sum(packed["segment_ids"], axis=1)  # (b,) context sub-tokens kept + its [SEP]
+        offset = tf.reduce_sum(packed["padding_mask"], axis=1) - second  # (b,) packed position of context token 0
+        kept = second - 1
         position = tf.range(length)[None, :]
         allowed = (position >= offset[:, None]) & (position < (offset + kept)[:, None])
         start, end, score = text_ops.best_spans(

@@ -10,6 +10,8 @@ Shapes: b texts, W words in a row, T sub-tokens, L the packed length.
 
 import tensorflow as tf
 
+from kzoo.text.packing import constant_rows  # noqa: F401  (the generation signatures' prompt prefixes)
+
 OUTSIDE_TAG = "O"
 
 
@@ -81,35 +83,6 @@ def first_piece_positions(pieces):
     row_first = tf.gather(extended, tf.cast(counts.row_starts(), tf.int32))
     start = before - tf.gather(row_first, tf.cast(counts.value_rowids(), tf.int32))
     return counts.with_flat_values(start)
-
-
-def pack_with_prefix(prefix_ids, sequences, max_length, pad_id, segment_ids=None):
-    """Rows `prefix + sequence` cut or padded at the end to `max_length`.
-
-    Args:
-        prefix_ids: (b, None) ragged int32 (e.g. `[CLS]`, or `[CLS] question [SEP]`).
-        sequences: (b, None) ragged int32, already cut to fit with any suffix.
-        max_length: int.
-        pad_id: int.
-        segment_ids: optional (b, None) ragged int32 matching prefix+sequence.
-
-    Returns:
-        dict "token_ids" (b, L) int32, "padding_mask" (b, L) int32 and, if given, "segment_ids".
-    """
-    ids = tf.concat([prefix_ids, sequences], axis=1)
-    packed = {
-        "token_ids": ids.to_tensor(default_value=pad_id, shape=[None, max_length]),
-        "padding_mask": tf.cast(tf.sequence_mask(ids.row_lengths(), max_length), tf.int32),
-    }
-    if segment_ids is not None:
-        packed["segment_ids"] = segment_ids.to_tensor(default_value=0, shape=[None, max_length])
-    return packed
-
-
-def constant_rows(values, batch):
-    """(batch, len(values)) ragged rows of the int32 `values`."""
-    row = tf.constant(list(values), tf.int32)
-    return tf.RaggedTensor.from_tensor(tf.tile(row[tf.newaxis], [batch, 1]))
 
 
 def word_tags(tag_ids, first_positions, labels, offset, kept):

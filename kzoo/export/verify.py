@@ -42,7 +42,7 @@ class Comparison:
 def random_tensor_requests(model, shapes=SHAPES, seed=0):
     """`{request name: inputs}` for `serving_default`: random ids, masks with random right padding."""
     rng = np.random.default_rng(seed)
-    config = serving._config(model)
+    config = serving.backbone_config(model)
     vocabulary = int(config["vocabulary_size"])
     limit = serving.position_limit(model)
     requests = {}
@@ -52,7 +52,7 @@ def random_tensor_requests(model, shapes=SHAPES, seed=0):
         lengths[0] = length
         mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int32)
         inputs = {}
-        for name in serving._input_names(model):
+        for name in serving.input_names(model):
             if name.endswith("token_ids"):
                 inputs[name] = rng.integers(0, vocabulary, size=(batch, length)).astype(np.int32)
             elif name.endswith("padding_mask"):
@@ -178,12 +178,12 @@ def verify_savedmodel(model, export_path, *, tokenizer=None, labels=None, settin
     Raises:
         ExportError: the export does not load in a TensorFlow-only process, or an output differs.
     """
-    from kzoo.export.savedmodel import _labels, _settings, example_arrays, serving_signatures
+    from kzoo.export.savedmodel import resolve_settings, example_arrays, serving_signatures
     from kzoo.models.bert.tasks import BertClassifier, BertTokenClassifier
 
     if isinstance(model, (BertClassifier, BertTokenClassifier)):
-        labels = _labels(model, labels)
-    signatures = serving_signatures(model, tokenizer, labels, _settings(model, tokenizer, settings))
+        labels = serving.class_labels(model, labels)
+    signatures = serving_signatures(model, tokenizer, labels, resolve_settings(model, tokenizer, settings))
     requests = random_tensor_requests(model, shapes, seed)
     for signature in signatures[1:]:
         requests[signature.name] = example_arrays(signature)

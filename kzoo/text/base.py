@@ -7,14 +7,17 @@ Input text: a Python `str`/`bytes`, a list of them, a NumPy string array or a `t
 Invalid UTF-8 bytes are REPLACED by U+FFFD before tokenizing (never an error); WordPiece then drops U+FFFD like
 BERT's text cleaning, byte-level BPE and SentencePiece encode it as the replacement character.
 
-Packing policy of `encode` (all tokenizers): the text's tokens are truncated AT THE END to leave room for the
-special tokens, the special tokens are added (WordPiece `[CLS] ... [SEP]`, BPE optional bos/eos, SentencePiece
-`... </s>`), and the row is padded AT THE END with the pad id up to `max_length`. `padding_mask` is True on real
-tokens (special tokens included) and False on padding.
+Packing policy of `encode` (all tokenizers; `kzoo.text.packing.pack`, the packer the data pipelines and exports
+share): the text's tokens are truncated AT THE END to leave room for the special tokens, the special tokens are
+added (WordPiece `[CLS] ... [SEP]`, BPE optional bos/eos, SentencePiece `... </s>`), and the row is padded AT THE
+END with the pad id up to `max_length`. `padding_mask` is True on real tokens (special tokens included) and False
+on padding.
 """
 
 import numpy as np
 import tensorflow as tf
+
+from kzoo.text import packing
 
 
 def to_string_tensor(strings):
@@ -146,10 +149,9 @@ class Tokenizer(tf.Module):
             dict with "token_ids" (b, max_length) int32 and "padding_mask" (b, max_length) bool.
         """
         prefix, suffix = (self._prefix_ids, self._suffix_ids) if add_special_tokens else ((), ())
-        budget = _check_max_length(max_length, len(prefix) + len(suffix))
-        tokens = self._tokenize_batch(strings)[:, :budget]
-        ids = _add_special(tokens, prefix, suffix)
-        return _pad(ids, max_length, self.pad_id)
+        packing.check_budget(max_length, len(prefix) + len(suffix))  # before tokenizing: a clear error first
+        tokens = self._tokenize_batch(strings)
+        return packing.pack(tokens, sequence_length=max_length, start_ids=prefix, end_ids=suffix, pad_id=self.pad_id)
 
     def _tokenize_batch(self, strings):
         strings = to_string_tensor(strings)
@@ -163,62 +165,3 @@ class Tokenizer(tf.Module):
             return self.token_to_id(token)
         except ValueError:
             return None
-
-
-def _check_max_length(max_length, num_special):
-    if not isinstance(max_length, (int, np.integer)) or max_length <= num_special:
-        raise ValueError(
-            f"max_length must be an integer larger than the {num_special} special tokens added, got {max_length!r}."
-        )
-    return int(max_length) - num_special
-
-
-def _constant_rows(values, like):
-    """(b, len(values)) ragged rows holding `values`, with b the batch size of ragged `like`."""
-    batch = like.nrows()
-    row = tf.constant(list(values), tf.int32)
-    return tf.RaggedTensor.from_tensor(tf.tile(row[tf.newaxis], [batch, 1]))
-
-
-def _add_special(tokens, prefix, suffix):
-    """[prefix, tokens, suffix] per row; tokens (b, None) ragged int32."""
-    parts = [p for p in (_constant_rows(prefix, tokens) if prefix else None, tokens) if p is not None]
-    if suffix:
-        parts.append(_constant_rows(suffix, tokens))
-    return tf.concat(parts, axis=1) if len(parts) > 1 else tokens
-
-
-def _pad(ids, max_length, pad_id, segment_ids=None):
-    """Pads ragged (b, None) ids at the end to (b, max_length); adds padding_mask (and segment_ids if given)."""
-    outputs = {
-        "token_ids": ids.to_tensor(default_value=pad_id, shape=[None, max_length]),
-        "padding_mask": tf.sequence_mask(ids.row_lengths(), max_length),
-    }
-    if segment_ids is not None:
-        outputs["segment_ids"] = segment_ids.to_tensor(default_value=0, shape=[None, max_length])
-    return outputs
-
-
-def truncate_longest_first(length_a, length_b, budget):
-    """How many tokens of a and b to keep so that the pair fits `budget`, like Hugging Face's "longest_first".
-
-    The shorter text is kept whole if the longer one can absorb the cut; otherwise both get budget // 2 and the
-    longer one (the second on a tie) gets the odd token. Shapes: (b,) int -> (b,), (b,) int64.
-    """
-    length_a, length_b = tf.cast(length_a, tf.int64), tf.cast(length_b, tf.int64)
-    budget = tf.constant(budget, tf.int64)
-    short = tf.minimum(length_a, length_b)
-    keep_long = tf.where(short > budget, short, tf.maximum(short, budget - short))
-    both = short + keep_long > budget
-    keep_short = tf.where(both, budget // 2, short)
-    keep_long = tf.where(both, budget // 2 + budget % 2, keep_long)
-    a_longer = length_a > length_b
-    keep_a = tf.where(a_longer, keep_long, keep_short)
-    keep_b = tf.where(a_longer, keep_short, keep_long)
-    return tf.minimum(keep_a, length_a), tf.minimum(keep_b, length_b)
-
-
-def keep_first(tokens, counts):
-    """The first counts[i] tokens of each row of ragged (b, None) `tokens`."""
-    positions = tf.ragged.range(tokens.row_lengths())
-    return tf.ragged.boolean_mask(tokens, positions < tf.expand_dims(counts, 1))

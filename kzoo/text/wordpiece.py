@@ -22,7 +22,8 @@ import os
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from kzoo.text.base import Tokenizer, _add_special, _check_max_length, _pad, keep_first, truncate_longest_first
+from kzoo.text import packing
+from kzoo.text.base import Tokenizer
 
 MAX_CHARACTERS_PER_WORD = 100
 _CONTROL = r"[\x{0}\x{FFFD}\p{Cc}\p{Cf}\p{Co}]"
@@ -141,7 +142,7 @@ class WordPieceTokenizer(Tokenizer):
     def encode_pair(self, strings_a, strings_b, max_length):
         """Two texts -> `[CLS] a [SEP] b [SEP]` model inputs (BERT sentence pairs).
 
-        Truncation is Hugging Face's "longest_first" (see `truncate_longest_first`); padding at the end.
+        Truncation is Hugging Face's "longest_first" (see `kzoo.text.packing`); padding at the end.
 
         Args:
             strings_a, strings_b: (b,) texts (str lists or `tf.string` tensors) of the same batch size.
@@ -153,11 +154,7 @@ class WordPieceTokenizer(Tokenizer):
         """
         if not self._prefix_ids:
             raise ValueError("encode_pair needs [CLS] and [SEP] in the vocabulary.")
-        budget = _check_max_length(max_length, 3)
+        packing.check_budget(max_length, 3)
         a, b = self._tokenize_batch(strings_a), self._tokenize_batch(strings_b)
-        keep_a, keep_b = truncate_longest_first(a.row_lengths(), b.row_lengths(), budget)
-        first = _add_special(keep_first(a, keep_a), self._prefix_ids, self._suffix_ids)
-        second = _add_special(keep_first(b, keep_b), (), self._suffix_ids)
-        ids = tf.concat([first, second], axis=1)
-        segments = tf.concat([tf.zeros_like(first), tf.ones_like(second)], axis=1)
-        return _pad(ids, max_length, self.pad_id, segment_ids=segments)
+        return packing.pack(a, b, sequence_length=max_length, start_ids=self._prefix_ids, end_ids=self._suffix_ids,
+                            pad_id=self.pad_id)

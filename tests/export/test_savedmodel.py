@@ -138,7 +138,7 @@ def test_max_length_above_the_positions_is_lowered_with_a_warning():
 
     classifier = fixtures.build("classifier", 300)  # 64 positions
     with pytest.warns(ExportWarning, match="max_length=100 is above the model's 64 positions"):
-        assert savedmodel._settings(classifier, None, ServingSettings(max_length=100)).max_length == 64
+        assert savedmodel.resolve_settings(classifier, None, ServingSettings(max_length=100)).max_length == 64
     gpt = fixtures.build("gpt", 300)  # 48 positions
     with pytest.warns(ExportWarning, match="prompts keep their last 40 tokens"):
         from kzoo.export.generation import prompt_budget
