@@ -39,6 +39,8 @@ import stat
 import zipfile
 import zlib
 
+from kzoo.messages import one_line
+
 CONFIG_MEMBER = "config.json"
 METADATA_MEMBER = "metadata.json"
 WEIGHTS_MEMBER = "model.weights.h5"
@@ -124,10 +126,7 @@ def _keras_reason(error):
     marker = "Exception encountered:"
     if marker in text:
         text = text.rsplit(marker, 1)[1]
-    reason = ""
-    for line in filter(None, (line.strip() for line in text.splitlines())):
-        reason += (" " if reason.endswith(":") else "; ") + line if reason else line
-    reason = f"{type(error).__name__}: {reason or '(no message)'}".rstrip(".")
+    reason = f"{type(error).__name__}: {one_line(text) or '(no message)'}".rstrip(".")
     if len(reason) > MAX_MESSAGE_CHARACTERS:
         reason = reason[:MAX_MESSAGE_CHARACTERS - 3] + "..."
     return reason

@@ -2,14 +2,7 @@
 
 import argparse
 
-
-def one_line(error):
-    """An error's message as the one line a command prints: the lines of a longer message (e.g. a list of
-    weight names after "...:") joined by "; "."""
-    text = ""
-    for line in filter(None, (line.strip() for line in str(error).splitlines())):
-        text += (" " if text.endswith(":") else "; ") + line if text else line
-    return text
+from kzoo.messages import one_line  # noqa: F401  (re-exported: every subcommand prints errors with it)
 
 
 def positive_int(text):

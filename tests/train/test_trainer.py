@@ -384,7 +384,9 @@ def test_an_output_folder_that_cannot_be_written_is_one_error(tmp_path):
         _trainer(tmp_path)
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="running as root, whom permission bits do not stop, so no folder here is read-only "
+                           "(test_an_output_folder_that_cannot_be_written_is_one_error covers the same error)")
 def test_a_read_only_output_folder_is_one_error(tmp_path):
     from kzoo.train import RunFolderError
 
