@@ -8,7 +8,8 @@ input policy, `verify_savedmodel` for the fresh-process parity check.
 
 ONNX (`export_onnx`, `kzoo export --format onnx`): the forward graph of every model, and for GPT / seq2seq a
 prefill graph and a decoder-with-past graph that `OnnxGenerator` drives with ONNX Runtime; `quantize_onnx` (int8
-dynamic), `verify_onnx`.
+dynamic), `verify_onnx`. The `kzoo.export.onnx` package holds one module per job (graphs, convert, quantize,
+verify), as the SavedModel side does (`serving`, `savedmodel`, `verify`).
 
 The exporters need the TensorFlow Keras backend; `OnnxGenerator` needs only NumPy and onnxruntime.
 """

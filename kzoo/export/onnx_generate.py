@@ -15,8 +15,8 @@ conventions (see `kzoo.models.gpt.decoding` and `kzoo.models.seq2seq.decoding`):
   `decoder_with_past_model`.
 
 A row stops after its first stop token; later slots hold `pad_id`. The loop ends when
-every row has stopped or after `max_new_tokens`. Nothing here imports TensorFlow,
-Keras or the rest of kzoo.
+every row has stopped or after `max_new_tokens`. Nothing here imports TensorFlow
+or Keras.
 
 Legend: b batch, P prompt length, N max_new_tokens, V vocabulary.
 """
@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-METADATA_FILE = "export.json"
+from kzoo.export.onnx.convert import METADATA_FILE
 
 
 def _pack(prompts, padding_mask, side, pad_id, vocabulary_size):

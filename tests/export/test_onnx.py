@@ -18,6 +18,8 @@ from onnx import numpy_helper
 
 from kzoo import models
 from kzoo.export import onnx as onnx_export
+from kzoo.export.onnx import convert as onnx_convert
+from kzoo.export.onnx import graphs as onnx_graphs
 from kzoo.export.onnx_generate import OnnxGenerator
 from tests.generate import helpers
 from tests.harness import randomize_weights, to_numpy
@@ -376,7 +378,7 @@ def test_an_unconvertible_op_is_named(generative_exports, tmp_path):
         hidden, _ = backbone.call_with_cache(tensors["token_ids"], cache, 0, padding_mask=np.ones((1, 8), "int32"))
         return {"logits": backbone.token_logits(hidden)}
 
-    graph = onnx_export._Graph("cached", "cached.onnx", [onnx_export._Input("token_ids", "int32", (1, 1), "token_ids")],
-                               cached_step, "a step with the in-place cache")
+    token_ids = onnx_graphs.GraphInput("token_ids", "int32", (1, 1), "token_ids")
+    graph = onnx_graphs.Graph("cached", "cached.onnx", [token_ids], cached_step, "a step with the in-place cache")
     with pytest.raises(onnx_export.OnnxExportError, match="XlaDynamicUpdateSlice.*'cached' graph"):
-        onnx_export._convert(graph, str(tmp_path / "cached.onnx"), onnx_export.DEFAULT_OPSET, {})
+        onnx_convert._convert(graph, str(tmp_path / "cached.onnx"), onnx_export.DEFAULT_OPSET, {})
