@@ -39,7 +39,7 @@ def load_backbone(reader, hf_config, dtype=None):
     _assign.embedding(backbone.token_embedding.embeddings, reader, f"{p}embeddings.word_embeddings.weight")
     _assign.embedding(backbone.segment_embedding.embeddings, reader, f"{p}embeddings.token_type_embeddings.weight")
     _assign.embedding(
-        backbone.position_embedding.position_embeddings, reader, f"{p}embeddings.position_embeddings.weight"
+        backbone.position_embedding_layer.position_embeddings, reader, f"{p}embeddings.position_embeddings.weight"
     )
     _assign.norm(backbone.embeddings_norm, reader, f"{p}embeddings.LayerNorm")
     for index, block in enumerate(backbone.encoder_blocks):

@@ -41,7 +41,7 @@ def load_backbone(reader, hf_config, dtype=None):
     backbone = GPTBackbone(**config_from_hf(hf_config), dtype=dtype)
     p = "transformer." if reader.has("transformer.wte.weight") else ""
     _assign.embedding(backbone.token_embedding.embeddings, reader, f"{p}wte.weight")
-    _assign.embedding(backbone.position_embedding.position_embeddings, reader, f"{p}wpe.weight")
+    _assign.embedding(backbone.position_embedding_layer.position_embeddings, reader, f"{p}wpe.weight")
     for index, block in enumerate(backbone.decoder_blocks):
         layer = f"{p}h.{index}"
         attention = block.self_attention

@@ -430,7 +430,7 @@ def _convert_bert(source, dtype):
     )
     weights = _WeightCopier(source, target)
     weights.copy(source.token_embedding.embeddings, target.token_embedding.embeddings)
-    weights.copy(source.position_embedding.position_embeddings, target.position_embedding.position_embeddings)
+    weights.copy(source.position_embedding.position_embeddings, target.position_embedding_layer.position_embeddings)
     weights.copy(source.segment_embedding.embeddings, target.segment_embedding.embeddings)
     _copy_layer_norm(weights, source.embeddings_layer_norm, target.embeddings_norm)
     for layer, block in zip(layers, target.encoder_blocks, strict=True):
@@ -466,7 +466,7 @@ def _convert_gpt2(source, dtype):
     )
     weights = _WeightCopier(source, backbone)
     weights.copy(source.token_embedding.embeddings, backbone.token_embedding.embeddings)
-    weights.copy(source.position_embedding.position_embeddings, backbone.position_embedding.position_embeddings)
+    weights.copy(source.position_embedding.position_embeddings, backbone.position_embedding_layer.position_embeddings)
     for layer, block in zip(layers, backbone.decoder_blocks, strict=True):
         _copy_attention(weights, _sublayer(layer, "_self_attention_layer"), block.self_attention)
         _copy_layer_norm(weights, _sublayer(layer, "_self_attention_layer_norm"), block.self_attention_norm)

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from kzoo.export import serving
 from kzoo.export.errors import ExportError
+from kzoo.models.backbone import backbone_of
 
 RELOAD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reload_check.py")
 SHAPES = ((1, 5), (3, 17))
@@ -42,8 +43,7 @@ class Comparison:
 def random_tensor_requests(model, shapes=SHAPES, seed=0):
     """`{request name: inputs}` for `serving_default`: random ids, masks with random right padding."""
     rng = np.random.default_rng(seed)
-    config = serving.backbone_config(model)
-    vocabulary = int(config["vocabulary_size"])
+    vocabulary = backbone_of(model).vocabulary_size
     limit = serving.position_limit(model)
     requests = {}
     for index, (batch, length) in enumerate(shapes):

@@ -28,13 +28,14 @@ class Backbone(keras.Model):
     (`attention_scores`), so inspection costs nothing when unused.
 
     A subclass sets `config_class` (its family's `ModelConfig`) and validates its
-    arguments first with `self.config_class.from_arguments(locals())`.
+    arguments first with `self.config_class.from_arguments(locals())`. Its
+    constructor ends with a `# === Config ===` block that keeps every argument as a
+    public attribute of the same name (`backbone.max_sequence_length`), as keras-hub's
+    backbones do: code that needs a size reads that attribute, and `get_config`
+    returns the attributes that `config_class`'s fields name.
     """
 
     config_class = None
-
-    def _store_config(self, **arguments):
-        self._constructor_arguments = dict(arguments)
 
     @classmethod
     def family_config(cls, config):
@@ -56,7 +57,7 @@ class Backbone(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            **self._constructor_arguments,
+            **{field.name: getattr(self, field.name) for field in dataclasses.fields(self.config_class)},
         }
 
     @classmethod
@@ -109,15 +110,19 @@ class Task(keras.Model):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def _store_config(self, backbone, **arguments):
-        self._constructor_arguments = dict(arguments)
+        """Keeps `backbone` and each other constructor argument as a public attribute of the same name
+        (`classifier.num_classes`); `get_config` returns them."""
         self.backbone = backbone
+        for name, value in arguments.items():
+            setattr(self, name, value)
+        self._config_names = tuple(arguments)
 
     def get_config(self):
         return {
             "name": self.name,
             "trainable": self.trainable,
             "backbone": keras.layers.serialize(self.backbone),
-            **self._constructor_arguments,
+            **{name: getattr(self, name) for name in self._config_names},
         }
 
     @classmethod
@@ -155,6 +160,12 @@ class Task(keras.Model):
                              f"{_describe(entry)}.")
         backbone_config = backbone_class.family_config(entry["config"])
         return backbone_config.parameter_count() + cls.head_parameter_count(backbone_config, config)
+
+
+def backbone_of(model):
+    """The backbone of a task (`model.backbone`), or `model` itself when it is a backbone; code that takes
+    either reads sizes from it (`backbone_of(model).vocabulary_size`)."""
+    return model if isinstance(model, Backbone) else model.backbone
 
 
 def registered_class(entry):

@@ -1,10 +1,14 @@
 """The three families: shapes, tasks, `.keras` round trips, attention scores, bad input."""
 
+import dataclasses
+import inspect
+
 import keras
 import numpy as np
 import pytest
 
 from kzoo import models
+from kzoo.models.backbone import KERAS_CONFIG_KEYS
 from tests.harness import assert_keras_file_round_trip, to_numpy
 
 
@@ -72,6 +76,8 @@ def test_bert_tasks_shapes_and_round_trips(tmp_path):
         assert restored.backbone.token_embedding is not None
     pretrainer = models.BertPretrainer(backbone)
     assert pretrainer.masked_lm_head.token_embedding is backbone.token_embedding
+    classifier = cases[1][0]  # a task's arguments are attributes too
+    assert (classifier.num_classes, classifier.dropout, pretrainer.next_sentence_prediction) == (3, 0.1, True)
 
 
 @pytest.mark.parametrize("position_embedding", ["learned", "rotary"])
@@ -179,9 +185,27 @@ def test_bad_ids_and_lengths_raise_value_errors():
         models.from_preset("gpt_test")(gpt_inputs(length=70))
 
 
+@pytest.mark.parametrize("family", sorted(models.presets.FAMILIES))
+def test_config_fields_are_the_backbone_arguments(family):
+    """One source for sizes: a family's config dataclass lists its backbone's arguments (minus `dtype`), in order,
+    with the same defaults where the constructor has one (the sizes it requires have a config default)."""
+    backbone_class = models.presets.FAMILIES[family]
+    parameters = [parameter for parameter in inspect.signature(backbone_class.__init__).parameters.values()
+                  if parameter.name not in ("self", "dtype") and parameter.kind is not parameter.VAR_KEYWORD]
+    fields = dataclasses.fields(backbone_class.config_class)
+    assert [parameter.name for parameter in parameters] == [field.name for field in fields]
+    for parameter, field in zip(parameters, fields, strict=True):
+        if parameter.default is not parameter.empty:
+            assert parameter.default == field.default, parameter.name
+
+
 def test_backbone_config_round_trip():
     for name in ("bert_test", "gpt_test", "t5_test"):
         backbone = models.from_preset(name)
+        arguments = models.get_preset(name).config.to_dict()
+        assert {key: getattr(backbone, key) for key in arguments} == arguments  # its `# === Config ===` attributes
+        own_keys = {key: value for key, value in backbone.get_config().items() if key not in KERAS_CONFIG_KEYS}
+        assert own_keys == arguments
         clone = type(backbone).from_config(backbone.get_config())
         assert clone.get_config() == backbone.get_config()
         assert clone.count_params() == backbone.count_params()

@@ -55,7 +55,7 @@ class BertBackbone(Backbone):
         self.segment_embedding = layers.SegmentEmbedding(
             num_segments, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="segment_embedding"
         )
-        self.position_embedding = layers.PositionEmbedding(
+        self.position_embedding_layer = layers.PositionEmbedding(
             max_sequence_length, initializer=initializer, dtype=dtype, name="position_embedding"
         )
         self.embeddings_norm = layers.LayerNorm(norm_epsilon, dtype=dtype, name="embeddings_norm")
@@ -88,25 +88,23 @@ class BertBackbone(Backbone):
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===
-        self._store_config(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            max_sequence_length=max_sequence_length,
-            num_segments=num_segments,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            activation=activation,
-            norm_epsilon=norm_epsilon,
-            initializer_range=initializer_range,
-            use_pooler=use_pooler,
-        )
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.max_sequence_length = max_sequence_length
+        self.num_segments = num_segments
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.activation = activation
+        self.norm_epsilon = norm_epsilon
+        self.initializer_range = initializer_range
+        self.use_pooler = use_pooler
 
     def _forward(self, inputs, return_attention_scores=False, training=None):
         tokens = self.token_embedding(inputs["token_ids"])
-        x = tokens + self.segment_embedding(inputs["segment_ids"]) + self.position_embedding(tokens)
+        x = tokens + self.segment_embedding(inputs["segment_ids"]) + self.position_embedding_layer(tokens)
         x = self.embeddings_dropout(self.embeddings_norm(x), training=training)
         scores = []
         for block in self.encoder_blocks:

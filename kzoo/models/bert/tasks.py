@@ -18,7 +18,7 @@ def _backbone_inputs():
 
 
 def _initializer(backbone):
-    return keras.initializers.TruncatedNormal(stddev=backbone.get_config()["initializer_range"])
+    return keras.initializers.TruncatedNormal(stddev=backbone.initializer_range)
 
 
 def _pooled_output(backbone, task):
@@ -71,8 +71,8 @@ class BertPretrainer(_BertTask):
         initializer = _initializer(backbone)
         self.masked_lm_head = layers.MaskedLMHead(
             backbone.token_embedding,
-            activation=backbone.get_config()["activation"],
-            norm_epsilon=backbone.get_config()["norm_epsilon"],
+            activation=backbone.activation,
+            norm_epsilon=backbone.norm_epsilon,
             kernel_initializer=initializer,
             dtype=backbone.dtype_policy,
             name="masked_lm_head",
@@ -91,7 +91,6 @@ class BertPretrainer(_BertTask):
         if next_sentence_prediction:
             outputs["nsp_logits"] = self.next_sentence_head(features[pooled])
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.next_sentence_prediction = next_sentence_prediction
         self._store_config(backbone, next_sentence_prediction=next_sentence_prediction)
 
     @classmethod

@@ -15,6 +15,9 @@ class GPTBackbone(Backbone):
     Output (dict): `sequence_output` `(b, s, hidden_dim)`, after the final LayerNorm.
 
     Args: the fields of `GPTConfig`, and `dtype`. Invalid sizes raise ValueError naming the field.
+        Each is kept as an attribute of the same name: `position_embedding` is the option
+        ("learned" or "rotary"); the learned table's layer is `position_embedding_layer`
+        (None for rotary positions).
     """
 
     config_class = GPTConfig
@@ -50,9 +53,9 @@ class GPTBackbone(Backbone):
             dtype=dtype,
             name="token_embedding",
         )
-        self.position_embedding = None
+        self.position_embedding_layer = None
         if not rotary:
-            self.position_embedding = layers.PositionEmbedding(
+            self.position_embedding_layer = layers.PositionEmbedding(
                 max_sequence_length, initializer=initializer, dtype=dtype, name="position_embedding"
             )
         self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
@@ -83,27 +86,25 @@ class GPTBackbone(Backbone):
         super().__init__(inputs=inputs, outputs=self._forward(inputs), dtype=dtype, **kwargs)
 
         # === Config ===
-        self._store_config(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            max_sequence_length=max_sequence_length,
-            position_embedding=position_embedding,
-            rotary_max_wavelength=rotary_max_wavelength,
-            rotary_dim=rotary_dim,
-            dropout=dropout,
-            activation=activation,
-            norm_epsilon=norm_epsilon,
-            initializer_range=initializer_range,
-            pad_vocabulary_to_multiple_of=pad_vocabulary_to_multiple_of,
-        )
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.max_sequence_length = max_sequence_length
+        self.position_embedding = position_embedding
+        self.rotary_max_wavelength = rotary_max_wavelength
+        self.rotary_dim = rotary_dim
+        self.dropout = dropout
+        self.activation = activation
+        self.norm_epsilon = norm_epsilon
+        self.initializer_range = initializer_range
+        self.pad_vocabulary_to_multiple_of = pad_vocabulary_to_multiple_of
 
     def _forward(self, inputs, return_attention_scores=False, training=None):
         x = self.token_embedding(inputs["token_ids"])
-        if self.position_embedding is not None:  # rotary positions live in the attention
-            x = x + self.position_embedding(x)
+        if self.position_embedding_layer is not None:  # rotary positions live in the attention
+            x = x + self.position_embedding_layer(x)
         x = self.embeddings_dropout(x, training=training)
         scores = []
         for block in self.decoder_blocks:
@@ -156,11 +157,11 @@ class GPTBackbone(Backbone):
             the updated list of caches (None without a cache).
         """
         x = self.token_embedding(token_ids)
-        if self.position_embedding is not None:
+        if self.position_embedding_layer is not None:
             if position_ids is None:
-                x = x + self.position_embedding(x, start_index=cache_update_index)
+                x = x + self.position_embedding_layer(x, start_index=cache_update_index)
             else:
-                table = keras.ops.cast(self.position_embedding.position_embeddings, x.dtype)
+                table = keras.ops.cast(self.position_embedding_layer.position_embeddings, x.dtype)
                 x = x + keras.ops.take(table, keras.ops.cast(position_ids, "int32"), axis=0)
         new_cache = None if cache is None else []
         for index, block in enumerate(self.decoder_blocks):
@@ -214,12 +215,12 @@ class GPTBackbone(Backbone):
                 "(see `empty_past`)."
             )
         x = self.token_embedding(token_ids)
-        if self.position_embedding is not None:
+        if self.position_embedding_layer is not None:
             if position_ids is None:
                 past_length = keras.ops.shape(past_key_values[0][0])[1]
-                x = x + self.position_embedding(x, start_index=past_length)
+                x = x + self.position_embedding_layer(x, start_index=past_length)
             else:
-                table = keras.ops.cast(self.position_embedding.position_embeddings, x.dtype)
+                table = keras.ops.cast(self.position_embedding_layer.position_embeddings, x.dtype)
                 x = x + keras.ops.take(table, keras.ops.cast(position_ids, "int32"), axis=0)
         present = []
         for block, past in zip(self.decoder_blocks, past_key_values, strict=True):

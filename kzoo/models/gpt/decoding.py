@@ -33,9 +33,9 @@ class GPTDecodingAdapter(DecodingAdapter):
     def __init__(self, model):
         super().__init__(model)
         self.backbone = model.backbone
-        self.vocabulary_size = self.backbone.token_embedding.vocabulary_size
-        self.learned_positions = self.backbone.position_embedding is not None
-        self.max_sequence_length = self.backbone.get_config()["max_sequence_length"]
+        self.vocabulary_size = self.backbone.vocabulary_size
+        self.learned_positions = self.backbone.position_embedding == "learned"
+        self.max_sequence_length = self.backbone.max_sequence_length
 
     def logits(self, hidden):
         """float32 `(B, V)` logits from `(B, d)` hidden states."""

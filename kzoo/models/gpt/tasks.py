@@ -35,10 +35,10 @@ class GPTCausalLM(Task):
     default_learning_rate = 3e-4
 
     def __init__(self, backbone, fused_loss=False, loss_chunk_size=1024, **kwargs):
-        if fused_loss and backbone.token_embedding.hidden_dim == backbone.token_embedding.vocabulary_size:
+        if fused_loss and backbone.hidden_dim == backbone.vocabulary_size:
             raise ValueError(
                 "GPTCausalLM(fused_loss=True) tells hidden states from logits by their width, but this backbone's "
-                f"hidden_dim equals its vocabulary_size ({backbone.token_embedding.vocabulary_size}); use "
+                f"hidden_dim equals its vocabulary_size ({backbone.vocabulary_size}); use "
                 "fused_loss=False."
             )
         if loss_chunk_size < 1:
@@ -50,11 +50,9 @@ class GPTCausalLM(Task):
         hidden = backbone(inputs)["sequence_output"]
         logits = backbone.token_embedding(hidden, reverse=True)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
-        self.fused_loss = bool(fused_loss)
-        self.loss_chunk_size = int(loss_chunk_size)
+        self._store_config(backbone, fused_loss=bool(fused_loss), loss_chunk_size=int(loss_chunk_size))
         # The fused loss counts its hits itself (there are no logits for a compiled metric to read).
         self.token_accuracy = keras.metrics.Mean(name="accuracy") if self.fused_loss else None
-        self._store_config(backbone, fused_loss=self.fused_loss, loss_chunk_size=self.loss_chunk_size)
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         if training and self.fused_loss:
@@ -73,7 +71,7 @@ class GPTCausalLM(Task):
         return [] if self.fused_loss else super().default_metrics()
 
     def _is_hidden(self, y_pred):
-        return self.fused_loss and y_pred.shape[-1] == self.backbone.token_embedding.hidden_dim
+        return self.fused_loss and y_pred.shape[-1] == self.backbone.hidden_dim
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not self._is_hidden(y_pred):

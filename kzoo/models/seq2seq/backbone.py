@@ -104,31 +104,45 @@ class Seq2SeqBackbone(Backbone):
         super().__init__(inputs=inputs, outputs=self._forward(inputs), dtype=dtype, **kwargs)
 
         # === Config ===
-        self._store_config(
-            vocabulary_size=vocabulary_size, num_encoder_layers=num_encoder_layers,
-            num_decoder_layers=num_decoder_layers, num_heads=num_heads, hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim, key_dim=key_dim, max_sequence_length=max_sequence_length,
-            position_embedding=position_embedding, position_offset=position_offset,
-            relative_buckets=relative_buckets, relative_max_distance=relative_max_distance,
-            norm_type=norm_type, norm_first=norm_first, norm_epsilon=norm_epsilon, activation=activation,
-            gated_feed_forward=gated_feed_forward, use_bias=use_bias, attention_scale=attention_scale,
-            scale_embeddings=scale_embeddings, embedding_norm=embedding_norm,
-            tie_word_embeddings=tie_word_embeddings, scale_decoder_outputs=scale_decoder_outputs, dropout=dropout,
-            attention_dropout=attention_dropout, initializer_range=initializer_range,
-        )
+        self.vocabulary_size = vocabulary_size
+        self.num_encoder_layers = num_encoder_layers
+        self.num_decoder_layers = num_decoder_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.key_dim = key_dim
+        self.max_sequence_length = max_sequence_length
+        self.position_embedding = position_embedding
+        self.position_offset = position_offset
+        self.relative_buckets = relative_buckets
+        self.relative_max_distance = relative_max_distance
+        self.norm_type = norm_type
+        self.norm_first = norm_first
+        self.norm_epsilon = norm_epsilon
+        self.activation = activation
+        self.gated_feed_forward = gated_feed_forward
+        self.use_bias = use_bias
+        self.attention_scale = attention_scale
+        self.scale_embeddings = scale_embeddings
+        self.embedding_norm = embedding_norm
+        self.tie_word_embeddings = tie_word_embeddings
+        self.scale_decoder_outputs = scale_decoder_outputs
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.initializer_range = initializer_range
 
     @staticmethod
-    def _position_layers(kind, max_length, offset, num_heads, buckets, max_distance, initializer, dtype):
+    def _position_layers(kind, max_sequence_length, offset, num_heads, buckets, max_distance, initializer, dtype):
         """The (encoder, decoder) position layers of one design."""
         if kind == "sinusoidal":
             return tuple(
-                layers.SinusoidalPositionEmbedding(max_length, dtype=dtype, name=f"{side}_position_embedding")
+                layers.SinusoidalPositionEmbedding(max_sequence_length, dtype=dtype, name=f"{side}_position_embedding")
                 for side in ("encoder", "decoder")
             )
         if kind == "learned":
             return tuple(
                 layers.PositionEmbedding(
-                    max_length, initializer=initializer, position_offset=offset, dtype=dtype,
+                    max_sequence_length, initializer=initializer, position_offset=offset, dtype=dtype,
                     name=f"{side}_position_embedding",
                 )
                 for side in ("encoder", "decoder")

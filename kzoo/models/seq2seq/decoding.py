@@ -29,10 +29,9 @@ class Seq2SeqDecodingAdapter(DecodingAdapter):
     def __init__(self, model):
         super().__init__(model)
         self.backbone = model.backbone
-        self.vocabulary_size = self.backbone.token_embedding.vocabulary_size
-        config = self.backbone.get_config()
-        self.bounded = config["position_embedding"] != "relative"
-        self.max_sequence_length = config["max_sequence_length"]
+        self.vocabulary_size = self.backbone.vocabulary_size
+        self.bounded = self.backbone.position_embedding != "relative"
+        self.max_sequence_length = self.backbone.max_sequence_length
 
     def logits(self, hidden):
         """float32 `(B, V)` logits from `(B, d)` decoder hidden states."""
