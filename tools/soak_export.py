@@ -5,7 +5,7 @@ Loads a kzoo classifier SavedModel with `tf.saved_model.load` (as a server would
 `serving_default`, drawn from a seeded mix:
 
 * valid: texts of random length (0-60 words, Unicode, emoji, invalid UTF-8 bytes), empty strings inside a batch,
-  over-long texts (truncated at the export's `max_length`), valid id tensors;
+  over-long texts (truncated at the export's `sequence_length`), valid id tensors;
 * invalid: empty batches, wrong ranks (scalar, (b, 1), rank 3), wrong dtypes, a missing or unexpected input, ids
   outside the vocabulary, mismatched padding_mask shapes, rows longer than the model's positions.
 
@@ -48,7 +48,7 @@ WORDS = (
 ).split()
 ODD = ["", " ", "\t\n", "\u200b", "\u202e", "e\u0301", "\x00", "[SEP]", "[CLS]", "\U0010ffff", "\ufffd"]
 INVALID_UTF8 = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80\x80", b"\xe2\x82"]
-TINY_MAX_LENGTH = 32
+TINY_SEQUENCE_LENGTH = 32
 SAMPLE_EVERY = 1000
 
 
@@ -81,7 +81,7 @@ def export_tiny_classifier(export_dir, seed=0):
     model = models.BertClassifier(backbone, num_classes=3, dropout=0.0)
     result = export_savedmodel(
         model, os.path.join(export_dir, "models"), tokenizer=tokenizer, labels=["negative", "neutral", "positive"],
-        model_name="soak_classifier", version=1, settings=ServingSettings(max_length=TINY_MAX_LENGTH),
+        model_name="soak_classifier", version=1, settings=ServingSettings(sequence_length=TINY_SEQUENCE_LENGTH),
         tokenizer_files={"vocab.txt": vocab_txt}, warmup=False, overwrite=True,
     )
     return result.path
@@ -166,7 +166,7 @@ def make_request(rng, limits):
         if kind == "empty_strings":
             texts[int(rng.integers(batch))] = b""
         if kind == "over_long":
-            words = int(rng.integers(200, 5000))  # 1-40 KB: far past max_length, truncated
+            words = int(rng.integers(200, 5000))  # 1-40 KB: far past sequence_length, truncated
             texts[int(rng.integers(batch))] = " ".join(pick(rng, WORDS) for _ in range(words)).encode()
         return Request(kind, "classify", {"text": tf.constant(texts)}, "ok")
     if kind == "empty_batch":

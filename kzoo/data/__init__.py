@@ -23,7 +23,6 @@ from kzoo.data.readers import (
     read_jsonl,
     read_text_documents,
     read_text_lines,
-    text_file_lines,
     tfds_dataset,
     tfrecord_dataset,
     write_tfrecord,
@@ -38,6 +37,7 @@ from kzoo.data.seq2seq import (
 )
 from kzoo.data.squad import SquadExample, answer_text, read_squad, squad_dataset, squad_features, tokenize_with_offsets
 from kzoo.data.token_classification import TaggedSentence, read_conll, token_classification_dataset
+from kzoo.text.lines import text_file_lines  # the rule every reader applies to lines that are not UTF-8 text
 
 __all__ = [
     "LabelVocabulary", "ReadReport", "SquadExample", "TaggedSentence", "answer_text", "bert_pretraining_dataset",

@@ -55,15 +55,15 @@ def pad_to(ids, length, pad_id):
     return tf.ensure_shape(ids, [length])
 
 
-def pack_bert(first, second, seq_len, cls_id, sep_id, pad_id):
-    """`[CLS] A [SEP] (B [SEP])` with segment ids and padding mask, all int32 `(seq_len,)`.
+def pack_bert(first, second, sequence_length, cls_id, sep_id, pad_id):
+    """`[CLS] A [SEP] (B [SEP])` with segment ids and padding mask, all int32 `(sequence_length,)`.
 
     `second` may be None for single-segment inputs. Packed by `kzoo.text.packing` (a pair is truncated
     "longest_first"), the packer the tokenizers' `encode_pair` and the exported signatures use.
     """
-    packed = packing.pack_example(first, second, sequence_length=seq_len, start_ids=(cls_id,), end_ids=(sep_id,),
-                                  pad_id=pad_id)
-    packed.setdefault("segment_ids", tf.zeros([seq_len], tf.int32))
+    packed = packing.pack_example(first, second, sequence_length=sequence_length, start_ids=(cls_id,),
+                                  end_ids=(sep_id,), pad_id=pad_id)
+    packed.setdefault("segment_ids", tf.zeros([sequence_length], tf.int32))
     return {
         "token_ids": packed["token_ids"],
         "segment_ids": packed["segment_ids"],

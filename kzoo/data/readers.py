@@ -10,7 +10,8 @@ file and line where it happened, and none silently drops the rest of a file:
   (`report.messages()` says "skipped 3 of 120 lines that are not UTF-8 text in x.txt");
   a file where most lines are not UTF-8 text (an image, latin-1 text) raises
   `ValueError` naming the file and the fix; pass `strict_utf8=True` to raise on the
-  first such line instead, naming file and line;
+  first such line instead, naming file and line (the rule of `kzoo.text.lines`, which
+  the vocabulary trainers apply too);
 - a malformed jsonl/csv line (bad JSON, missing field, wrong column count, a quote
   never closed) raises `ValueError("path:line: ...")`; a csv file with a header and no
   rows raises naming the file.
@@ -27,49 +28,33 @@ import os
 
 import tensorflow as tf
 
+from kzoo.text.lines import LineReport, file_lines, numbered_text_lines
+
 LOCATION = "_location"  # record key holding "path:line" when a reader is asked for it
 
 
-# A file is refused (not skipped line by line) when more than this share of its lines are not UTF-8 text.
-MOSTLY_UNDECODABLE = 0.5
-
-
 @dataclasses.dataclass
-class ReadReport:
+class ReadReport(LineReport):
     """What a reader read and what it skipped.
 
     Attributes:
         files, records: files read, records returned.
         skipped_empty: blank lines (or rows) skipped.
-        invalid_utf8: lines skipped because they are not UTF-8 text (all files).
         skipped_records: records dropped because a line of theirs was not UTF-8 text
             (a csv row, a CoNLL sentence); text and jsonl readers drop just the line.
         skipped_labels: records dropped for a label unseen in training (`encode_labels`).
-        invalid_by_file: `{path: (lines not UTF-8 text, lines)}` for files with any.
+        invalid_utf8, invalid_by_file: the lines that are not UTF-8 text (`kzoo.text.lines.LineReport`).
     """
 
     files: int = 0
     records: int = 0
     skipped_empty: int = 0
-    invalid_utf8: int = 0
     skipped_records: int = 0
     skipped_labels: int = 0
-    invalid_by_file: dict = dataclasses.field(default_factory=dict)
-
-    def merge(self, other):
-        for field in dataclasses.fields(self):
-            if field.name == "invalid_by_file":
-                self.invalid_by_file.update(other.invalid_by_file)
-            else:
-                setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
-        return self
 
     def messages(self):
         """What was skipped, a line per file: "skipped 3 of 120 lines that are not UTF-8 text in x.txt", ..."""
-        lines = [
-            f"skipped {bad} of {total} lines that are not UTF-8 text in {path}"
-            for path, (bad, total) in self.invalid_by_file.items()
-        ]
+        lines = super().messages()
         if self.skipped_records:
             lines.append(f"dropped {self.skipped_records} records that contained them")
         if self.skipped_labels:
@@ -98,64 +83,6 @@ def input_paths(paths, extensions=None):
     return [file for path in paths for file in _list_files(os.fspath(path), extensions)]
 
 
-def file_lines(path, report, strict_utf8):
-    """`[(line_number, text, ok)]` for every line of `path`, newline stripped; `ok` False: not UTF-8 text
-    (`text` is then the line decoded with U+FFFD replacements, for a parser that must see its quotes).
-
-    A line is not UTF-8 text if it does not decode or holds a NUL byte (binary data, UTF-16).
-    Such lines are counted in `report`; if they are most of the file, raises naming it.
-    """
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if not data.strip():
-        raise ValueError(f"Input file {path!r} is empty.")
-    lines, bad, total = [], 0, 0
-    for number, raw in enumerate(data.splitlines(), start=1):
-        total += bool(raw.strip())
-        try:
-            text = raw.decode("utf-8")
-            if "\x00" in text:
-                raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
-        except UnicodeDecodeError as error:
-            if strict_utf8:
-                raise ValueError(
-                    f"{path}:{number}: not UTF-8 text ({error.reason} at byte {error.start}); "
-                    "convert the file to UTF-8 or fix the line."
-                ) from None
-            bad += 1
-            lines.append((number, raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"), False))
-            continue
-        lines.append((number, text.lstrip("\ufeff") if number == 1 else text, True))
-    if bad:
-        if bad > MOSTLY_UNDECODABLE * total:
-            source = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin1"
-            raise ValueError(
-                f"Input file {path!r}: {bad} of {total} lines are not UTF-8 text (a binary file, or another "
-                f"encoding such as latin-1 or UTF-16?); convert it to UTF-8 (e.g. `iconv -f {source} -t utf-8`) "
-                "or remove it from the data."
-            )
-        report.invalid_utf8 += bad
-        report.invalid_by_file[path] = (bad, total)
-    return lines
-
-
-def _decoded_lines(path, report, strict_utf8):
-    """Yields `(line_number, text)` for every UTF-8 text line of `path` (see `file_lines`)."""
-    for number, text, ok in file_lines(path, report, strict_utf8):
-        if ok:
-            yield number, text
-
-
-def text_file_lines(path, report=None, strict_utf8=False):
-    """Yields the UTF-8 text lines of one file (newline stripped), skipping and counting the others.
-
-    The rule every reader applies (see the module docstring); `report` (a `ReadReport`)
-    receives the counts. Raises `ValueError` for an empty or mostly undecodable file.
-    """
-    for _, text in _decoded_lines(os.fspath(path), report if report is not None else ReadReport(), strict_utf8):
-        yield text
-
-
 def read_text_documents(paths, document_per="file", strict_utf8=False):
     """Reads documents made of sentences, one sentence per line.
 
@@ -176,7 +103,7 @@ def read_text_documents(paths, document_per="file", strict_utf8=False):
     for path in input_paths(paths):
         report.files += 1
         current = []
-        for _, line in _decoded_lines(path, report, strict_utf8):
+        for _, line in numbered_text_lines(path, report, strict_utf8):
             line = line.strip()
             if line:
                 current.append(line)
@@ -198,7 +125,7 @@ def read_text_lines(paths, strict_utf8=False):
     lines = []
     for path in input_paths(paths):
         report.files += 1
-        for _, line in _decoded_lines(path, report, strict_utf8):
+        for _, line in numbered_text_lines(path, report, strict_utf8):
             if line.strip():
                 lines.append(line.strip())
             else:
@@ -226,7 +153,7 @@ def read_jsonl(paths, fields, strict_utf8=False, with_location=False):
     records = []
     for path in input_paths(paths):
         report.files += 1
-        for number, line in _decoded_lines(path, report, strict_utf8):
+        for number, line in numbered_text_lines(path, report, strict_utf8):
             if not line.strip():
                 report.skipped_empty += 1
                 continue

@@ -6,31 +6,33 @@ from kzoo.data import _common
 from kzoo.text import packing
 
 
-def seq2seq_features(source_ids, target_ids, *, encoder_length, decoder_length, pad_id, decoder_start_id):
+def seq2seq_features(source_ids, target_ids, *, encoder_sequence_length, decoder_sequence_length, pad_id,
+                     decoder_start_id):
     """Teacher-forcing features for `Seq2SeqLM`.
 
     `source_ids`/`target_ids` are 1-D int32 and should already end with EOS. Returns
-    `(features, targets, sample_weight)`: encoder ids/mask `(encoder_length,)`,
+    `(features, targets, sample_weight)`: encoder ids/mask `(encoder_sequence_length,)`,
     decoder ids = targets shifted right starting with `decoder_start_id`, decoder mask
-    `(decoder_length,)`, targets int32 `(decoder_length,)`, sample weight float32 =
+    `(decoder_sequence_length,)`, targets int32 `(decoder_sequence_length,)`, sample weight float32 =
     the target mask.
     """
-    target_ids = target_ids[:decoder_length]
+    target_ids = target_ids[:decoder_sequence_length]
     decoder_ids = tf.concat([tf.constant([decoder_start_id], tf.int32), target_ids[:-1]], 0)
     target_mask = tf.ones_like(target_ids)
-    source_ids = source_ids[:encoder_length]
+    source_ids = source_ids[:encoder_sequence_length]
     features = {
-        "encoder_token_ids": _common.pad_to(source_ids, encoder_length, pad_id),
-        "encoder_padding_mask": _common.pad_to(tf.ones_like(source_ids), encoder_length, 0),
-        "decoder_token_ids": _common.pad_to(decoder_ids, decoder_length, pad_id),
-        "decoder_padding_mask": _common.pad_to(target_mask, decoder_length, 0),
+        "encoder_token_ids": _common.pad_to(source_ids, encoder_sequence_length, pad_id),
+        "encoder_padding_mask": _common.pad_to(tf.ones_like(source_ids), encoder_sequence_length, 0),
+        "decoder_token_ids": _common.pad_to(decoder_ids, decoder_sequence_length, pad_id),
+        "decoder_padding_mask": _common.pad_to(target_mask, decoder_sequence_length, 0),
     }
-    targets = _common.pad_to(target_ids, decoder_length, pad_id)
-    return features, targets, tf.cast(_common.pad_to(target_mask, decoder_length, 0), tf.float32)
+    targets = _common.pad_to(target_ids, decoder_sequence_length, pad_id)
+    return features, targets, tf.cast(_common.pad_to(target_mask, decoder_sequence_length, 0), tf.float32)
 
 
 def seq2seq_dataset(
-    pairs, tokenizer, *, encoder_length, decoder_length, pad_id, eos_id, decoder_start_id, target_tokenizer=None,
+    pairs, tokenizer, *, encoder_sequence_length, decoder_sequence_length, pad_id, eos_id, decoder_start_id,
+    target_tokenizer=None,
     batch_size=None, shuffle=False, seed=0, input_context=None, shuffle_buffer=10_000, drop_remainder=False,
 ):
     """Source/target pairs → `Seq2SeqLM` examples (teacher forcing).
@@ -39,14 +41,14 @@ def seq2seq_dataset(
         pairs: a list of `(source, target)` strings (or dicts with "source"/"target", as
             from `read_jsonl`/`read_csv`), or a dataset of `(source, target)` strings.
         tokenizer: tokenizes both sides unless `target_tokenizer` is given.
-        encoder_length, decoder_length: padded lengths; EOS is appended, then truncated.
+        encoder_sequence_length, decoder_sequence_length: padded lengths; EOS is appended, then truncated.
         pad_id, eos_id, decoder_start_id: special ids (T5: 0, 1, 0).
 
     Returns:
         A dataset of `(features, targets, sample_weight)` with features
-        `encoder_token_ids`, `encoder_padding_mask` int32 `(b, encoder_length)`,
-        `decoder_token_ids`, `decoder_padding_mask` int32 `(b, decoder_length)`; targets
-        int32 `(b, decoder_length)`; sample weight float32 `(b, decoder_length)`.
+        `encoder_token_ids`, `encoder_padding_mask` int32 `(b, encoder_sequence_length)`,
+        `decoder_token_ids`, `decoder_padding_mask` int32 `(b, decoder_sequence_length)`; targets
+        int32 `(b, decoder_sequence_length)`; sample weight float32 `(b, decoder_sequence_length)`.
     """
     _common.check_special_ids(pad_id=pad_id, eos_id=eos_id, decoder_start_id=decoder_start_id)
     target_tokenizer = target_tokenizer or tokenizer
@@ -59,15 +61,16 @@ def seq2seq_dataset(
 
     def with_eos(text_tokenizer, text, length):
         # The packer's one-segment rule, as the served `tokenizer.encode`: the end is cut to leave room for EOS.
-        row = packing.pack_example(_common.tokenize_one(text_tokenizer, text), sequence_length=length, end_ids=(eos_id,),
-                                   pad_id=pad_id)
+        row = packing.pack_example(_common.tokenize_one(text_tokenizer, text), sequence_length=length,
+                                   end_ids=(eos_id,), pad_id=pad_id)
         return tf.boolean_mask(row["token_ids"], row["padding_mask"])
 
     def to_example(source, target):
-        source_ids = with_eos(tokenizer, source, encoder_length)
-        target_ids = with_eos(target_tokenizer, target, decoder_length)
+        source_ids = with_eos(tokenizer, source, encoder_sequence_length)
+        target_ids = with_eos(target_tokenizer, target, decoder_sequence_length)
         return seq2seq_features(
-            source_ids, target_ids, encoder_length=encoder_length, decoder_length=decoder_length,
+            source_ids, target_ids, encoder_sequence_length=encoder_sequence_length,
+            decoder_sequence_length=decoder_sequence_length,
             pad_id=pad_id, decoder_start_id=decoder_start_id,
         )
 
@@ -157,7 +160,8 @@ def span_corruption_dataset(
         `(features, targets, sample_weight)` as `seq2seq_dataset`.
     """
     _common.check_special_ids(vocabulary_size, pad_id=pad_id, eos_id=eos_id, decoder_start_id=decoder_start_id)
-    encoder_length, decoder_length = corrupted_lengths(raw_length, noise_density, mean_noise_span_length)
+    encoder_sequence_length, decoder_sequence_length = corrupted_lengths(raw_length, noise_density,
+                                                                         mean_noise_span_length)
     texts = texts if isinstance(texts, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(
         tf.constant(list(texts), tf.string))
     texts = _common.shard_source(texts, input_context)
@@ -173,7 +177,8 @@ def span_corruption_dataset(
             noise_density=noise_density, mean_noise_span_length=mean_noise_span_length,
         )
         return seq2seq_features(
-            inputs, targets, encoder_length=encoder_length, decoder_length=decoder_length,
+            inputs, targets, encoder_sequence_length=encoder_sequence_length,
+            decoder_sequence_length=decoder_sequence_length,
             pad_id=pad_id, decoder_start_id=decoder_start_id,
         )
 

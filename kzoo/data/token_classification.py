@@ -4,8 +4,9 @@ import numpy as np
 import tensorflow as tf
 
 from kzoo.data import _common
-from kzoo.data.readers import ReadReport, input_paths, file_lines
+from kzoo.data.readers import ReadReport, input_paths
 from kzoo.text import packing
+from kzoo.text.lines import file_lines
 
 
 class TaggedSentence(tuple):

@@ -6,9 +6,9 @@ a request may ask for fewer. Temperature and top-p are tensors fed per request: 
 (exactly `model.generate(strategy="greedy")`), temperature > 0 samples from the top-p nucleus with the request's
 seed (reproducible for one seed on one TensorFlow build).
 
-Prompts: GPT prompts are tokenized with the tokenizer's prefix (e.g. BOS), keep their LAST `budget` tokens and are
-left-padded (as `kzoo.generate` packs them); seq2seq sources are packed like `tokenizer.encode` (the end is cut,
-eos added). Output text is the new tokens cut before the stop token and detokenized.
+Prompts: GPT prompts are packed by `kzoo.text.packing.pack_prompt`, as `kzoo.generate` packs them (the tokenizer's
+`start_ids`, e.g. BOS, first; the LAST `budget` tokens kept; left-padded); seq2seq sources are packed like
+`tokenizer.encode` (the end is cut, eos added). Output text is the new tokens cut before the stop token and detokenized.
 """
 
 import warnings
@@ -24,6 +24,7 @@ from kzoo.generate.adapters import adapter_for
 from kzoo.generate.loop import build_decode
 from kzoo.generate.options import make_options
 from kzoo.generate.sampling import step_seed, top_p_token
+from kzoo.text import packing
 
 
 class RequestSelector:
@@ -45,31 +46,18 @@ class RequestSelector:
         return ops.cond(self.temperature > 0, sample, greedy)
 
 
-def left_pad(ragged, pad_id):
-    """(b, None) ragged int32 -> ((b, w) left-padded ids, (b, w) int32 mask)."""
-    lengths = tf.cast(ragged.row_lengths(), tf.int32)
-    right = ragged.to_tensor(default_value=pad_id)
-    width = tf.shape(right)[1]
-    source = tf.range(width)[None, :] - (width - lengths)[:, None]
-    valid = source >= 0
-    ids = tf.where(valid, tf.gather(right, tf.maximum(source, 0), batch_dims=1), pad_id)
-    return ids, tf.cast(valid, tf.int32)
-
-
 def prompt_budget(model, settings):
-    """GPT prompt tokens kept: learned positions leave room for max_new_tokens."""
+    """GPT prompt tokens kept (`kzoo.text.packing.prompt_budget`); says when the model's positions cut it."""
     limit = position_limit(model)
-    if limit is None:
-        return settings.max_length
-    budget = min(settings.max_length, limit - settings.max_new_tokens)
+    budget = packing.prompt_budget(settings.sequence_length, limit, settings.max_new_tokens)
     if budget < 1:
         raise ExportError(
             f"max_new_tokens={settings.max_new_tokens} leaves no room for a prompt in the model's {limit} positions; "
             f"export with a smaller --max-new-tokens."
         )
-    if budget < settings.max_length:
-        warnings.warn(f"max_length={settings.max_length} prompt tokens do not fit the model's {limit} positions with "
-                      f"max_new_tokens={settings.max_new_tokens}; prompts keep their last {budget} tokens.",
+    if budget < settings.sequence_length:
+        warnings.warn(f"sequence_length={settings.sequence_length} prompt tokens do not fit the model's {limit} "
+                      f"positions with max_new_tokens={settings.max_new_tokens}; prompts keep their last {budget} tokens.",
                       ExportWarning, stacklevel=3)
     return budget
 
@@ -81,12 +69,12 @@ def generation_signatures(model, tokenizer, settings):
     seq2seq = adapter.family == "seq2seq"
     if seq2seq:
         limit = position_limit(model)
-        if limit is not None and (settings.max_length > limit or cap + 1 > limit):
+        if limit is not None and (settings.sequence_length > limit or cap + 1 > limit):
             raise ExportError(
-                f"The model has {limit} positions: export with --max-length <= {limit} and "
+                f"The model has {limit} positions: export with --sequence-length <= {limit} and "
                 f"--max-new-tokens <= {limit - 1}."
             )
-        budget = settings.max_length
+        budget = settings.sequence_length
     else:
         budget = prompt_budget(model, settings)
     options = make_options(
@@ -102,21 +90,15 @@ def generation_signatures(model, tokenizer, settings):
     )
     selector = RequestSelector()
     decode = build_decode(adapter, options, selector=selector)
-    prefix = tuple(getattr(tokenizer, "_prefix_ids", ()))
 
     def pack(prompts):
         if seq2seq:
-            packed = tokenizer.encode(prompts, max_length=budget)
-            lengths = tf.reduce_sum(tf.cast(packed["padding_mask"], tf.int32), axis=1)
-            return packed["token_ids"], tf.cast(packed["padding_mask"], tf.int32), lengths
-        tokens = tokenizer._tokenize_batch(prompts)
-        if prefix:
-            tokens = tf.concat([text_ops.constant_rows(prefix, tf.shape(prompts)[0]), tokens], axis=1)
-        kept = tf.minimum(tokens.row_lengths(), budget)
-        first_kept = (tokens.row_lengths() - kept)[:, None]
-        tokens = tf.ragged.boolean_mask(tokens, tf.ragged.range(tokens.row_lengths()) >= first_kept)
-        ids, mask = left_pad(tokens, settings.pad_id)
-        return ids, mask, tf.cast(kept, tf.int32)
+            packed = tokenizer.encode(prompts, sequence_length=budget)
+        else:
+            packed = packing.pack_prompt(tokenizer.tokenize(prompts), start_ids=tokenizer.start_ids,
+                                         sequence_length=budget, pad_id=settings.pad_id)
+        mask = tf.cast(packed["padding_mask"], tf.int32)
+        return packed["token_ids"], mask, tf.reduce_sum(mask, axis=1)
 
     def run(prompts, max_new_tokens, temperature, top_p, seed):
         prompts = text_ops.check_batch(prompts, "prompts")
@@ -146,7 +128,7 @@ def generation_signatures(model, tokenizer, settings):
         tokens, counts = outputs["tokens"], outputs["lengths"]
         generated = tf.RaggedTensor.from_tensor(tokens, lengths=counts)
         stops = processors.is_stop(generated.flat_values, options.stop_token_ids)
-        text = tokenizer._detokenize(tf.ragged.boolean_mask(generated, generated.with_flat_values(~stops)))
+        text = tokenizer.detokenize(tf.ragged.boolean_mask(generated, generated.with_flat_values(~stops)))
         width = tf.reduce_max(counts)
         return {"text": text, "token_ids": tokens[:, :width], "num_tokens": counts}
 
@@ -167,7 +149,7 @@ def generation_signatures(model, tokenizer, settings):
         scalars = {name: text_ops.with_rank(value, 0, name) for name, value in scalars.items()}
         return run(prompts, **scalars)
 
-    packing = (
+    prompt_rule = (
         f"sources packed like tokenizer.encode in {budget} tokens (the end is cut, eos added)"
         if seq2seq
         else f"prompts keep their last {budget} tokens (after the tokenizer's prefix), left-padded"
@@ -180,13 +162,13 @@ def generation_signatures(model, tokenizer, settings):
     return [
         Signature(
             "generate", generate,
-            f"Text in: prompts (b,) string; {packing}. Decodes up to {cap} new tokens with temperature "
+            f"Text in: prompts (b,) string; {prompt_rule}. Decodes up to {cap} new tokens with temperature "
             f"{settings.temperature} (0 = greedy), top_p {settings.top_p}, stop ids {stop}. Out: {out}.",
             {"prompts": ["Once upon a time"]},
         ),
         Signature(
             "generate_with_options", generate_with_options,
-            f"Text in: prompts (b,) string; {packing}. Options (scalars): max_new_tokens int32 in [1, {cap}], "
+            f"Text in: prompts (b,) string; {prompt_rule}. Options (scalars): max_new_tokens int32 in [1, {cap}], "
             "temperature float32 >= 0 (0 = greedy), top_p float32 in (0, 1], seed int32 (sampling). Stop ids "
             f"{stop}. Out: {out}.",
             {"prompts": ["Once upon a time", "Hello"], "max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0,

@@ -34,6 +34,7 @@ import kzoo
 from kzoo.export import generation, serving
 from kzoo.export.errors import ExportError, ExportWarning
 from kzoo.layers.cache_updates import portable_updates
+from kzoo.models.backbone import backbone_of
 from kzoo.models.bert.backbone import BertBackbone
 from kzoo.models.bert.tasks import BertClassifier, BertSpanQA, BertTokenClassifier
 from kzoo.models.gpt.tasks import GPTCausalLM
@@ -72,11 +73,11 @@ def _check_model(model):
 def _check_tokenizer(model, tokenizer):
     if tokenizer is None:
         return
-    config = serving.backbone_config(model)
-    if tokenizer.vocabulary_size > int(config["vocabulary_size"]):
+    vocabulary = backbone_of(model).vocabulary_size
+    if tokenizer.vocabulary_size > vocabulary:
         raise ExportError(
             f"The tokenizer has {tokenizer.vocabulary_size} ids but the model's vocabulary has "
-            f"{config['vocabulary_size']}: export with the tokenizer the model was trained with."
+            f"{vocabulary}: export with the tokenizer the model was trained with."
         )
 
 
@@ -84,10 +85,10 @@ def resolve_settings(model, tokenizer, settings):
     settings = settings or serving.ServingSettings()
     limit = serving.position_limit(model)
     changes = {}
-    if limit is not None and settings.max_length > limit and not isinstance(model, GPTCausalLM):
-        changes["max_length"] = limit
-        warnings.warn(f"max_length={settings.max_length} is above the model's {limit} positions; texts are packed "
-                      f"in {limit} sub-tokens.", ExportWarning, stacklevel=3)
+    if limit is not None and settings.sequence_length > limit and not isinstance(model, GPTCausalLM):
+        changes["sequence_length"] = limit
+        warnings.warn(f"sequence_length={settings.sequence_length} is above the model's {limit} positions; texts "
+                      f"are packed in {limit} sub-tokens.", ExportWarning, stacklevel=3)
     if tokenizer is not None:
         special = getattr(tokenizer, "special_token_ids", {}) or {}
         if not settings.stop_token_ids and "eos" in special:
@@ -97,12 +98,12 @@ def resolve_settings(model, tokenizer, settings):
         # 64 new tokens, or half the positions of a learned-position GPT with a smaller context.
         room = 64 if limit is None or not isinstance(model, (GPTCausalLM, Seq2SeqLM)) else min(64, limit // 2)
         changes["max_new_tokens"] = max(room, 1)
-    for name in ("max_length", "max_new_tokens", "max_query_length", "max_answer_tokens"):
+    for name in ("sequence_length", "max_new_tokens", "max_query_length", "max_answer_tokens"):
         value = changes.get(name, getattr(settings, name))
         if not isinstance(value, int) or value < 1:
             raise ExportError(f"{name} must be a positive integer, got {value!r}.")
-    if changes.get("max_length", settings.max_length) < 4:
-        raise ExportError("max_length must be at least 4 sub-tokens.")
+    if changes.get("sequence_length", settings.sequence_length) < 4:
+        raise ExportError("sequence_length must be at least 4 sub-tokens.")
     _check_generation_settings(model, dataclasses.replace(settings, **changes))
     return dataclasses.replace(settings, **changes)
 
@@ -117,7 +118,7 @@ def _check_generation_settings(model, settings):
         raise ExportError(f"temperature must be a number >= 0 (0 = greedy), got {settings.temperature!r}.")
     if not (isinstance(settings.top_p, (int, float)) and 0 < settings.top_p <= 1):
         raise ExportError(f"top_p must be in (0, 1], got {settings.top_p!r}.")
-    vocabulary = int(serving.backbone_config(model)["vocabulary_size"])
+    vocabulary = backbone_of(model).vocabulary_size
     ids = {"pad_id": [settings.pad_id], "stop_token_ids": list(settings.stop_token_ids)}
     if settings.decoder_start_id is not None:
         ids["decoder_start_id"] = [settings.decoder_start_id]
@@ -149,7 +150,7 @@ def serving_signatures(model, tokenizer=None, labels=None, settings=None):
 def _tensor_example(model, tokenizer):
     """A small valid tensor-in request: batch 2, length 6."""
     names = serving.input_names(model)
-    vocabulary = int(serving.backbone_config(model)["vocabulary_size"])
+    vocabulary = backbone_of(model).vocabulary_size
     ids = (np.arange(12, dtype=np.int32).reshape(2, 6) * 7 + 3) % vocabulary
     mask = np.array([[1] * 6, [1] * 4 + [0] * 2], np.int32)
     example = {}

@@ -15,7 +15,7 @@ tokenizer, a text-in signature is added per task:
   `temperature`, `top_p`, `seed`) → `text`, `token_ids`, `num_tokens`.
 
 Input policy (stated again in the export's `assets.extra/kzoo_export.json`): texts are tokenized in the graph and
-truncated to the export's `max_length` sub-tokens, special tokens included: the END of a classification text, of
+truncated to the export's `sequence_length` sub-tokens, special tokens included: the END of a classification text, of
 a tagged sentence, of a QA context or of a seq2seq source is cut; a GPT prompt keeps its LAST tokens. Words past
 the cut are tagged "O". An empty batch, a token id outside the vocabulary, a mask value other than 0/1, mismatched
 input shapes, a sequence longer than the model's positions, an empty (or not UTF-8) generation prompt or an option
@@ -30,12 +30,12 @@ import dataclasses
 import tensorflow as tf
 
 from kzoo.export import text_ops
-from kzoo.text import packing
 from kzoo.export.errors import ExportError
-from kzoo.models.bert.backbone import BertBackbone
-from kzoo.models.bert.tasks import BertClassifier, BertPretrainer, BertSpanQA, BertTokenClassifier
+from kzoo.models.backbone import backbone_of
+from kzoo.models.bert.tasks import BertClassifier, BertTokenClassifier
 from kzoo.models.gpt.tasks import GPTCausalLM
 from kzoo.models.seq2seq.tasks import Seq2SeqLM
+from kzoo.text import packing
 
 TOKEN_ID_INPUTS = ("token_ids", "encoder_token_ids", "decoder_token_ids")
 MASK_INPUTS = ("padding_mask", "encoder_padding_mask", "decoder_padding_mask")
@@ -46,7 +46,7 @@ class ServingSettings:
     """Export-time choices of the text signatures.
 
     Attributes:
-        max_length: sub-tokens per packed text (special tokens included): the classification/tagging/QA row
+        sequence_length: sub-tokens per packed text (special tokens included): the classification/tagging/QA row
             length, the seq2seq source length and the GPT prompt budget.
         max_new_tokens: the most tokens `generate` may produce (sizes its buffers); `generate` uses it,
             `generate_with_options` accepts 1..max_new_tokens. None: 64, or half the positions of a model with
@@ -60,7 +60,7 @@ class ServingSettings:
         pad_id: pads prompts and stopped rows (default: the tokenizer's pad id).
     """
 
-    max_length: int = 128
+    sequence_length: int = 128
     max_new_tokens: int | None = None
     temperature: float = 0.0
     top_p: float = 1.0
@@ -86,19 +86,13 @@ def _spec(name, dtype=tf.int32):
     return tf.TensorSpec(None, dtype, name=name)
 
 
-def backbone_config(model):
-    backbone = model if isinstance(model, BertBackbone) else model.backbone
-    return backbone.get_config()
-
-
-
 def class_labels(model, labels):
     """Class names of a classifier or tagger in id order, as exports write them to labels.json.
 
     `labels` None gives "0", "1", ...; for a model without classes `labels` must be None and
     the result is None. Raises `ExportError` when the count differs from the model's classes.
     """
-    count = model.get_config().get("num_classes") if hasattr(model, "backbone") else None
+    count = getattr(model, "num_classes", None)
     if count is None:
         if labels is not None:
             raise ExportError(f"labels were given, but a {type(model).__name__} has no classes; drop them.")
@@ -113,11 +107,10 @@ def class_labels(model, labels):
 
 def position_limit(model):
     """The longest sequence the model's positions allow, or None (rotary/relative positions)."""
-    config = backbone_config(model)
-    kind = config.get("position_embedding", "learned")
-    if kind in ("rotary", "relative"):
+    backbone = backbone_of(model)
+    if getattr(backbone, "position_embedding", "learned") in ("rotary", "relative"):  # BERT's are learned
         return None
-    return int(config["max_sequence_length"])
+    return backbone.max_sequence_length
 
 
 def _assert(condition, message):
@@ -128,8 +121,8 @@ def checked_tensor_inputs(model, inputs):
     """`inputs` after in-graph checks: batch > 0, length >= 1, equal shapes within an id/mask family, ids in the
     vocabulary, masks of 0/1 only, segment ids in range, lengths within the positions. Returns the same dict
     (masks as int32)."""
-    config = backbone_config(model)
-    vocabulary = int(config["vocabulary_size"])
+    backbone = backbone_of(model)
+    vocabulary = backbone.vocabulary_size
     limit = position_limit(model)
     checks = []
     for name in TOKEN_ID_INPUTS:
@@ -162,7 +155,7 @@ def checked_tensor_inputs(model, inputs):
                 f"{name} must hold only 0 (padding) and 1 (real token).",
             ))
     if "segment_ids" in inputs:
-        segments = int(config.get("num_segments", 2))
+        segments = backbone.num_segments  # only BERT has segment_ids
         checks.append(_assert(
             tf.reduce_all((inputs["segment_ids"] >= 0) & (inputs["segment_ids"] < segments)),
             f"segment_ids must be in [0, {segments - 1}].",
@@ -266,12 +259,12 @@ def _bert_ids(tokenizer):
     return special["cls"], special["sep"], tokenizer.pad_id
 
 
-def _bert_packed(tokenizer, text, max_length, text_pair=None):
+def _bert_packed(tokenizer, text, sequence_length, text_pair=None):
     if text_pair is None:
-        packed = tokenizer.encode(text, max_length=max_length)
+        packed = tokenizer.encode(text, sequence_length=sequence_length)
         packed["segment_ids"] = tf.zeros_like(packed["token_ids"])
     else:
-        packed = tokenizer.encode_pair(text, text_pair, max_length=max_length)
+        packed = tokenizer.encode_pair(text, text_pair, sequence_length=sequence_length)
     packed["padding_mask"] = tf.cast(packed["padding_mask"], tf.int32)
     return packed
 
@@ -279,7 +272,7 @@ def _bert_packed(tokenizer, text, max_length, text_pair=None):
 def classification_signatures(model, tokenizer, labels, settings):
     _bert_ids(tokenizer)
     label_names = tf.constant(list(labels))
-    length = settings.max_length
+    length = settings.sequence_length
 
     def finish(logits):
         logits = tf.cast(logits, tf.float32)
@@ -317,7 +310,7 @@ def classification_signatures(model, tokenizer, labels, settings):
 def tagging_signature(model, tokenizer, labels, settings):
     cls_id, sep_id, pad_id = _bert_ids(tokenizer)
     label_names = tf.constant(list(labels))
-    length = settings.max_length
+    length = settings.sequence_length
     kept = packing.check_budget(length, 2)  # sub-tokens a tagged row holds beside [CLS] and [SEP]
 
     @tf.function(input_signature=[_spec("text", tf.string)])
@@ -350,13 +343,13 @@ def tagging_signature(model, tokenizer, labels, settings):
 
 def qa_signature(model, tokenizer, settings):
     cls_id, sep_id, pad_id = _bert_ids(tokenizer)
-    length = settings.max_length
+    length = settings.sequence_length
     query_budget = min(settings.max_query_length, length // 2)
 
     @tf.function(input_signature=[_spec("question", tf.string), _spec("context", tf.string)])
     def answer(question, context):
         question, context = text_ops.check_pair(question, context, ("question", "context"))
-        query = tokenizer._tokenize_batch(question)[:, :query_budget]
+        query = tokenizer.tokenize(question)[:, :query_budget]
         words, pieces = text_ops.word_pieces(tokenizer, context)
         packed = packing.pack(query, pieces.merge_dims(1, 2), sequence_length=length, start_ids=(cls_id,),
                               end_ids=(sep_id,), pad_id=pad_id, truncate="waterfall")  # the context's end is cut
@@ -404,7 +397,7 @@ def qa_signature(model, tokenizer, settings):
 
 def embedding_signature(model, tokenizer, settings):
     _bert_ids(tokenizer)
-    length = settings.max_length
+    length = settings.sequence_length
 
     @tf.function(input_signature=[_spec("text", tf.string)])
     def embed(text):

@@ -10,8 +10,6 @@ Shapes: b texts, W words in a row, T sub-tokens, L the packed length.
 
 import tensorflow as tf
 
-from kzoo.text.packing import constant_rows  # noqa: F401  (the generation signatures' prompt prefixes)
-
 OUTSIDE_TAG = "O"
 
 
@@ -62,7 +60,7 @@ def word_pieces(tokenizer, strings):
     from kzoo.text.base import to_string_tensor
 
     words = tf.strings.split(to_string_tensor(strings))
-    pieces = tokenizer._tokenize(words.flat_values)  # (total words, None)
+    pieces = tokenizer.tokenize(words.flat_values)  # (total words, None)
     return words, tf.RaggedTensor.from_row_lengths(pieces, words.row_lengths())
 
 

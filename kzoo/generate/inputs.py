@@ -123,14 +123,20 @@ def _check_rows(rows, vocabulary_size, what):
 
 
 def _tokenize(tokenizer, texts, family):
-    """Text -> list of id rows. Causal: the tokenizer's prefix (e.g. BOS) + text, no
-    suffix (an end-of-text token would end the prompt). Seq2seq: the tokenizer's full
-    `encode` packing (e.g. T5's trailing </s>)."""
+    """Text -> list of id rows. Causal: `kzoo.text.packing.pack_prompt`'s rule, the one the exported `generate`
+    signature follows (the tokenizer's `start_ids`, e.g. BOS, + text; no end token, which would end the prompt).
+    Seq2seq: the tokenizer's `start_ids` + text + `end_ids` (e.g. T5's trailing </s>), as its `encode` packs it."""
+    from kzoo.text import packing  # here: kzoo.generate itself stays free of TensorFlow (text comes with kzoo.text)
+
     tokens = tokenizer.tokenize(list(texts))
-    rows = [np.asarray(row, np.int64) for row in tokens.to_list()]
-    prefix = tuple(getattr(tokenizer, "_prefix_ids", ()))
-    suffix = tuple(getattr(tokenizer, "_suffix_ids", ())) if family == "seq2seq" else ()
-    return [np.concatenate([np.asarray(prefix, np.int64), row, np.asarray(suffix, np.int64)]) for row in rows]
+    start_ids = tuple(getattr(tokenizer, "start_ids", ()))
+    if family != "seq2seq":
+        packed = packing.pack_prompt(tokens, start_ids=start_ids)
+        return [row[keep] for row, keep in zip(packed["token_ids"].numpy(), packed["padding_mask"].numpy(),
+                                               strict=True)]
+    end_ids = np.asarray(getattr(tokenizer, "end_ids", ()), np.int64)
+    return [np.concatenate([np.asarray(start_ids, np.int64), np.asarray(row, np.int64), end_ids])
+            for row in tokens.to_list()]
 
 
 def prepare(inputs, padding_mask, tokenizer, family, vocabulary_size, pad_id):

@@ -62,26 +62,25 @@ def check_rate(name, value, layer_name):
         raise ValueError(f"{layer_name}: `{name}` must be in [0, 1), got {value!r}.")
 
 
-def check_sequence_fits(sequence_length, start_index, max_length, layer, what):
-    """Checks `start_index + sequence_length <= max_length`; returns `start_index`.
+def check_sequence_fits(sequence_length, start_index, max_sequence_length, layer, what):
+    """Checks `start_index + sequence_length <= max_sequence_length`; returns `start_index`.
 
     `sequence_length` and `start_index` may be Python ints or scalar tensors. Static
     values give a ValueError now. A dynamic value under the TensorFlow backend gets a
     graph assertion with the same message, and the returned `start_index` depends on
     it, so nothing that uses it can run before the check (JAX shapes are static).
     """
-    if max_length is None:
+    if max_sequence_length is None:
         return start_index
     message = (
         f"{layer.__class__.__name__} '{layer.name}': {what} of length "
-        "{length} exceeds `max_sequence_length`="
-        f"{max_length}. Truncate the input to at most {max_length} tokens or build the "
-        "model with a larger `max_sequence_length`."
+        f"{{length}} exceeds `max_sequence_length`={max_sequence_length}. Truncate the input to at most "
+        f"{max_sequence_length} tokens or build the model with a larger `max_sequence_length`."
     )
     static_length = _static_int(sequence_length)
     static_start = _static_int(start_index)
     if static_length is not None and static_start is not None:
-        if static_start + static_length > max_length:
+        if static_start + static_length > max_sequence_length:
             raise ValueError(message.format(length=static_start + static_length))
         return start_index
     if keras.backend.backend() != "tensorflow":
@@ -89,7 +88,7 @@ def check_sequence_fits(sequence_length, start_index, max_length, layer, what):
     import tensorflow as tf
 
     end = tf.cast(start_index, "int32") + tf.cast(sequence_length, "int32")
-    assertion = tf.debugging.assert_less_equal(end, max_length, message=message.format(length="(dynamic)"))
+    assertion = tf.debugging.assert_less_equal(end, max_sequence_length, message=message.format(length="(dynamic)"))
     with tf.control_dependencies([assertion]):
         return tf.identity(tf.cast(start_index, "int32"))
 

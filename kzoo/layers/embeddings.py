@@ -200,12 +200,12 @@ class SegmentEmbedding(TokenEmbedding):
 class _PositionalBase(keras.layers.Layer):
     """Shared input handling of position layers: they read only the shape of `inputs`."""
 
-    _max_length_optional = False
+    _max_sequence_length_optional = False
 
     def __init__(self, max_sequence_length, **kwargs):
         super().__init__(**kwargs)
         _checks.check_positive_int(
-            "max_sequence_length", max_sequence_length, self.name, self._max_length_optional
+            "max_sequence_length", max_sequence_length, self.name, self._max_sequence_length_optional
         )
         self.max_sequence_length = max_sequence_length
         self.supports_masking = True
@@ -357,7 +357,7 @@ class RotaryEmbedding(_PositionalBase):
         interleaved: bool, pair layout (see above).
     """
 
-    _max_length_optional = True
+    _max_sequence_length_optional = True
 
     def __init__(
         self,

@@ -1,6 +1,7 @@
 """Tokenizers as TensorFlow ops that load the vocabulary files famous checkpoints ship, and vocabulary training.
 
-See `kzoo.text.tokenizers` for the classes and `kzoo.text.vocabulary` for training your own vocabulary.
+See `kzoo.text.tokenizers` for the classes, `kzoo.text.vocabulary` for training your own vocabulary and
+`kzoo.text.lines` for the rule every text-file reader applies (lines that are not UTF-8 text are skipped and counted).
 """
 
 from kzoo.text.tokenizers import (

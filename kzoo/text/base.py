@@ -10,7 +10,7 @@ BERT's text cleaning, byte-level BPE and SentencePiece encode it as the replacem
 Packing policy of `encode` (all tokenizers; `kzoo.text.packing.pack`, the packer the data pipelines and exports
 share): the text's tokens are truncated AT THE END to leave room for the special tokens, the special tokens are
 added (WordPiece `[CLS] ... [SEP]`, BPE optional bos/eos, SentencePiece `... </s>`), and the row is padded AT THE
-END with the pad id up to `max_length`. `padding_mask` is True on real tokens (special tokens included) and False
+END with the pad id up to `sequence_length`. `padding_mask` is True on real tokens (special tokens included) and False
 on padding.
 """
 
@@ -74,14 +74,21 @@ def to_ragged_ids(ids):
 class Tokenizer(tf.Module):
     """Base of the kzoo tokenizers: text <-> int32 ids with TensorFlow ops.
 
+    Attributes:
+        start_ids: tuple of int, the special-token ids `encode` puts before a text (WordPiece `([CLS],)`, GPT-2
+            `(<|endoftext|>,)` with `add_bos`, else `()`); a GPT prompt starts with them too.
+        end_ids: tuple of int, the special-token ids `encode` puts after a text (WordPiece `([SEP],)`,
+            SentencePiece `(</s>,)`, else `()`).
+        pad_id: int, the id `encode` pads rows with.
+        special_token_ids: dict kind -> id of the special tokens the vocabulary has.
+
     Subclasses implement `_tokenize(strings)` ((b,) valid UTF-8 `tf.string` -> (b, None) ragged int32),
     `_detokenize(ids)` ((b, None) ragged int32 -> (b,) `tf.string`), `vocabulary_size`, `id_to_token`,
-    `token_to_id` and `special_token_ids`, and set `_prefix_ids`, `_suffix_ids` (the special tokens `encode`
-    adds around one text) and `pad_id`.
+    `token_to_id`, and set the attributes above.
     """
 
-    _prefix_ids = ()
-    _suffix_ids = ()
+    start_ids = ()
+    end_ids = ()
     pad_id = 0
     special_token_ids = {}  # kind ("pad", "unk", "cls", "sep", "mask", "bos", "eos") -> id, where the vocabulary has it
 
@@ -111,7 +118,8 @@ class Tokenizer(tf.Module):
             strings: str, bytes, a list of them, or a `tf.string` tensor; shape () or (b,).
 
         Returns:
-            int32 ids: a (b, None) `tf.RaggedTensor` for a batch, a (n,) `tf.Tensor` for a scalar input.
+            int32 ids: a (b, None) `tf.RaggedTensor` for a batch (or a tensor of unknown rank), a (n,) `tf.Tensor`
+            for a scalar input.
 
         Raises:
             TypeError: the input is not text.
@@ -137,21 +145,24 @@ class Tokenizer(tf.Module):
     def __call__(self, strings):
         return self.tokenize(strings)
 
-    def encode(self, strings, max_length, add_special_tokens=True):
+    def encode(self, strings, sequence_length=None, add_special_tokens=True, *, max_length=None):
         """Text -> fixed-length model inputs (see the module docstring for the truncation/padding policy).
 
         Args:
             strings: str or list of str / (b,) `tf.string` tensor (a scalar is treated as a batch of one).
-            max_length: int, the length of every output row.
+            sequence_length: int, the length of every output row.
             add_special_tokens: bool, add the family's special tokens around the text.
+            max_length: the old name of `sequence_length` (deprecated).
 
         Returns:
-            dict with "token_ids" (b, max_length) int32 and "padding_mask" (b, max_length) bool.
+            dict with "token_ids" (b, sequence_length) int32 and "padding_mask" (b, sequence_length) bool.
         """
-        prefix, suffix = (self._prefix_ids, self._suffix_ids) if add_special_tokens else ((), ())
-        packing.check_budget(max_length, len(prefix) + len(suffix))  # before tokenizing: a clear error first
+        sequence_length = packing.renamed_length(sequence_length, max_length, "encode")
+        prefix, suffix = (self.start_ids, self.end_ids) if add_special_tokens else ((), ())
+        packing.check_budget(sequence_length, len(prefix) + len(suffix))  # before tokenizing: a clear error first
         tokens = self._tokenize_batch(strings)
-        return packing.pack(tokens, sequence_length=max_length, start_ids=prefix, end_ids=suffix, pad_id=self.pad_id)
+        return packing.pack(tokens, sequence_length=sequence_length, start_ids=prefix, end_ids=suffix,
+                            pad_id=self.pad_id)
 
     def _tokenize_batch(self, strings):
         strings = to_string_tensor(strings)

@@ -135,8 +135,8 @@ class BytePairTokenizer(Tokenizer):
         if (add_bos or add_eos) and end is None:
             raise ValueError(f"add_bos/add_eos need {END_OF_TEXT!r} in the vocabulary.")
         self.add_bos, self.add_eos = bool(add_bos), bool(add_eos)
-        self._prefix_ids = (end,) if add_bos else ()
-        self._suffix_ids = (end,) if add_eos else ()
+        self.start_ids = (end,) if add_bos else ()
+        self.end_ids = (end,) if add_eos else ()
 
     def with_special_tokens(self, add_bos=False, add_eos=False):
         """A copy that `encode`s with other bos/eos framing; it shares this tokenizer's vocabulary and graphs."""

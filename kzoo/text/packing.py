@@ -16,7 +16,13 @@ Truncation (always from the END of a segment):
   the cut; otherwise both get `budget // 2` and the longer one (the second on a tie) gets the odd token.
 * "waterfall": the first segment keeps what fits, the second gets the rest (QA: a question already cut to its
   own budget, then the context).
+
+Causal-LM prompts (`pack_prompt`, shared by `kzoo.generate` and the exported `generate` signatures) follow another
+rule: `start prompt` with no end token (it would end the prompt), the LAST tokens kept (the continuation follows the
+prompt's end), padded on the LEFT so that every row's last token sits in the same column.
 """
+
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +30,19 @@ import tensorflow as tf
 TRUNCATIONS = ("longest_first", "waterfall")
 
 
-def check_budget(sequence_length, num_special, name="max_length"):
+def renamed_length(sequence_length, max_length, caller):
+    """`sequence_length`, or the `max_length` a caller written for kzoo 0.1 passed (the argument's old name, kept for
+    one release with a DeprecationWarning naming the new one)."""
+    if max_length is not None:
+        if sequence_length is not None:
+            raise TypeError(f"{caller}: pass sequence_length only (max_length is its old name).")
+        warnings.warn(f"{caller}(max_length=...) is now {caller}(sequence_length=...); the old name will stop working "
+                      "in the next release.", DeprecationWarning, stacklevel=3)
+        return max_length
+    return sequence_length  # None too: `check_budget` says what a row length must be
+
+
+def check_budget(sequence_length, num_special, name="sequence_length"):
     """The number of segment tokens a row of `sequence_length` holds beside `num_special` special tokens.
 
     Raises:
@@ -139,3 +157,48 @@ def pack_example(first, second=None, **options):
 
     packed = pack(batch_of_one(first), None if second is None else batch_of_one(second), **options)
     return {name: tf.ensure_shape(value[0], [options["sequence_length"]]) for name, value in packed.items()}
+
+
+def prompt_budget(sequence_length, num_positions, max_new_tokens):
+    """The most prompt tokens a causal LM keeps: `sequence_length`, less where learned positions must leave room.
+
+    Args:
+        sequence_length: int, the longest prompt asked for.
+        num_positions: int, the model's learned positions, or None (rotary/relative positions: no limit).
+        max_new_tokens: int, the tokens generated after the prompt.
+
+    Returns:
+        int, `min(sequence_length, num_positions - max_new_tokens)`; below 1 when no prompt fits (the caller says
+        what to change).
+    """
+    if num_positions is None:
+        return sequence_length
+    return min(sequence_length, num_positions - max_new_tokens)
+
+
+def pack_prompt(tokens, *, start_ids=(), sequence_length=None, pad_id=0):
+    """Causal-LM prompts -> left-padded rows (see the module docstring): start tokens, the last `sequence_length` kept.
+
+    Args:
+        tokens: (b, None) ragged int32 token ids (no special tokens).
+        start_ids: ids put before each prompt (a tokenizer's `start_ids`, e.g. GPT-2's bos); cut like any other
+            token when a prompt is longer than `sequence_length`.
+        sequence_length: int or int scalar tensor, the most tokens a row keeps; None keeps all.
+        pad_id: int, fills rows on the left up to the longest kept row.
+
+    Returns:
+        dict with "token_ids" (b, w) int32 and "padding_mask" (b, w) bool (True on kept tokens), w the longest kept
+        row.
+    """
+    tokens = _framed(tf.cast(tokens, tf.int32), start_ids, ())
+    lengths = tokens.row_lengths()
+    if sequence_length is not None:
+        first_kept = lengths - tf.minimum(lengths, tf.cast(sequence_length, tf.int64))
+        tokens = tf.ragged.boolean_mask(tokens, tf.ragged.range(lengths) >= first_kept[:, None])
+        lengths = tokens.row_lengths()
+    right = tokens.to_tensor(default_value=pad_id)  # (b, w) padded on the right
+    width = tf.shape(right, out_type=tf.int64)[1]
+    source = tf.range(width)[None, :] - (width - lengths)[:, None]  # (b, w): column of `right` each column shows
+    kept = source >= 0
+    ids = tf.where(kept, tf.gather(right, tf.maximum(source, 0), batch_dims=1), pad_id)
+    return {"token_ids": ids, "padding_mask": kept}

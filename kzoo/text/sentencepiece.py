@@ -39,7 +39,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     Example:
         >>> tokenizer = SentencePieceTokenizer.from_files("spiece.model")
-        >>> tokenizer.encode(["translate English to German: Hello"], max_length=16)   # ends with </s> (id 1)
+        >>> tokenizer.encode(["translate English to German: Hello"], sequence_length=16)   # ends with </s> (id 1)
     """
 
     def __init__(self, model, add_eos=True, name=None, source="the SentencePiece model"):
@@ -59,7 +59,7 @@ class SentencePieceTokenizer(Tokenizer):
         self.pad_id = self.special_token_ids.get("pad", 0)
         if add_eos and "eos" not in self.special_token_ids:
             raise ValueError(f"add_eos=True needs a '</s>' piece; {source} has none.")
-        self._suffix_ids = (self.special_token_ids["eos"],) if add_eos else ()
+        self.end_ids = (self.special_token_ids["eos"],) if add_eos else ()
 
     @classmethod
     def from_files(cls, spiece_model, add_eos=True):

@@ -7,7 +7,7 @@ WordPiece uses the Hugging Face `tokenizers` trainer with BERT's normalizer and 
 is learned on exactly the words `WordPieceTokenizer` produces. SentencePiece uses the `sentencepiece` trainer.
 Both libraries train offline; nothing is downloaded.
 
-The corpus is read line by line as `kzoo.data` reads text (`kzoo.data.readers.text_file_lines`): a line that is not
+The corpus is read line by line as `kzoo.data` reads text (`kzoo.text.lines.text_file_lines`): a line that is not
 UTF-8 text is skipped and counted (pass a `CorpusReport` to see the counts), a file that is mostly not UTF-8 text
 (an image, latin-1) is refused naming it. The trainers see every line whatever its length: sentencepiece skips
 lines longer than `max_sentence_length` bytes, so such a line (a whole document on one line) is given to it in
@@ -16,6 +16,8 @@ pieces cut at spaces.
 
 import dataclasses
 import os
+
+from kzoo.text.lines import LineReport, text_file_lines
 
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 T5_PAD_ID, T5_EOS_ID, T5_UNK_ID = 0, 1, 2
@@ -49,7 +51,7 @@ class CorpusReport:
 
     lines: int = 0
     split_lines: int = 0
-    read: object = None  # a kzoo.data.ReadReport: lines that are not UTF-8 text, per file
+    read: LineReport = None  # lines that are not UTF-8 text, per file
 
     def messages(self):
         out = list(self.read.messages()) if self.read is not None else []
@@ -60,9 +62,7 @@ class CorpusReport:
 
 def _corpus_lines(files, report, max_bytes=None):
     """Yields the non-empty UTF-8 lines of `files`; lines over `max_bytes` come in pieces of at most that size."""
-    from kzoo.data.readers import ReadReport, text_file_lines
-
-    report.read = report.read or ReadReport()
+    report.read = report.read or LineReport()
     for path in files:
         for line in text_file_lines(path, report.read):
             if not line.strip():

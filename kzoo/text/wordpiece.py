@@ -69,7 +69,7 @@ class WordPieceTokenizer(Tokenizer):
     Example:
         >>> tokenizer = WordPieceTokenizer.from_files("vocab.txt", lowercase=True)
         >>> tokenizer.tokenize(["Hello, world!"])          # (1, None) ragged int32, no [CLS]/[SEP]
-        >>> tokenizer.encode(["Hello"], max_length=8)       # {"token_ids": (1, 8), "padding_mask": (1, 8)}
+        >>> tokenizer.encode(["Hello"], sequence_length=8)  # {"token_ids": (1, 8), "padding_mask": (1, 8)}
     """
 
     def __init__(self, vocabulary, lowercase=True, strip_accents=None, name=None):
@@ -94,8 +94,8 @@ class WordPieceTokenizer(Tokenizer):
         }
         self.pad_id = self.special_token_ids.get("pad", 0)
         if "cls" in self.special_token_ids and "sep" in self.special_token_ids:
-            self._prefix_ids = (self.special_token_ids["cls"],)
-            self._suffix_ids = (self.special_token_ids["sep"],)
+            self.start_ids = (self.special_token_ids["cls"],)
+            self.end_ids = (self.special_token_ids["sep"],)
 
     @classmethod
     def from_files(cls, vocab_txt, lowercase=True, strip_accents=None):
@@ -139,22 +139,24 @@ class WordPieceTokenizer(Tokenizer):
         text = self._wordpiece.detokenize(ids)
         return tf.strings.regex_replace(text, r" ([.?!,])", r"\1")
 
-    def encode_pair(self, strings_a, strings_b, max_length):
+    def encode_pair(self, strings_a, strings_b, sequence_length=None, *, max_length=None):
         """Two texts -> `[CLS] a [SEP] b [SEP]` model inputs (BERT sentence pairs).
 
         Truncation is Hugging Face's "longest_first" (see `kzoo.text.packing`); padding at the end.
 
         Args:
             strings_a, strings_b: (b,) texts (str lists or `tf.string` tensors) of the same batch size.
-            max_length: int, the length of every output row (> 3).
+            sequence_length: int, the length of every output row (> 3).
+            max_length: the old name of `sequence_length` (deprecated).
 
         Returns:
-            dict with "token_ids" (b, max_length) int32, "segment_ids" (b, max_length) int32 (0 for [CLS] a [SEP],
-            1 for b [SEP], 0 on padding) and "padding_mask" (b, max_length) bool.
+            dict with "token_ids" (b, sequence_length) int32, "segment_ids" (b, sequence_length) int32 (0 for
+            [CLS] a [SEP], 1 for b [SEP], 0 on padding) and "padding_mask" (b, sequence_length) bool.
         """
-        if not self._prefix_ids:
+        sequence_length = packing.renamed_length(sequence_length, max_length, "encode_pair")
+        if not self.start_ids:
             raise ValueError("encode_pair needs [CLS] and [SEP] in the vocabulary.")
-        packing.check_budget(max_length, 3)
+        packing.check_budget(sequence_length, 3)
         a, b = self._tokenize_batch(strings_a), self._tokenize_batch(strings_b)
-        return packing.pack(a, b, sequence_length=max_length, start_ids=self._prefix_ids, end_ids=self._suffix_ids,
+        return packing.pack(a, b, sequence_length=sequence_length, start_ids=self.start_ids, end_ids=self.end_ids,
                             pad_id=self.pad_id)

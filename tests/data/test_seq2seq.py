@@ -9,8 +9,8 @@ VOCAB = 128
 
 def test_teacher_forcing_layout():
     pairs = [("the cat sat", "a dog ran"), {"source": "the", "target": "cat sat on the mat"}]
-    dataset = data.seq2seq_dataset(pairs, WhitespaceTokenizer(), encoder_length=6, decoder_length=4, pad_id=PAD,
-                                   eos_id=EOS, decoder_start_id=PAD, batch_size=2)
+    dataset = data.seq2seq_dataset(pairs, WhitespaceTokenizer(), encoder_sequence_length=6, decoder_sequence_length=4,
+                                   pad_id=PAD, eos_id=EOS, decoder_start_id=PAD, batch_size=2)
     features, targets, weights = next(iter(dataset))
     assert sorted(features) == ["decoder_padding_mask", "decoder_token_ids", "encoder_padding_mask",
                                 "encoder_token_ids"]
@@ -69,9 +69,9 @@ def test_span_corruption_dataset_is_deterministic_and_model_shaped():
                                             shuffle=True)
 
     features, targets, weights = next(iter(make(5)))
-    encoder_length, decoder_length = data.corrupted_lengths(40)
-    assert features["encoder_token_ids"].shape == (4, encoder_length)
-    assert features["decoder_token_ids"].shape == targets.shape == weights.shape == (4, decoder_length)
+    encoder_sequence_length, decoder_sequence_length = data.corrupted_lengths(40)
+    assert features["encoder_token_ids"].shape == (4, encoder_sequence_length)
+    assert features["decoder_token_ids"].shape == targets.shape == weights.shape == (4, decoder_sequence_length)
     np.testing.assert_array_equal(features["decoder_token_ids"][:, 1:], targets[:, :-1])
     again, _, _ = next(iter(make(5)))
     other, _, _ = next(iter(make(6)))

@@ -20,8 +20,8 @@ from tests.export import savedmodel_fixtures as fixtures
 
 pytestmark = pytest.mark.backend("tensorflow")
 
-MAX_LENGTH = 24
-SETTINGS = ServingSettings(max_length=MAX_LENGTH, max_new_tokens=8)
+SEQUENCE_LENGTH = 24
+SETTINGS = ServingSettings(sequence_length=SEQUENCE_LENGTH, max_new_tokens=8)
 TEXTS = ["the quick brown fox jumps over the lazy dog", "tokenizer", "padding mask running runner " * 12, ""]
 
 
@@ -133,17 +133,17 @@ def test_export_refuses_bad_requests_with_clear_errors(tmp_path, vocab):
     assert not os.path.exists(tmp_path / "gptcausallm" / "1")
 
 
-def test_max_length_above_the_positions_is_lowered_with_a_warning():
+def test_sequence_length_above_the_positions_is_lowered_with_a_warning():
     from kzoo.export.errors import ExportWarning
 
     classifier = fixtures.build("classifier", 300)  # 64 positions
-    with pytest.warns(ExportWarning, match="max_length=100 is above the model's 64 positions"):
-        assert savedmodel.resolve_settings(classifier, None, ServingSettings(max_length=100)).max_length == 64
+    with pytest.warns(ExportWarning, match="sequence_length=100 is above the model's 64 positions"):
+        assert savedmodel.resolve_settings(classifier, None, ServingSettings(sequence_length=100)).sequence_length == 64
     gpt = fixtures.build("gpt", 300)  # 48 positions
     with pytest.warns(ExportWarning, match="prompts keep their last 40 tokens"):
         from kzoo.export.generation import prompt_budget
 
-        assert prompt_budget(gpt, ServingSettings(max_length=100, max_new_tokens=8)) == 40
+        assert prompt_budget(gpt, ServingSettings(sequence_length=100, max_new_tokens=8)) == 40
 
 
 # --- parity in a process without Keras or kzoo ----------------------------------------------------------------------
@@ -174,14 +174,14 @@ def test_warmup_requests_are_valid_requests_for_a_tensorflow_only_process(export
 def test_classify_equals_the_keras_model_on_tokenizer_encode(exports, loaded):
     model, tokenizer, *_ = exports("classifier")
     outputs = _call(loaded("classifier"), "classify", text=TEXTS)
-    packed = tokenizer.encode(TEXTS, max_length=MAX_LENGTH)
+    packed = tokenizer.encode(TEXTS, sequence_length=SEQUENCE_LENGTH)
     inputs = {"token_ids": packed["token_ids"], "segment_ids": tf.zeros_like(packed["token_ids"]),
               "padding_mask": tf.cast(packed["padding_mask"], tf.int32)}
     probabilities = tf.nn.softmax(model(inputs)).numpy()
     np.testing.assert_allclose(outputs["probabilities"], probabilities, atol=1e-6)
     assert _strings(outputs["label"]) == [fixtures.CLASSES[i] for i in probabilities.argmax(-1)]
     pair = _call(loaded("classifier"), "classify_pair", text=TEXTS[:2], text_pair=TEXTS[2:])
-    packed = tokenizer.encode_pair(TEXTS[:2], TEXTS[2:], max_length=MAX_LENGTH)
+    packed = tokenizer.encode_pair(TEXTS[:2], TEXTS[2:], sequence_length=SEQUENCE_LENGTH)
     packed["padding_mask"] = tf.cast(packed["padding_mask"], tf.int32)
     np.testing.assert_allclose(pair["probabilities"], tf.nn.softmax(model(packed)).numpy(), atol=1e-6)
 
@@ -193,15 +193,15 @@ def test_tag_gives_first_subword_tags_and_conlleval_entities(exports, loaded):
     for row, sentence in enumerate(texts):
         words = sentence.split()
         pieces = [tokenizer.tokenize(word).numpy().tolist() for word in words]
-        ids = [tokenizer.special_token_ids["cls"]] + [p for word in pieces for p in word][: MAX_LENGTH - 2]
+        ids = [tokenizer.special_token_ids["cls"]] + [p for word in pieces for p in word][: SEQUENCE_LENGTH - 2]
         ids += [tokenizer.special_token_ids["sep"]]
         length = len(ids)
-        ids = np.array([ids + [0] * (MAX_LENGTH - length)], np.int32)
-        mask = (np.arange(MAX_LENGTH) < length).astype(np.int32)[None]
+        ids = np.array([ids + [0] * (SEQUENCE_LENGTH - length)], np.int32)
+        mask = (np.arange(SEQUENCE_LENGTH) < length).astype(np.int32)[None]
         logits = model({"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}).numpy()[0]
         expected, position = [], 1
         for word_pieces in pieces:
-            expected.append(fixtures.TAGS[logits[position].argmax()] if position < MAX_LENGTH - 1 else "O")
+            expected.append(fixtures.TAGS[logits[position].argmax()] if position < SEQUENCE_LENGTH - 1 else "O")
             position += len(word_pieces)
         tags = _strings(outputs["tags"][row])[: len(words)]
         assert tags == expected
@@ -221,20 +221,20 @@ def test_answer_is_the_best_context_span_in_whole_words(exports, loaded):
     model, tokenizer, *_ = exports("qa")
     question, context = "where does the fox run", "the quick brown fox jumps over the lazy dog. " * 3
     outputs = _call(loaded("qa"), "answer", question=[question, "x"], context=[context, ""])
-    q = tokenizer.tokenize(question).numpy().tolist()[: MAX_LENGTH // 2]  # the question keeps <= half the row
+    q = tokenizer.tokenize(question).numpy().tolist()[: SEQUENCE_LENGTH // 2]  # the question keeps <= half the row
     words = context.split()
     pieces = [tokenizer.tokenize(word).numpy().tolist() for word in words]
-    budget = MAX_LENGTH - 3 - len(q)  # the context is cut at the end to fit
+    budget = SEQUENCE_LENGTH - 3 - len(q)  # the context is cut at the end to fit
     flat = [p for word in pieces for p in word][:budget]
     owner = [index for index, word in enumerate(pieces) for _ in word][:budget]
     cls, sep = tokenizer.special_token_ids["cls"], tokenizer.special_token_ids["sep"]
     ids = [cls, *q, sep, *flat, sep]
     segments = [0] * (len(q) + 2) + [1] * (len(flat) + 1)
-    pad = MAX_LENGTH - len(ids)
+    pad = SEQUENCE_LENGTH - len(ids)
     inputs = {"token_ids": np.array([ids + [0] * pad], np.int32), "segment_ids": np.array([segments + [0] * pad]),
               "padding_mask": np.array([[1] * len(ids) + [0] * pad])}
     logits = model(inputs)
-    valid = np.zeros(MAX_LENGTH, bool)
+    valid = np.zeros(SEQUENCE_LENGTH, bool)
     valid[len(q) + 2: len(q) + 2 + len(flat)] = True
     start, end = best_span(logits["start_logits"].numpy()[0], logits["end_logits"].numpy()[0], 30, valid)[:2]
     first, last = owner[start - len(q) - 2], owner[end - len(q) - 2]
@@ -247,7 +247,7 @@ def test_answer_is_the_best_context_span_in_whole_words(exports, loaded):
 def test_embed_is_the_masked_mean_of_the_token_vectors(exports, loaded, kind):
     model, tokenizer, *_, result = exports(kind)
     outputs = _call(loaded(kind), "embed", text=TEXTS[:2])
-    packed = tokenizer.encode(TEXTS[:2], max_length=MAX_LENGTH)
+    packed = tokenizer.encode(TEXTS[:2], sequence_length=SEQUENCE_LENGTH)
     mask = tf.cast(packed["padding_mask"], tf.float32)
     features = model({"token_ids": packed["token_ids"], "segment_ids": tf.zeros_like(packed["token_ids"]),
                       "padding_mask": tf.cast(mask, tf.int32)})
@@ -286,9 +286,9 @@ def test_generate_signature_equals_model_generate(exports, loaded, kind):
     outputs = _call(loaded(kind), "generate", prompts=prompts)
     expected = model.generate(prompts, tokenizer=tokenizer, max_new_tokens=SETTINGS.max_new_tokens)
     assert _strings(outputs["text"]) == expected
-    if kind == "gpt":  # a prompt over the budget keeps its last MAX_LENGTH tokens
+    if kind == "gpt":  # a prompt over the budget keeps its last SEQUENCE_LENGTH tokens
         long_prompt = "a model learns tokens from text and data " * 4
-        ids = tokenizer.tokenize(long_prompt).numpy()[-MAX_LENGTH:]
+        ids = tokenizer.tokenize(long_prompt).numpy()[-SEQUENCE_LENGTH:]
         served = _call(loaded(kind), "generate", prompts=[long_prompt])["token_ids"][0]
         direct = model.generate(ids, max_new_tokens=SETTINGS.max_new_tokens,
                                 stop_token_ids=[tokenizer.special_token_ids["eos"]])
@@ -343,7 +343,7 @@ def test_bad_requests_fail_with_a_message_and_the_model_keeps_serving(exports, l
     position = int(re.search(r"input #(\d+)\(zero-based\)", str(raised.value)).group(1))
     metadata = json.load(open(os.path.join(exports("classifier")[-1].path, "assets.extra", "kzoo_export.json")))
     assert metadata["signatures"]["serving_default"]["input_positions"][position] == "token_ids"
-    long_text = "running " * 500  # truncated to MAX_LENGTH sub-tokens, not an error
+    long_text = "running " * 500  # truncated to SEQUENCE_LENGTH sub-tokens, not an error
     assert _call(served, "classify", text=[long_text, ""])["probabilities"].shape == (2, 3)
     assert _call(served, "serving_default", **good)["logits"].shape == (1, 3)  # still serving
 
@@ -399,13 +399,16 @@ def test_cli_exports_a_run_directory_and_reports_bad_sources(tmp_path, vocab, ca
     (run / "tokenizer" / "vocab.txt").write_text(open(files["vocab.txt"]).read())
     (run / "tokenizer" / "labels.json").write_text(json.dumps({"labels": fixtures.CLASSES}))
     code = cli.main(["export", str(run), "--output", str(tmp_path / "served"), "--name", "sentiment",
-                     "--max-length", "100"])
+                     "--sequence-length", "100"])
     printed = capsys.readouterr()
     assert code == 0 and "signature classify:" in printed.out and "--model_name=sentiment" in printed.out
-    # --max-length above the 64 positions is clamped, and said so.
-    assert "kzoo export: warning: max_length=100 is above the model's 64 positions" in printed.err
+    # --sequence-length above the 64 positions is clamped, and said so.
+    assert "kzoo export: warning: sequence_length=100 is above the model's 64 positions" in printed.err
     metadata = json.load(open(tmp_path / "served" / "sentiment" / "1" / "assets.extra" / "kzoo_export.json"))
     assert metadata["labels"] == fixtures.CLASSES and metadata["tokenizer"]["assets"] == ["vocab.txt"]
     assert cli.main(["export", str(tmp_path / "missing"), "--output", str(tmp_path / "x")]) == 2
     assert "neither a run directory nor a .keras file" in capsys.readouterr().err
+    # The flag's old name still works for one release, with a warning naming the new one.
+    assert cli.main(["export", str(tmp_path / "missing"), "--output", str(tmp_path / "x"), "--max-length", "9"]) == 2
+    assert "warning: --max-length is now --sequence-length" in capsys.readouterr().err
     keras.backend.clear_session()

@@ -73,7 +73,7 @@ def server(tmp_path_factory):
     model = fixtures.build("classifier", tokenizer.vocabulary_size)
     result = savedmodel.export_savedmodel(
         model, tmp_path_factory.mktemp("export"), tokenizer=tokenizer, labels=fixtures.CLASSES,
-        model_name="reviews", settings=ServingSettings(max_length=24), tokenizer_files=files, warmup=False)
+        model_name="reviews", settings=ServingSettings(sequence_length=24), tokenizer_files=files, warmup=False)
     expected = tf.saved_model.load(result.path).signatures["classify"](text=tf.constant(TEXTS))
     with PredictServer("reviews", result.path) as running:
         yield running, {name: value.numpy() for name, value in expected.items()}

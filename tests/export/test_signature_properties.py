@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) of the exported signatures: malformed requests fail cleanly, the model lives on.
 
-One tiny classifier (WordPiece tokenizer, `max_length=24`, 64 positions) is exported and loaded with
+One tiny classifier (WordPiece tokenizer, `sequence_length=24`, 64 positions) is exported and loaded with
 `tf.saved_model.load` once for the module. Hypothesis sends `serving_default`, `classify` and `classify_pair`
 requests with random ranks (0-4), shapes (zero sizes included), dtypes, out-of-range ids and segment ids,
 partner inputs of another shape, missing and unexpected inputs, and arbitrary Unicode / invalid UTF-8 text.
@@ -33,7 +33,7 @@ from tests.export import savedmodel_fixtures as fixtures
 pytestmark = [pytest.mark.backend("tensorflow"), pytest.mark.slow]  # 1,000 examples per property
 
 PROPERTY = settings()  # the "kzoo" profile of tests/conftest.py: 1,000 examples, no deadline
-MAX_LENGTH = 24
+SEQUENCE_LENGTH = 24
 TENSOR_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 OTHER_DTYPES = [np.int64, np.int16, np.int8, np.uint8, np.float16, np.float32, np.float64, np.bool_, object]
 GOOD_TENSORS = {
@@ -67,7 +67,7 @@ def served(tmp_path_factory):
     model = fixtures.build("classifier", tokenizer.vocabulary_size)
     result = savedmodel.export_savedmodel(
         model, root / "exports", tokenizer=tokenizer, labels=fixtures.CLASSES, model_name="classifier",
-        settings=ServingSettings(max_length=MAX_LENGTH), tokenizer_files=files, warmup=False,
+        settings=ServingSettings(sequence_length=SEQUENCE_LENGTH), tokenizer_files=files, warmup=False,
     )
     loaded = tf.saved_model.load(result.path)
     config = model.backbone.get_config()

@@ -56,7 +56,7 @@ def test_training_encode_pair_and_hugging_face_pack_every_pair_alike(tokenizer, 
     from transformers import BertTokenizerFast
 
     train = _training_rows(tokenizer, sequence_length)
-    served = tokenizer.encode_pair(FIRSTS, SECONDS, max_length=sequence_length)
+    served = tokenizer.encode_pair(FIRSTS, SECONDS, sequence_length=sequence_length)
     hugging_face = BertTokenizerFast(vocab=str(vocab_txt), do_lower_case=True)
     assert hugging_face.vocab_size == len(SPECIAL) + 2 * MAX_WORDS  # the file really was loaded
     reference = hugging_face(
@@ -92,6 +92,23 @@ def test_waterfall_gives_the_second_segment_what_the_first_leaves():
     assert keep_a.numpy().tolist() == [3, 10] and keep_b.numpy().tolist() == [7, 0]
 
 
+def test_a_prompt_keeps_its_last_tokens_after_the_start_ids_left_padded():
+    tokens = tf.ragged.constant([[5, 6, 7], [8], []], dtype=tf.int32)
+    cut = packing.pack_prompt(tokens, start_ids=(1,), sequence_length=3, pad_id=9)
+    assert cut["token_ids"].numpy().tolist() == [[5, 6, 7], [9, 1, 8], [9, 9, 1]]
+    assert cut["padding_mask"].numpy().tolist() == [[True] * 3, [False, True, True], [False, False, True]]
+    whole = packing.pack_prompt(tokens, start_ids=(1,), pad_id=9)
+    assert whole["token_ids"].numpy().tolist() == [[1, 5, 6, 7], [9, 9, 1, 8], [9, 9, 9, 1]]
+    assert cut["token_ids"].dtype == tf.int32 and cut["padding_mask"].dtype == tf.bool
+
+
+def test_prompt_budget_leaves_learned_positions_for_the_new_tokens():
+    assert packing.prompt_budget(100, 48, max_new_tokens=8) == 40
+    assert packing.prompt_budget(10, 48, max_new_tokens=8) == 10
+    assert packing.prompt_budget(100, None, max_new_tokens=8) == 100  # rotary/relative positions: no limit
+    assert packing.prompt_budget(100, 8, max_new_tokens=8) == 0  # no room: the caller raises
+
+
 def test_a_row_without_room_for_the_special_tokens_is_refused():
     with pytest.raises(ValueError, match="larger than the 3 special tokens"):
         packing.pack(tf.ragged.constant([[1]]), tf.ragged.constant([[2]]), sequence_length=3, start_ids=(2,),
@@ -117,7 +134,7 @@ def test_exported_classify_pair_sees_the_training_rows(tokenizer, vocab_txt, tmp
     model = fixtures.build("classifier", tokenizer.vocabulary_size)
     result = savedmodel.export_savedmodel(
         model, tmp_path_factory.mktemp("export"), tokenizer=tokenizer, labels=fixtures.CLASSES, model_name="pairs",
-        settings=ServingSettings(max_length=sequence_length, max_new_tokens=8),
+        settings=ServingSettings(sequence_length=sequence_length, max_new_tokens=8),
         tokenizer_files={"vocab.txt": str(vocab_txt)},
     )
     classify_pair = tf.saved_model.load(result.path).signatures["classify_pair"]

@@ -82,19 +82,19 @@ def test_sentencepiece_detokenize_equals_processor_decode(sp_t5, t5):
 
 
 def test_bert_encode_equals_reference_padding_and_truncation(hf_bert, bert_uncased):
-    # max_length 12 truncates most sentences and pads the short ones; both tokenizers cut at the end.
-    ours = bert_uncased.encode(SENTENCES, max_length=12)
+    # sequence_length 12 truncates most sentences and pads the short ones; both tokenizers cut at the end.
+    ours = bert_uncased.encode(SENTENCES, sequence_length=12)
     expected = hf_bert["uncased"](SENTENCES, max_length=12, truncation=True, padding="max_length")
     assert ours["token_ids"].numpy().tolist() == expected["input_ids"]
     assert ours["padding_mask"].numpy().astype(int).tolist() == expected["attention_mask"]
 
 
-@pytest.mark.parametrize("max_length", [5, 8, 16, 33])
-def test_bert_encode_pair_equals_reference_longest_first(hf_bert, bert_uncased, max_length):
+@pytest.mark.parametrize("sequence_length", [5, 8, 16, 33])
+def test_bert_encode_pair_equals_reference_longest_first(hf_bert, bert_uncased, sequence_length):
     first, second = SENTENCES[:150], SENTENCES[150:]
-    ours = bert_uncased.encode_pair(first, second, max_length=max_length)
+    ours = bert_uncased.encode_pair(first, second, sequence_length=sequence_length)
     expected = hf_bert["uncased"](
-        first, second, max_length=max_length, truncation="longest_first", padding="max_length"
+        first, second, max_length=sequence_length, truncation="longest_first", padding="max_length"
     )
     assert ours["token_ids"].numpy().tolist() == expected["input_ids"]
     assert ours["segment_ids"].numpy().tolist() == expected["token_type_ids"]

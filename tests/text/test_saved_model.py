@@ -47,5 +47,6 @@ def test_saved_model_round_trip_in_a_fresh_process(bert_uncased, gpt2, t5, tmp_p
 
 def _encode_endpoint(tokenizer):
     return tf.function(
-        lambda strings: tokenizer.encode(strings, max_length=12), input_signature=[tf.TensorSpec([None], tf.string)]
+        lambda strings: tokenizer.encode(strings, sequence_length=12),
+        input_signature=[tf.TensorSpec([None], tf.string)],
     )

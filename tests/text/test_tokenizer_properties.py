@@ -5,8 +5,8 @@ The contract pinned here is the one `kzoo/text/base.py` documents:
 * text is a `str`, `bytes`, a list/tuple of them, a NumPy string array or a `tf.string` tensor of rank 0 or 1;
   invalid UTF-8 is replaced by U+FFFD (exactly like Python's `bytes.decode("utf-8", "replace")`), never an error;
 * anything else (numbers, None, nested lists, rank > 1, non-string tensors) raises TypeError, and nothing else;
-* `encode(texts, max_length)` gives (b, max_length) int32 ids in [0, vocabulary_size) and a bool padding mask: the
-  text's tokens cut at the end, framed by the family's special tokens, padded at the end with the pad id;
+* `encode(texts, sequence_length)` gives (b, sequence_length) int32 ids in [0, vocabulary_size) and a bool padding
+  mask: the text's tokens cut at the end, framed by the family's special tokens, padded at the end with the pad id;
 * `detokenize` takes any ids in [0, vocabulary_size).
 
 Speed: tokenizer ops on ragged tensors cost 10-50 ms per eager call (WordPiece's lower-casing and regex split) but
@@ -158,13 +158,13 @@ def _canonical(values):
     return out
 
 
-def _graph(tokenizer, max_length):
-    """`strings -> (tokenize(strings), encode(strings, max_length))` as one traced function, cached per test."""
-    key = (id(tokenizer), max_length)
+def _graph(tokenizer, sequence_length):
+    """`strings -> (tokenize(strings), encode(strings, sequence_length))` as one traced function, cached per test."""
+    key = (id(tokenizer), sequence_length)
     if key not in _GRAPHS:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def run(strings):
-            return tokenizer.tokenize(strings), tokenizer.encode(strings, max_length=max_length)
+            return tokenizer.tokenize(strings), tokenizer.encode(strings, sequence_length=sequence_length)
 
         _GRAPHS[key] = run
     return _GRAPHS[key]
@@ -176,8 +176,8 @@ def _framing(name, tokenizer):
     return [ids[kind] for kind in prefix_kinds], [ids[kind] for kind in suffix_kinds]
 
 
-def _max_length(name, offset):
-    """A `max_length` `offset` tokens above the number of special tokens (the smallest allowed is offset 1)."""
+def _sequence_length(name, offset):
+    """A `sequence_length` `offset` tokens above the number of special tokens (the smallest allowed is offset 1)."""
     return sum(len(kinds) for kinds in FRAMING[name]) + offset
 
 
@@ -187,28 +187,28 @@ def check_tokens_in_range(tokenizer, rows):
     assert all(0 <= token < tokenizer.vocabulary_size for token in flat), flat
 
 
-def check_packing(name, tokenizer, tokens, encoded, max_length):
+def check_packing(name, tokenizer, tokens, encoded, sequence_length):
     """`encode`'s rows are `tokenize`'s cut at the end, framed by the special tokens and padded at the end."""
     prefix, suffix = _framing(name, tokenizer)
-    budget = max_length - len(prefix) - len(suffix)
+    budget = sequence_length - len(prefix) - len(suffix)
     ids, mask = encoded["token_ids"].numpy(), encoded["padding_mask"].numpy()
     assert ids.dtype == np.int32 and mask.dtype == np.bool_
-    assert ids.shape == mask.shape == (len(tokens), max_length)
+    assert ids.shape == mask.shape == (len(tokens), sequence_length)
     assert ((ids >= 0) & (ids < tokenizer.vocabulary_size)).all()
     check_tokens_in_range(tokenizer, tokens)
     for row, row_tokens in enumerate(tokens):
         expected = [*prefix, *row_tokens[:budget], *suffix]
-        padding = max_length - len(expected)
+        padding = sequence_length - len(expected)
         assert ids[row].tolist() == expected + [tokenizer.pad_id] * padding
         assert mask[row].tolist() == [True] * len(expected) + [False] * padding
 
 
 def _run_graph(name, tokenizer, strings, offset):
     """Tokenizes and encodes `strings` ((b,) tf.string) in a graph; checks the packing; returns (tokens, ids)."""
-    max_length = _max_length(name, offset)
-    tokens, encoded = _graph(tokenizer, max_length)(strings)
+    sequence_length = _sequence_length(name, offset)
+    tokens, encoded = _graph(tokenizer, sequence_length)(strings)
     tokens = tokens.to_list()
-    check_packing(name, tokenizer, tokens, encoded, max_length)
+    check_packing(name, tokenizer, tokens, encoded, sequence_length)
     return tokens, encoded["token_ids"].numpy()
 
 
@@ -243,8 +243,8 @@ def test_any_bytes_are_encoded_as_their_replacement_decoded_text(config, data, o
 def test_eager_api_takes_every_text_form_and_agrees_with_the_graph(config, value, offset):
     name, tokenizer = config
     kind, value = value
-    max_length = _max_length(name, offset)
-    eager = tokenizer.encode(value, max_length=max_length)
+    sequence_length = _sequence_length(name, offset)
+    eager = tokenizer.encode(value, sequence_length=sequence_length)
     if kind == "numpy":
         values = value.tolist()  # NumPy drops trailing NULs: compare with what the array holds
     elif kind == "tensor":
@@ -254,7 +254,7 @@ def test_eager_api_takes_every_text_form_and_agrees_with_the_graph(config, value
     strings = tf.constant(_canonical(values), tf.string, shape=[len(values)])
     tokens, ids = _run_graph(name, tokenizer, strings, offset)
     np.testing.assert_array_equal(eager["token_ids"].numpy(), ids)
-    check_packing(name, tokenizer, tokens, eager, max_length)
+    check_packing(name, tokenizer, tokens, eager, sequence_length)
     if kind == "scalar":
         single = tokenizer.tokenize(value)
         assert isinstance(single, tf.Tensor) and single.shape.rank == 1 and single.numpy().tolist() == tokens[0]
@@ -267,20 +267,20 @@ def test_anything_but_text_raises_type_error(config, value):
     with pytest.raises(TypeError, match="tokenizers take"):
         tokenizer.tokenize(value)
     with pytest.raises(TypeError, match="tokenizers take"):
-        tokenizer.encode(value, max_length=16)
+        tokenizer.encode(value, sequence_length=16)
 
 
 @PROPERTY
-@given(max_length=st.one_of(
+@given(sequence_length=st.one_of(
     st.integers(max_value=2), st.floats(), st.none(), st.text(max_size=2), st.just(np.float32(8)),
 ))
-def test_max_length_without_room_for_a_token_raises_value_error(config, max_length):
+def test_sequence_length_without_room_for_a_token_raises_value_error(config, sequence_length):
     name, tokenizer = config
-    specials = _max_length(name, 0)
-    if isinstance(max_length, int) and max_length > specials:
+    specials = _sequence_length(name, 0)
+    if isinstance(sequence_length, int) and sequence_length > specials:
         return  # a valid length (only possible for T5: one special token)
-    with pytest.raises(ValueError, match="max_length must be an integer larger than"):
-        tokenizer.encode(["some text"], max_length=max_length)
+    with pytest.raises(ValueError, match="sequence_length must be an integer larger than"):
+        tokenizer.encode(["some text"], sequence_length=sequence_length)
 
 
 @PROPERTY

@@ -62,7 +62,7 @@ def test_tokenize_in_tf_function_graph_mode(tokenizer):
 def test_encode_in_tf_function(tokenizer):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def encode(strings):
-        return tokenizer.encode(strings, max_length=8)
+        return tokenizer.encode(strings, sequence_length=8)
 
     outputs = encode(tf.constant(["hello world", "a b c d e f g h i j k"]))
     assert outputs["token_ids"].shape == (2, 8) and outputs["token_ids"].dtype == tf.int32
@@ -72,50 +72,75 @@ def test_encode_in_tf_function(tokenizer):
 def test_encode_policy_bert(bert_uncased):
     cls, sep, pad = 2, 3, 0
     words = bert_uncased.tokenize(["the quick brown fox jumps over the lazy dog"])[0].numpy().tolist()
-    outputs = bert_uncased.encode(["the quick brown fox jumps over the lazy dog", ""], max_length=6)
+    outputs = bert_uncased.encode(["the quick brown fox jumps over the lazy dog", ""], sequence_length=6)
     ids, mask = outputs["token_ids"].numpy(), outputs["padding_mask"].numpy()
     assert ids.shape == mask.shape == (2, 6)
     assert ids[0].tolist() == [cls, *words[:4], sep]  # truncated at the end, [SEP] kept
     assert ids[1].tolist() == [cls, sep, pad, pad, pad, pad]  # padded at the end
     assert mask[1].tolist() == [True, True, False, False, False, False]
-    bare = bert_uncased.encode(["the quick"], max_length=4, add_special_tokens=False)["token_ids"]
+    bare = bert_uncased.encode(["the quick"], sequence_length=4, add_special_tokens=False)["token_ids"]
     assert bare.numpy()[0].tolist() == words[:2] + [pad, pad]
 
 
 def test_encode_policy_gpt2_and_t5(gpt2, t5):
     ids = gpt2.tokenize(["hello world"])[0].numpy().tolist()
     end = gpt2.special_token_ids["eos"]
-    outputs = gpt2.encode(["hello world"], max_length=len(ids) + 2)
+    outputs = gpt2.encode(["hello world"], sequence_length=len(ids) + 2)
     assert outputs["token_ids"].numpy()[0].tolist() == ids + [end, end]  # padded with <|endoftext|>
     assert outputs["padding_mask"].numpy()[0].tolist() == [True] * len(ids) + [False, False]
     framed = gpt2.with_special_tokens(add_bos=True, add_eos=True)
-    assert framed.encode(["hello world"], max_length=len(ids) + 3)["token_ids"].numpy()[0].tolist() == [
+    assert framed.encode(["hello world"], sequence_length=len(ids) + 3)["token_ids"].numpy()[0].tolist() == [
         end,
         *ids,
         end,
         end,
     ]
     pieces = t5.tokenize(["hello world"])[0].numpy().tolist()
-    outputs = t5.encode(["hello world"], max_length=len(pieces) + 2)
+    outputs = t5.encode(["hello world"], sequence_length=len(pieces) + 2)
     assert outputs["token_ids"].numpy()[0].tolist() == pieces + [1, 0]  # </s> then <pad>
-    short = t5.encode(["hello world"], max_length=2)["token_ids"].numpy()[0].tolist()
+    short = t5.encode(["hello world"], sequence_length=2)["token_ids"].numpy()[0].tolist()
     assert short == [pieces[0], 1]  # truncated at the end, </s> kept
 
 
+def test_start_and_end_ids_are_what_encode_puts_around_a_text(bert_uncased, gpt2, t5):
+    end = gpt2.special_token_ids["eos"]
+    framings = {
+        bert_uncased: ((2,), (3,)), gpt2: ((), ()), gpt2.with_special_tokens(add_bos=True): ((end,), ()), t5: ((), (1,))
+    }
+    for tokenizer, (start_ids, end_ids) in framings.items():
+        assert (tokenizer.start_ids, tokenizer.end_ids) == (start_ids, end_ids)
+        ids = tokenizer.tokenize("hello world").numpy().tolist()
+        row = tokenizer.encode(["hello world"], sequence_length=len(ids) + 2)["token_ids"].numpy()[0].tolist()
+        assert row[: len(start_ids) + len(ids) + len(end_ids)] == [*start_ids, *ids, *end_ids]
+
+
 def test_encode_pair_shapes_and_segments(bert_uncased):
-    outputs = bert_uncased.encode_pair(["hello world"], ["the dog"], max_length=10)
+    outputs = bert_uncased.encode_pair(["hello world"], ["the dog"], sequence_length=10)
     a = bert_uncased.tokenize("hello world").numpy().tolist()
     b = bert_uncased.tokenize("the dog").numpy().tolist()
     assert outputs["token_ids"].numpy()[0].tolist() == [2, *a, 3, *b, 3] + [0] * (10 - 3 - len(a) - len(b))
     n_a, n_b = len(a) + 2, len(b) + 1
     assert outputs["segment_ids"].numpy()[0].tolist() == [0] * n_a + [1] * n_b + [0] * (10 - n_a - n_b)
-    with pytest.raises(ValueError, match="max_length"):
-        bert_uncased.encode_pair(["a"], ["b"], max_length=3)
+    with pytest.raises(ValueError, match="sequence_length"):
+        bert_uncased.encode_pair(["a"], ["b"], sequence_length=3)
 
 
-def test_encode_rejects_bad_max_length(t5):
-    with pytest.raises(ValueError, match="max_length"):
-        t5.encode(["hello"], max_length=1)
+def test_encode_rejects_bad_sequence_length(t5):
+    with pytest.raises(ValueError, match="sequence_length"):
+        t5.encode(["hello"], sequence_length=1)
+
+
+def test_the_old_max_length_argument_still_works_with_a_deprecation_warning(bert_uncased):
+    expected = bert_uncased.encode(["the dog"], sequence_length=6)["token_ids"].numpy()
+    with pytest.warns(DeprecationWarning, match=r"encode\(max_length=...\) is now encode\(sequence_length=...\)"):
+        old = bert_uncased.encode(["the dog"], max_length=6)["token_ids"].numpy()
+    assert (old == expected).all()
+    with pytest.warns(DeprecationWarning, match="encode_pair"):
+        assert bert_uncased.encode_pair(["a"], ["b"], max_length=6)["token_ids"].shape == (1, 6)
+    with pytest.raises(TypeError, match="pass sequence_length only"):
+        bert_uncased.encode(["a"], 6, max_length=6)
+    with pytest.raises(ValueError, match="sequence_length must be an integer larger than the 2 special tokens"):
+        bert_uncased.encode(["a"])
 
 
 def test_detokenize_shapes(tokenizer):

@@ -51,15 +51,15 @@ class ModelSpec:
         return dataclasses.asdict(self)
 
 
-def _gpt(name, vocabulary_size, layers, heads, hidden, batch, sequence, max_length=None):
+def _gpt(name, vocabulary_size, layers, heads, hidden, batch, sequence, max_sequence_length=None):
     return ModelSpec(name, "gpt", vocabulary_size, layers, heads, hidden, 4 * hidden,
-                     max_length or sequence, batch, sequence)
+                     max_sequence_length or sequence, batch, sequence)
 
 
-def _bert(name, vocabulary_size, layers, heads, hidden, batch, sequence, max_length=512):
+def _bert(name, vocabulary_size, layers, heads, hidden, batch, sequence, max_sequence_length=512):
     predictions = math.ceil(0.15 * sequence)  # 20 for 128, BERT's max_predictions_per_seq
     return ModelSpec(name, "bert", vocabulary_size, layers, heads, hidden, 4 * hidden,
-                     max_length, batch, sequence, predictions)
+                     max_sequence_length, batch, sequence, predictions)
 
 
 # size set -> model family -> spec
@@ -70,13 +70,13 @@ SIZE_SETS = {
     },
     "cpu": {
         # kzoo's gpt_tiny preset sizes (2 layers, 128 wide, 2048 tokens) at 8 x 128.
-        "gpt": _gpt("gpt_tiny", 2048, 2, 4, 128, batch=8, sequence=128, max_length=256),
+        "gpt": _gpt("gpt_tiny", 2048, 2, 4, 128, batch=8, sequence=128, max_sequence_length=256),
         # BERT-tiny (Turc et al.: L-2 H-128, 2 heads, uncased 30522 vocabulary) at 16 x 128.
         "bert": _bert("bert_tiny", 30522, 2, 2, 128, batch=16, sequence=128),
     },
     "quick": {
-        "gpt": _gpt("gpt_test", 128, 2, 2, 32, batch=2, sequence=32, max_length=64),
-        "bert": _bert("bert_test", 128, 2, 2, 32, batch=2, sequence=32, max_length=64),
+        "gpt": _gpt("gpt_test", 128, 2, 2, 32, batch=2, sequence=32, max_sequence_length=64),
+        "bert": _bert("bert_test", 128, 2, 2, 32, batch=2, sequence=32, max_sequence_length=64),
     },
 }
 
