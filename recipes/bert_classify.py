@@ -23,9 +23,8 @@ import os
 import sys
 
 from kzoo import data, metrics, models
-from kzoo.train import TrainConfig
-from kzoo.train.recipe import (
-    ModelConfig,
+from kzoo.recipes import (
+    RecipeModelConfig,
     RecipeParts,
     default_corpus,
     prepare_tokenizer,
@@ -33,6 +32,8 @@ from kzoo.train.recipe import (
     require_filled,
     run_recipe,
 )
+from kzoo.run_directory import LABELS_FILE
+from kzoo.train import TrainConfig
 
 
 @dataclasses.dataclass
@@ -50,7 +51,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(preset="bert_tiny", dropout=0.1))
+    model: RecipeModelConfig = dataclasses.field(
+        default_factory=lambda: RecipeModelConfig(preset="bert_tiny", dropout=0.1))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=300, batch_size=32, learning_rate=1e-3, warmup_steps=30, decay="linear", eval_every=100))
@@ -98,7 +100,7 @@ def build(config, workdir):
     tokenizer, tokenizer_files = prepare_tokenizer("wordpiece", texts, config.data.vocabulary_size, workdir,
                                                    config.data.tokenizer_dir)
     labels = data.LabelVocabulary.from_labels([record["label"] for record in train_records])
-    labels_path = os.path.join(workdir, "labels.json")
+    labels_path = os.path.join(workdir, LABELS_FILE)
     os.makedirs(workdir, exist_ok=True)
     labels.save(labels_path)
 
@@ -129,7 +131,7 @@ def build(config, workdir):
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[scores],
                        attention_example=example, tokenizer_files=tokenizer_files,
-                       extra_files={"labels.json": labels_path})
+                       extra_files={LABELS_FILE: labels_path})
 
 
 def main(argv=None):

@@ -22,8 +22,16 @@ import os
 import numpy as np
 
 from kzoo import data, metrics, models
+from kzoo.recipes import (
+    RecipeModelConfig,
+    RecipeParts,
+    default_corpus,
+    prepare_tokenizer,
+    report_reading,
+    run_recipe,
+)
+from kzoo.run_directory import LABELS_FILE
 from kzoo.train import TrainConfig
-from kzoo.train.recipe import ModelConfig, RecipeParts, default_corpus, prepare_tokenizer, report_reading, run_recipe
 
 
 @dataclasses.dataclass
@@ -38,7 +46,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(preset="bert_tiny", dropout=0.1))
+    model: RecipeModelConfig = dataclasses.field(
+        default_factory=lambda: RecipeModelConfig(preset="bert_tiny", dropout=0.1))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=200, batch_size=32, learning_rate=1e-3, warmup_steps=20, decay="linear", eval_every=100))
@@ -66,7 +75,7 @@ def build(config, workdir):
     tokenizer, tokenizer_files = prepare_tokenizer("wordpiece", [" ".join(words) for words, _ in train_sentences],
                                                    config.data.vocabulary_size, workdir, config.data.tokenizer_dir)
     tags = data.LabelVocabulary.from_labels([tag for _, sentence_tags in train_sentences for tag in sentence_tags])
-    labels_path = os.path.join(workdir, "labels.json")
+    labels_path = os.path.join(workdir, LABELS_FILE)
     os.makedirs(workdir, exist_ok=True)
     tags.save(labels_path)
 
@@ -93,7 +102,7 @@ def build(config, workdir):
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[entity_f1],
                        attention_example=example, tokenizer_files=tokenizer_files,
-                       extra_files={"labels.json": labels_path})
+                       extra_files={LABELS_FILE: labels_path})
 
 
 def main(argv=None):

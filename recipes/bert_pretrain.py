@@ -20,9 +20,8 @@ Metrics: held-out MLM accuracy and NSP accuracy (compiled metrics), MLM perplexi
 import dataclasses
 
 from kzoo import data, metrics, models
-from kzoo.train import TrainConfig
-from kzoo.train.recipe import (
-    ModelConfig,
+from kzoo.recipes import (
+    RecipeModelConfig,
     RecipeParts,
     default_corpus,
     prepare_tokenizer,
@@ -30,6 +29,7 @@ from kzoo.train.recipe import (
     run_recipe,
     split_holdout,
 )
+from kzoo.train import TrainConfig
 
 
 @dataclasses.dataclass
@@ -47,7 +47,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(preset="bert_tiny", dropout=0.1))
+    model: RecipeModelConfig = dataclasses.field(
+        default_factory=lambda: RecipeModelConfig(preset="bert_tiny", dropout=0.1))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=600, batch_size=32, learning_rate=2e-3, warmup_steps=60, decay="linear", eval_every=200,

@@ -23,8 +23,8 @@ import dataclasses
 import sys
 
 from kzoo import data, metrics, models
+from kzoo.recipes import RecipeModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe
 from kzoo.train import TrainConfig
-from kzoo.train.recipe import ModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe
 
 
 @dataclasses.dataclass
@@ -43,7 +43,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(preset="bert_tiny", dropout=0.1))
+    model: RecipeModelConfig = dataclasses.field(
+        default_factory=lambda: RecipeModelConfig(preset="bert_tiny", dropout=0.1))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=300, batch_size=32, learning_rate=1e-3, warmup_steps=30, decay="linear", eval_every=100))

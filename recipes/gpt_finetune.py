@@ -29,15 +29,18 @@ import keras
 
 from kzoo import data, metrics, models, saving
 from kzoo.convert import from_huggingface, from_keras_hub
+from kzoo.recipes import RecipeParts, default_corpus, report_reading, run_recipe, split_holdout
+from kzoo.run_directory import RunDirectory
 from kzoo.text import tokenizer_from_files
 from kzoo.train import ConfigError, TrainConfig
-from kzoo.train.recipe import RecipeParts, default_corpus, report_reading, run_recipe, split_holdout
 
-DEFAULT_CHECKPOINT = os.path.join("runs", "gpt_pretrain", "model.keras")
+DEFAULT_CHECKPOINT = RunDirectory.default("gpt_pretrain").model
 
 
 @dataclasses.dataclass
-class ModelConfig:
+class CheckpointChoice:
+    """The `model` section: which trained model to fine-tune (the architecture comes with it)."""
+
     checkpoint: str = ""  # HF GPT-2 dir, keras-hub preset dir or kzoo .keras file; empty: runs/gpt_pretrain
 
 
@@ -53,7 +56,7 @@ class DataConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    model: CheckpointChoice = dataclasses.field(default_factory=CheckpointChoice)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=150, batch_size=32, learning_rate=5e-4, warmup_steps=15, decay="cosine", eval_every=75,
@@ -130,10 +133,10 @@ def continuations(model, tokenizer, prompts, config):
 def build(config, workdir):
     model, tokenizer_files, path = load_checkpoint(config.model.checkpoint)
     if config.data.tokenizer_dir or tokenizer_files is None:  # a .keras file: the recipe's tokenizer/ beside it
-        tokenizer_files = files_in(config.data.tokenizer_dir or os.path.join(os.path.dirname(path), "tokenizer"))
+        tokenizer_files = files_in(config.data.tokenizer_dir or RunDirectory(os.path.dirname(path)).tokenizer)
     tokenizer = tokenizer_from_files(tokenizer_files)
     train_texts, eval_texts = read_documents(config, workdir)
-    eos, size = tokenizer.special_token_ids.get("eos"), model.backbone.token_embedding.vocabulary_size
+    eos, size = tokenizer.special_token_ids.get("eos"), model.backbone.vocabulary_size
     if tokenizer.vocabulary_size != size or eos is None:
         raise ConfigError(f"the tokenizer ({tokenizer.vocabulary_size} ids, end token {eos}) does not fit the model "
                           f"({size} ids): pass the checkpoint's own with --data.tokenizer_dir.")

@@ -17,9 +17,8 @@ import dataclasses
 import sys
 
 from kzoo import data, models
-from kzoo.train import TrainConfig
-from kzoo.train.recipe import (
-    ModelConfig,
+from kzoo.recipes import (
+    RecipeModelConfig,
     RecipeParts,
     default_corpus,
     perplexity,
@@ -29,6 +28,7 @@ from kzoo.train.recipe import (
     sample_generations,
     split_holdout,
 )
+from kzoo.train import TrainConfig
 
 PROMPTS = ("Return a new", "The default value is", "This function", "If the file")
 
@@ -43,7 +43,7 @@ class DataConfig:
 
 
 @dataclasses.dataclass
-class GPTModelConfig(ModelConfig):
+class GPTModelConfig(RecipeModelConfig):
     # Chunked cross-entropy: training never forms the (batch, length, vocabulary) logits (GPTCausalLM docs).
     fused_loss: bool = False
 

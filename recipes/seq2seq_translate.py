@@ -20,21 +20,25 @@ of the first `--data.decode_examples` held-out sources, a few of them logged as 
 
 import dataclasses
 import sys
+import typing
 
 from kzoo import data, metrics, models
-from kzoo.train import TrainConfig
-from kzoo.train.recipe import (
-    ModelConfig,
+from kzoo.recipes import (
+    RecipeModelConfig,
     RecipeParts,
     greedy_seq2seq_evaluator,
     prepare_tokenizer,
     read_text_pairs,
     run_recipe,
 )
+from kzoo.train import TrainConfig
 
 
 @dataclasses.dataclass
 class DataConfig:
+    RENAMED_KEYS: typing.ClassVar[dict] = {"source_length": "encoder_sequence_length",
+                                           "target_length": "decoder_sequence_length"}
+
     train_files: str = ""  # comma-separated csv/tsv files or directories; empty: the default corpus
     eval_files: str = ""  # empty: the default test split, or every tenth training pair for user data
     source_column: str = "source"
@@ -42,14 +46,15 @@ class DataConfig:
     tokenizer_dir: str = ""  # empty: train a SentencePiece vocabulary on sources + targets
     vocabulary_kind: str = "sentencepiece_unigram"  # or "sentencepiece" (BPE pieces)
     vocabulary_size: int = 96
-    source_length: int = 32  # tokens, EOS included; longer texts are truncated
-    target_length: int = 32
+    encoder_sequence_length: int = 32  # tokens, EOS included; longer texts are truncated
+    decoder_sequence_length: int = 32
     decode_examples: int = 300  # held-out pairs translated greedily at every evaluation (BLEU)
 
 
 @dataclasses.dataclass
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(preset="t5_tiny", dropout=0.0))
+    model: RecipeModelConfig = dataclasses.field(
+        default_factory=lambda: RecipeModelConfig(preset="t5_tiny", dropout=0.0))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=600, batch_size=64, learning_rate=3e-3, warmup_steps=60, decay="cosine", eval_every=200,
@@ -67,21 +72,22 @@ def build(config, workdir):
         config.data.vocabulary_kind, [text for pair in train_pairs for text in pair], config.data.vocabulary_size,
         workdir, config.data.tokenizer_dir)
     pad, eos = tokenizer.pad_id, tokenizer.special_token_ids["eos"]
-    options = dict(encoder_length=config.data.source_length, decoder_length=config.data.target_length, pad_id=pad,
-                   eos_id=eos, decoder_start_id=pad, batch_size=config.train.batch_size)
+    options = dict(encoder_sequence_length=config.data.encoder_sequence_length,
+                   decoder_sequence_length=config.data.decoder_sequence_length, pad_id=pad, eos_id=eos,
+                   decoder_start_id=pad, batch_size=config.train.batch_size)
     train_set = data.seq2seq_dataset(train_pairs, tokenizer, shuffle=True, seed=config.train.seed,
                                      drop_remainder=True, **options)
     eval_set = data.seq2seq_dataset(eval_pairs, tokenizer, **options)
 
     arguments = {**config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
-                 "max_sequence_length": max(config.data.source_length, config.data.target_length)}
+                 "max_sequence_length": max(config.data.encoder_sequence_length, config.data.decoder_sequence_length)}
     model = models.Seq2SeqLM(models.from_preset(config.model.preset, **arguments))
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(
         model=model, train_dataset=train_set, eval_dataset=eval_set,
         evaluators=[greedy_seq2seq_evaluator(
-            eval_pairs[:config.data.decode_examples], tokenizer, config.data.source_length,
-            config.data.target_length, score=bleu)],
+            eval_pairs[:config.data.decode_examples], tokenizer, config.data.encoder_sequence_length,
+            config.data.decoder_sequence_length, score=bleu)],
         attention_example=example, tokenizer_files=tokenizer_files)
 
 

@@ -277,11 +277,11 @@ def accuracy(run_dir, workdir):
 
     from kzoo import data
     from kzoo.export import export_onnx, quantize_onnx
-    from kzoo.export.source import load_source
+    from kzoo.recipes.outputs import load_run
     from kzoo.train.config import apply_mapping
-    from kzoo.train.recipes_index import load_recipe
+    from kzoo.recipes.index import load_recipe
 
-    model, tokenizer, _, labels = load_source(run_dir)
+    model, tokenizer, _, labels = load_run(run_dir)
     recipe = load_recipe("bert_classify")
     config = recipe.Config()
     with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as handle:

@@ -19,11 +19,12 @@ def run(args):
     """Re-evaluates the newest checkpoint of a recipe run with the config it was trained with."""
     import yaml
 
+    from kzoo.run_directory import RunDirectory
     from kzoo.train.config import ConfigError, apply_mapping
-    from kzoo.train.recipe import run_recipe
-    from kzoo.train.recipes_index import load_recipe
+    from kzoo.recipes import run_recipe
+    from kzoo.recipes.index import load_recipe
 
-    config_path = os.path.join(args.run_dir, "config.yaml")
+    config_path = RunDirectory(args.run_dir).config
     try:
         with open(config_path, encoding="utf-8") as file:
             saved = yaml.safe_load(file)

@@ -6,6 +6,7 @@ Examples:
     kzoo export runs/bert_classify --format onnx --output exports/onnx/sentiment --int8 --verify
 """
 
+import argparse
 import os
 import sys
 
@@ -29,7 +30,8 @@ def register(commands):
     saved = parser.add_argument_group("savedmodel")
     saved.add_argument("--name", help="TF Serving model name (default: the model class in lower case)")
     saved.add_argument("--version", type=int, help="version directory (default: the next free number)")
-    saved.add_argument("--max-length", type=int, default=128, help="sub-tokens per text (default 128)")
+    saved.add_argument("--sequence-length", type=int, default=128, help="sub-tokens per text (default 128)")
+    saved.add_argument("--max-length", type=int, dest="old_max_length", help=argparse.SUPPRESS)  # its old name
     saved.add_argument("--max-new-tokens", type=int, help="generation limit (default 64, or half a small context)")
     saved.add_argument("--temperature", type=float, default=0.0, help="`generate` temperature (default 0: greedy)")
     saved.add_argument("--top-p", type=float, default=1.0, help="`generate` nucleus mass (default 1.0)")
@@ -52,7 +54,7 @@ def _savedmodel(args, model, tokenizer, files, labels):
     from kzoo.export.serving import ServingSettings
 
     settings = ServingSettings(
-        max_length=args.max_length, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        sequence_length=args.sequence_length, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         top_p=args.top_p, decoder_start_id=args.decoder_start_id,
     )
     result = export_savedmodel(
@@ -109,10 +111,14 @@ def run(args):
     import warnings
 
     from kzoo.export.errors import ExportError, ExportWarning
-    from kzoo.export.source import SourceError, load_source
+    from kzoo.recipes.outputs import RunLoadError, load_run
 
+    if args.old_max_length is not None:
+        print("kzoo export: warning: --max-length is now --sequence-length; the old name will stop working in the "
+              "next release.", file=sys.stderr)
+        args.sequence_length = args.old_max_length
     try:
-        model, tokenizer, files, labels = load_source(args.source, args.tokenizer_dir, args.labels)
+        model, tokenizer, files, labels = load_run(args.source, args.tokenizer_dir, args.labels)
         export = _savedmodel if args.format == "savedmodel" else _onnx
         with warnings.catch_warnings(record=True) as adjusted:
             warnings.simplefilter("always", ExportWarning)
@@ -124,7 +130,7 @@ def run(args):
                         print(f"kzoo export: warning: {warning.message}", file=sys.stderr)
                     else:
                         warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    except (SourceError, ExportError, ValueError) as error:
+    except (RunLoadError, ExportError, ValueError) as error:
         print(f"kzoo export: {error}", file=sys.stderr)
         return 2
 

@@ -1,6 +1,8 @@
-"""`kzoo generate`: generate from a saved `.keras` model on the command line (`kzoo.generate.generate`).
+"""`kzoo generate`: generate from a `kzoo train` run or a saved `.keras` model on the command line
+(`kzoo.generate.generate`).
 
 Examples:
+    kzoo generate runs/gpt_pretrain --prompt "The" --max-new-tokens 20      # model.keras and tokenizer/ of a run
     kzoo generate gpt2.keras --tokenizer vocab.json merges.txt --prompt "Hello" --max-new-tokens 20
     kzoo generate t5.keras --tokenizer spiece.model --prompt "translate English to German: Hi" \
         --strategy beam --num-beams 4
@@ -14,7 +16,6 @@ import sys
 
 from kzoo.cli.common import one_line
 from kzoo.generate.options import STRATEGIES
-from kzoo.saving import ModelFileError
 
 
 def _early_stopping(text):
@@ -39,14 +40,16 @@ def register(commands):
         description="Generate with a saved kzoo GPTCausalLM or Seq2SeqLM. Text prompts need --tokenizer; "
         "--ids gives token ids directly. Prints one result per prompt (new tokens only).",
     )
-    parser.add_argument("model", help="the .keras file (from `kzoo convert`, a recipe or model.save)")
+    parser.add_argument("model", help="a `kzoo train` run directory (its model.keras and tokenizer/) or a .keras "
+                        "file (from `kzoo convert` or model.save)")
     prompts = parser.add_argument_group("prompts (one or more of)")
     prompts.add_argument("--prompt", action="append", default=[], help="a text prompt (repeatable)")
     prompts.add_argument("--prompts-file", help="a UTF-8 file with one text prompt per line")
     prompts.add_argument("--ids", action="append", type=_id_list, default=[],
                          help='a prompt as token ids, e.g. "5 6 7" (repeatable; ids in, ids out)')
     parser.add_argument("--tokenizer", nargs="+", metavar="FILE",
-                        help="tokenizer files (vocab.json merges.txt | spiece.model | vocab.txt) or their directory")
+                        help="tokenizer files (vocab.json merges.txt | spiece.model | vocab.txt) or their directory "
+                        "(default: the run's tokenizer/)")
     options = parser.add_argument_group("decoding")
     options.add_argument("--strategy", choices=STRATEGIES, default="greedy", help="default greedy")
     options.add_argument("--max-new-tokens", type=int, default=32, help="default 32")
@@ -100,20 +103,27 @@ def run(args):
     """Handler of `kzoo generate`; returns the exit status."""
     try:
         texts, ids = _load_prompts(args)
-        if not os.path.isfile(args.model):
-            raise FileNotFoundError(f"model file {args.model!r} not found; pass the path of a .keras file.")
+        run_directory = os.path.isdir(args.model)
+        if not run_directory and not os.path.isfile(args.model):
+            raise FileNotFoundError(f"model {args.model!r} not found; pass a `kzoo train` run directory or the path "
+                                    "of a .keras file.")
+        if texts and not args.tokenizer and not run_directory:
+            raise ValueError("text prompts need --tokenizer FILES (or pass token ids with --ids).")
         tokenizer = None
         if args.tokenizer:
             from kzoo.text import tokenizer_from_files
 
             tokenizer = tokenizer_from_files(_tokenizer_files(args.tokenizer))
-        elif texts:
-            raise ValueError("text prompts need --tokenizer FILES (or pass token ids with --ids).")
 
         from kzoo.generate import generate
-        from kzoo.saving import load_model
+        from kzoo.recipes.outputs import load_run
 
-        model = load_model(args.model)  # checked first: no Lambda layers, foreign classes or unsafe members
+        # Checked before Keras sees it: no Lambda layers, foreign classes or unsafe members.
+        model, run_tokenizer, _, _ = load_run(args.model)
+        tokenizer = tokenizer or run_tokenizer
+        if texts and tokenizer is None:
+            raise ValueError(f"text prompts need --tokenizer FILES: {args.model} has no tokenizer/ folder (or "
+                             "pass token ids with --ids).")
         outputs = generate(
             model,
             texts or ids,
@@ -134,7 +144,7 @@ def run(args):
             decoder_start_id=args.decoder_start_id,
             jit_compile=not args.no_xla,
         )
-    except (ModelFileError, ValueError, OSError) as error:  # a bad input (model file, prompt, option): fixable
+    except (ValueError, OSError) as error:  # a bad input (model, prompt, option; RunLoadError too): fixable
         print(f"kzoo generate: {one_line(error)}", file=sys.stderr)
         return 2
     prompts = texts or [" ".join(map(str, row)) for row in ids]

@@ -11,7 +11,7 @@ class _HelpWithRecipes(argparse.Action):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from kzoo.train.recipes_index import recipe_names, recipes_directory
+        from kzoo.recipes.index import recipe_names, recipes_directory
 
         parser.print_help()
         print(f"\nrecipes in {recipes_directory()}: {', '.join(recipe_names()) or 'none'}")
@@ -31,7 +31,7 @@ def register(commands):
 
 def run(args):
     from kzoo.train.config import ConfigError
-    from kzoo.train.recipes_index import load_recipe
+    from kzoo.recipes.index import load_recipe
 
     try:
         recipe = load_recipe(args.recipe)

@@ -3,8 +3,8 @@
     config -> strategy (resolve_strategy) -> model built under strategy.scope()
            -> build_optimizer + model.compile -> Trainer(model, config, strategy, data fns).fit()
 
-Recipes (recipes/*.py) wire these together with kzoo.data and kzoo.models; see
-`kzoo.train.recipe.run_recipe`.
+kzoo.train knows no data or text: recipes (recipes/*.py, run by `kzoo.recipes.run_recipe`) wire it
+together with kzoo.data, kzoo.text and kzoo.models. The run directory's file names are `kzoo.run_directory`'s.
 """
 
 import importlib

@@ -36,6 +36,7 @@ import zipfile
 import keras
 import numpy as np
 
+from kzoo.run_directory import LOCK_FILE, RunDirectory
 from kzoo.train.config import ConfigError, resume_differences
 
 _NAME = re.compile(r"^step-(\d{9})$")
@@ -73,12 +74,12 @@ def run_lock(directory):
         yield
         return
     os.makedirs(directory, exist_ok=True)
-    file = open(os.path.join(directory, ".lock"), "a+", encoding="utf-8")
+    file = open(RunDirectory(directory).lock, "a+", encoding="utf-8")
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         file.close()
-        raise RunFolderError(f"another process is training in {directory} (it holds {directory}/.lock); wait for it "
+        raise RunFolderError(f"another process is training in {directory} (it holds {directory}/{LOCK_FILE}); wait for it "
                              "to finish or stop it, or choose another --train.output_dir.") from None
     _HELD_LOCKS[key] = file
     try:

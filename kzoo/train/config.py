@@ -10,6 +10,10 @@ A key is a dotted path (`train.steps`) or, when unambiguous, a bare field name
 (`--steps=500`). Values are parsed by the field's declared type; an unknown key or a
 value of the wrong type raises `ConfigError` listing what is valid. No code is
 executed from config files (YAML is read with `safe_load`).
+
+A section that renames a field lists the old names in a `RENAMED_KEYS` class attribute
+(`{"old_name": "new_name"}`): for one release the old key still works, in YAML files and
+on the command line, with a `FutureWarning` naming the new key.
 """
 
 import dataclasses
@@ -19,6 +23,7 @@ import os
 import re
 import types
 import typing
+import warnings
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -187,12 +192,34 @@ def leaf_fields(config, prefix=""):
     return out
 
 
+def renamed_keys(config, prefix=""):
+    """`{old dotted key: new dotted key}` from the `RENAMED_KEYS` of every section of `config`."""
+    out = {f"{prefix}{old}": f"{prefix}{new}" for old, new in getattr(type(config), "RENAMED_KEYS", {}).items()}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            out.update(renamed_keys(value, f"{prefix}{field.name}."))
+    return out
+
+
+def _match(key, names):
+    """The dotted names that `key` (dotted, or a bare field name) means."""
+    return [key] if key in names else [name for name in names if name.endswith("." + key)]
+
+
 def resolve_key(config, key):
-    """Maps a dotted key or an unambiguous bare field name to its dotted key."""
+    """Maps a dotted key or an unambiguous bare field name to its dotted key (a renamed key, with a FutureWarning,
+    to its new name)."""
     fields = leaf_fields(config)
-    if key in fields:
-        return key
-    matches = [dotted for dotted in fields if dotted.endswith("." + key)]
+    matches = _match(key, fields)
+    if not matches:
+        renamed = renamed_keys(config)
+        old = _match(key, renamed)
+        if len(old) == 1:
+            new = renamed[old[0]]
+            warnings.warn(f"config key {old[0]!r} is now {new!r}; the old name will stop working in the next "
+                          "release.", FutureWarning, stacklevel=2)
+            return new
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -263,7 +290,9 @@ def _is_bool_key(config, key):
     if key == "config":
         return False
     try:
-        owner, field = leaf_fields(config)[resolve_key(config, key.replace("-", "_"))]
+        with warnings.catch_warnings():  # a renamed key is announced once, when it is set
+            warnings.simplefilter("ignore", FutureWarning)
+            owner, field = leaf_fields(config)[resolve_key(config, key.replace("-", "_"))]
     except ConfigError:
         return False
     return _field_type(owner, field) is bool

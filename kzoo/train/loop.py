@@ -44,6 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kzoo.run_directory import RunDirectory
 from kzoo.train import optimization
 from kzoo.train import strategy as strategies
 from kzoo.train.checkpoint import CheckpointManager, RunFolderError, run_lock
@@ -111,15 +112,16 @@ class Trainer:
         self.run_config = run_config if run_config is not None else {"train": to_dict(config)}
         self.chief = strategies.is_chief(strategy)
         self.optimizer = model.optimizer
-        self.checkpoints = CheckpointManager(os.path.join(self.output_dir, "checkpoints"), model, self.optimizer,
+        self.run_directory = RunDirectory(self.output_dir)
+        self.checkpoints = CheckpointManager(self.run_directory.checkpoints, model, self.optimizer,
                                              keep=config.keep_checkpoints, writer=self.chief)
         if self.chief:
             check_writable(self.output_dir)  # before the TensorBoard writers try to create their folders
-            logs = os.path.join(self.output_dir, "logs")
+            logs = self.run_directory.logs
             if os.path.exists(logs) and not os.path.isdir(logs):
                 raise RunFolderError(f"{logs} is a file, not a folder: move it away, or choose another "
                                      "--train.output_dir.")
-        self.summaries = Summaries(os.path.join(self.output_dir, "logs"), enabled=self.chief)
+        self.summaries = Summaries(self.run_directory.logs, enabled=self.chief)
         self._train_function = None
         self._eval_function = None
         self._truncate_history_to = None  # the resumed step, until the first record of this run is appended
@@ -290,7 +292,7 @@ class Trainer:
         the output folder must be writable, `checkpoints` a folder, `history.jsonl` well-formed."""
         if self.chief:
             check_writable(self.output_dir)
-            read_history(os.path.join(self.output_dir, "history.jsonl"))
+            read_history(self.run_directory.history)
         self.checkpoints.check_resume(self.config.resume, self.run_config)
 
     def fit(self):
@@ -306,7 +308,7 @@ class Trainer:
         self.check_output_dir()
         restored = self.checkpoints.restore_latest()
         start_step = int(restored["step"]) if restored else 0
-        history_path = os.path.join(self.output_dir, "history.jsonl")
+        history_path = self.run_directory.history
         if start_step >= config.steps:
             return self._result(start_step, start_step, 0.0, history_path, resumed_from=start_step)
         self._truncate_history_to = start_step

@@ -124,7 +124,7 @@ def test_squad_negative_answer_start_exits_2_naming_file_and_question(tmp_path, 
 def test_prepare_tokenizer_learns_from_a_document_longer_than_a_trainer_line(tmp_path):
     # The recipes pass a document as one string; sentencepiece skipped lines over 16,384 bytes, so a 58 KB document
     # contributed nothing and its words came out as <unk>.
-    from kzoo.train.recipe import prepare_tokenizer
+    from kzoo.recipes import prepare_tokenizer
 
     rng = np.random.default_rng(0)
     greek = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda", "omicron")
@@ -143,7 +143,7 @@ def test_blank_label_or_target_cell_names_file_and_line(tmp_path, capsys):
     with pytest.raises(ValueError, match=rf"{train}:8: the 'label' cell is empty; fill it or remove the row"):
         bert_classify.read_records(config, str(tmp_path / "work"))
 
-    from kzoo.train.recipe import read_text_pairs
+    from kzoo.recipes import read_text_pairs
 
     pairs = write(tmp_path / "pairs.tsv", "src\ttgt\na b\tc d\ne f\t\ng h\ti j\n")
     data_config = type("DataConfig", (), {"source_column": "src", "target_column": "tgt", "train_files": pairs,

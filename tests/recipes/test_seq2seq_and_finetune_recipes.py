@@ -33,7 +33,7 @@ def run(main, output_dir, *arguments):
 
 def test_translate_smoke(tmp_path):
     result = run(seq2seq_translate.main, tmp_path / "out", "--model.preset=t5_test", "--data.vocabulary_size=64",
-                 "--data.source_length=16", "--data.target_length=16", "--data.decode_examples=8")
+                 "--data.encoder_sequence_length=16", "--data.decoder_sequence_length=16", "--data.decode_examples=8")
     assert 0.0 <= result["eval"]["bleu"] <= 1.0
     assert 0.0 <= result["eval"]["accuracy"] <= 1.0
     assert os.path.isfile(tmp_path / "out" / "tokenizer" / "spiece.model")
@@ -42,7 +42,7 @@ def test_translate_smoke(tmp_path):
 @pytest.mark.slow
 def test_summarize_smoke(tmp_path):
     result = run(seq2seq_summarize.main, tmp_path / "out", "--model.preset=t5_test", "--data.vocabulary_size=64",
-                 "--data.source_length=48", "--data.target_length=12", "--data.decode_examples=8")
+                 "--data.encoder_sequence_length=48", "--data.decoder_sequence_length=12", "--data.decode_examples=8")
     assert {"rouge1", "rouge2", "rougeL"} <= set(result["eval"])
     assert all(0.0 <= result["eval"][name] <= 1.0 for name in ("rouge1", "rouge2", "rougeL"))
 

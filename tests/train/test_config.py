@@ -1,6 +1,8 @@
 """Dotted, type-checked overrides, YAML files and validation of the training config."""
 
 import dataclasses
+import typing
+import warnings
 
 import pytest
 
@@ -9,6 +11,8 @@ from kzoo.train.config import ConfigError, TrainConfig, describe, parse_command_
 
 @dataclasses.dataclass
 class DataSection:
+    RENAMED_KEYS: typing.ClassVar[dict] = {"max_length": "sequence_length"}
+
     sequence_length: int = 64
     train_files: str = ""
     steps: int = 1  # deliberately clashes with train.steps
@@ -28,6 +32,19 @@ def test_dotted_and_bare_keys_with_both_value_styles():
     assert config.train.xla is True
     assert config.train.batch_size == 16
     assert config.train.clip_norm == 0.0
+
+
+@pytest.mark.parametrize("argv", [["--data.max_length=128"], ["--max_length", "128"], ["--max-length=128"]])
+def test_a_renamed_key_still_works_with_a_warning_naming_the_new_key(argv, tmp_path):
+    with pytest.warns(FutureWarning, match=r"config key 'data\.max_length' is now 'data\.sequence_length'") as caught:
+        config = parse_command_line(Config(), argv)
+    assert config.data.sequence_length == 128 and len(caught) == 1
+    (tmp_path / "old.yaml").write_text("data:\n  max_length: 96\n")
+    with pytest.warns(FutureWarning, match="is now 'data.sequence_length'"):
+        assert parse_command_line(Config(), ["--config", str(tmp_path / "old.yaml")]).data.sequence_length == 96
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name: no warning
+        assert parse_command_line(Config(), ["--sequence_length=8"]).data.sequence_length == 8
 
 
 def test_unknown_key_lists_the_valid_ones():

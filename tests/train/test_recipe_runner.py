@@ -6,7 +6,7 @@ import os
 import pytest
 
 from kzoo import cli
-from kzoo.train.recipes_index import load_recipe, recipe_names
+from kzoo.recipes.index import load_recipe, recipe_names
 
 pytestmark = pytest.mark.backend("tensorflow")  # recipes drive tf.distribute and tf.data
 
@@ -34,6 +34,10 @@ def test_train_resume_and_eval_through_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["eval", output, "--train.eval_steps=1"]) == 0
     assert "kzoo eval: step 3 of" in capsys.readouterr().out
+
+    # `kzoo generate RUN_DIR` reads the run's model.keras and tokenizer/ (kzoo.recipes.load_run).
+    assert cli.main(["generate", output, "--prompt", "the", "--max-new-tokens", "2", "--no-xla", "--json"]) == 0
+    assert [row["prompt"] for row in json.loads(capsys.readouterr().out)] == ["the"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -86,7 +90,7 @@ def _exit_code_and_error(capsys, recipe, argv):
 def test_a_run_folder_reused_with_other_data_is_refused_and_nothing_is_destroyed(tmp_path, capsys):
     import shutil
 
-    from kzoo.train.recipe import default_corpus
+    from kzoo.recipes import default_corpus
 
     data_dir = str(tmp_path / "documents")
     shutil.copytree(default_corpus("lm", str(tmp_path / "source"))["documents"], data_dir)

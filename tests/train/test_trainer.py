@@ -224,7 +224,7 @@ def _event_tags(logdir):
 
 def test_tensorboard_receives_scalars_text_image_and_hparams(tmp_path):
     from kzoo import data, models
-    from kzoo.train.recipe import perplexity
+    from kzoo.recipes import perplexity
     from kzoo.train.summaries import Summaries
     from tests.data.helpers import EOS, WhitespaceTokenizer, corpus
 

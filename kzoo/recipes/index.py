@@ -1,8 +1,8 @@
 """Finding the recipe scripts for `kzoo train NAME` and `kzoo eval RUN_DIR`.
 
-Recipes are the scripts in the `recipes/` folder of a kzoo checkout (the folder beside
-the `kzoo` package; README's set-up installs kzoo from the checkout in editable mode).
-`KZOO_RECIPES` may name another folder of recipes.
+The recipes are the top-level `recipes/` scripts of the kzoo source tree; installing kzoo (editable or not) installs
+them as the package `kzoo.recipes.scripts` (setup.py maps the folder), so `kzoo train NAME` finds them from any
+directory. `KZOO_RECIPES` may name another folder of recipes (e.g. a copy you edit).
 """
 
 import importlib.util
@@ -10,13 +10,19 @@ import os
 
 from kzoo.train.config import ConfigError
 
+SCRIPTS_PACKAGE = "kzoo.recipes.scripts"
+
 
 def recipes_directory():
+    """The folder recipes are read from: `KZOO_RECIPES`, else the installed `kzoo.recipes.scripts`."""
     configured = os.environ.get("KZOO_RECIPES")
     if configured:
         return configured
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.path.join(package_parent, "recipes")
+    spec = importlib.util.find_spec(SCRIPTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the recipes are not installed ({SCRIPTS_PACKAGE} is missing): reinstall kzoo "
+                          "(pip install .), or set KZOO_RECIPES to a folder of recipe scripts.")
+    return list(spec.submodule_search_locations)[0]
 
 
 def recipe_names():
@@ -27,7 +33,7 @@ def recipe_names():
 
 
 def load_recipe(name):
-    """Imports `recipes/<name>.py` as a module."""
+    """Imports the recipe script `<recipes_directory()>/<name>.py` as a module (it has `Config`, `build`, `main`)."""
     names = recipe_names()
     if name not in names:
         where = recipes_directory()

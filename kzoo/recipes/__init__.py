@@ -1,0 +1,26 @@
+"""kzoo.recipes: what the recipe scripts share, and finding them.
+
+    runner      run_recipe: command line -> strategy -> build(config, workdir) -> Trainer -> outputs, report
+    reading     the offline default corpus, user csv/tsv pairs, held-out splits, what a reader skipped
+    vocabulary  prepare_tokenizer: the user's vocabulary files or one trained on the training texts
+    evaluators  perplexity, sample generations, greedy seq2seq outputs scored by a metric
+    outputs     model.keras, tokenizer/ and result.json written when a run ends; load_run reads a run back
+    index       the recipe scripts by name (`kzoo train NAME`): the top-level recipes/ folder, installed
+                as `kzoo.recipes.scripts`
+
+A recipe script (recipes/NAME.py) defines its config dataclass (sections `model`, `data`, `train`) and
+`build(config, workdir) -> RecipeParts`, and its `main(argv)` calls `run_recipe`. The training loop itself is
+`kzoo.train`'s; the run directory's file names are `kzoo.run_directory`'s.
+"""
+
+from kzoo.recipes.evaluators import greedy_seq2seq_evaluator, perplexity, sample_generations
+from kzoo.recipes.outputs import LoadedRun, RunLoadError, load_run
+from kzoo.recipes.reading import default_corpus, read_text_pairs, report_reading, require_filled, split_holdout
+from kzoo.recipes.runner import RecipeModelConfig, RecipeParts, parse_arguments, run_recipe
+from kzoo.recipes.vocabulary import prepare_tokenizer
+
+__all__ = [
+    "LoadedRun", "RecipeModelConfig", "RecipeParts", "RunLoadError", "default_corpus", "greedy_seq2seq_evaluator",
+    "load_run", "parse_arguments", "perplexity", "prepare_tokenizer", "read_text_pairs", "report_reading",
+    "require_filled", "run_recipe", "sample_generations", "split_holdout",
+]

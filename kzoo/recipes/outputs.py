@@ -1,0 +1,114 @@
+"""What a recipe run leaves behind: written by the runner when training ends, read back by `load_run`.
+
+`save_model_and_tokenizer` and `save_result` write a run directory's `model.keras`, `tokenizer/` and
+`result.json`; `load_run` reads the model, tokenizer and class names of a run directory (or of a lone .keras
+file) for `kzoo export` and `kzoo generate`. The file names are `kzoo.run_directory`'s.
+"""
+
+import json
+import os
+import shutil
+import typing
+
+from kzoo.run_directory import LABELS_FILE, MODEL_FILE, TOKENIZER_DIR, RunDirectory
+
+
+def save_model_and_tokenizer(output_dir, model, files):
+    """Saves `model` as `<output_dir>/model.keras` and copies `files` ({basename: path}: the tokenizer's, a
+    labels.json) into `<output_dir>/tokenizer/`; returns `{"model": path, "tokenizer_dir": path}`.
+
+    The model is written under a temporary name and renamed into place: a kill while saving keeps the previous one.
+    """
+    run = RunDirectory(output_dir)
+    partial = run.partial(run.model)
+    model.save(partial)
+    os.replace(partial, run.model)
+    os.makedirs(run.tokenizer, exist_ok=True)
+    for basename, path in files.items():
+        if os.path.abspath(path) != os.path.abspath(os.path.join(run.tokenizer, basename)):
+            shutil.copyfile(path, os.path.join(run.tokenizer, basename))
+    return {"model": run.model, "tokenizer_dir": run.tokenizer}
+
+
+def save_result(output_dir, result):
+    """Writes the final report (`Trainer.fit`'s result plus the output paths) as `<output_dir>/result.json`."""
+    with open(RunDirectory(output_dir).result, "w", encoding="utf-8") as file:
+        json.dump(result, file, indent=2, default=str)
+
+
+class RunLoadError(ValueError):
+    """A source that is not a loadable run directory or .keras file; the message names it and the fix."""
+
+
+class LoadedRun(typing.NamedTuple):
+    """What `load_run` returns (a tuple: `model, tokenizer, files, labels = load_run(...)`)."""
+
+    model: object  # the kzoo task model (not compiled)
+    tokenizer: object  # a kzoo tokenizer, or None when no tokenizer folder was found or given
+    tokenizer_files: dict  # {basename: path} of the tokenizer's files (labels.json excluded)
+    labels: list | None  # class names in id order (a classifier's or tagger's labels.json), or None
+
+
+def load_run(source, tokenizer_dir=None, labels_path=None):
+    """Loads `source`: a run directory (its `model.keras`, `tokenizer/` and `tokenizer/labels.json`) or a .keras file.
+
+    Args:
+        source: a `kzoo train` output directory or a `.keras` file.
+        tokenizer_dir: a folder of tokenizer files to use instead of the run's `tokenizer/` (needed for a
+            .keras file that should come with a tokenizer).
+        labels_path: a labels.json to use instead of the one in the tokenizer folder.
+
+    Returns:
+        A `LoadedRun`.
+
+    Raises:
+        RunLoadError: the source, the tokenizer folder or the labels file is missing or unreadable; the .keras
+            file is refused by `kzoo.saving.load_model` (Lambda layers, foreign classes, unsafe archive members,
+            sizes that disagree with its weights) before Keras loads it in safe mode.
+    """
+    from kzoo.saving import ModelFileError, load_model
+
+    if os.path.isdir(source):
+        run = RunDirectory(source)
+        model_path = run.model
+        if not os.path.isfile(model_path):
+            raise RunLoadError(f"{source} holds no {MODEL_FILE}: pass a finished `kzoo train` run or a .keras file.")
+        tokenizer_dir = tokenizer_dir or (run.tokenizer if os.path.isdir(run.tokenizer) else None)
+    elif source.endswith(".keras") and os.path.isfile(source):
+        model_path = source
+    else:
+        raise RunLoadError(f"{source} is neither a run directory nor a .keras file.")
+    try:
+        model = load_model(model_path, compile=False, safe_mode=True)
+    except (ModelFileError, FileNotFoundError) as error:  # every refusal, Keras' too; the message names the file
+        raise RunLoadError(str(error)) from error
+    tokenizer, files = None, {}
+    if tokenizer_dir:
+        tokenizer, files = _load_tokenizer(tokenizer_dir)
+        if labels_path is None and LABELS_FILE in files:
+            labels_path = files[LABELS_FILE]
+        files.pop(LABELS_FILE, None)
+    labels = _read_labels(labels_path) if labels_path else None
+    return LoadedRun(model, tokenizer, files, labels)
+
+
+def _load_tokenizer(folder):
+    from kzoo.text import tokenizer_from_files
+
+    if not os.path.isdir(folder):
+        raise RunLoadError(f"the tokenizer folder {folder} is not a directory (a run keeps its tokenizer in "
+                           f"{TOKENIZER_DIR}/).")
+    files = {name: os.path.join(folder, name) for name in sorted(os.listdir(folder))}
+    files = {name: path for name, path in files.items() if os.path.isfile(path)}
+    try:
+        return tokenizer_from_files(files), files
+    except ValueError as error:
+        raise RunLoadError(str(error)) from error
+
+
+def _read_labels(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)["labels"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunLoadError(f"{path} is not a kzoo {LABELS_FILE} ({{\"labels\": [...]}}): {error}") from error
