@@ -23,6 +23,7 @@ import os
 import sys
 import time
 
+from kzoo.messages import one_line
 from kzoo.recipes import outputs
 from kzoo.run_directory import CONFIG_NAME, RunDirectory
 from kzoo.train.config import (
@@ -131,7 +132,7 @@ def run_recipe(name, config, build, argv=None, description="", evaluate_only=Fal
 
 
 def _fail(name, error, status):
-    print(f"kzoo train {name}: {' '.join(str(error).split())}", file=sys.stderr)  # one line
+    print(f"kzoo train {name}: {one_line(error)}", file=sys.stderr)
     raise SystemExit(status) from None
 
 
