@@ -151,8 +151,9 @@ def _sha256(path):
 
 def _run(name, config, build, evaluate_only):
     from kzoo.train.checkpoint import run_lock
-    from kzoo.train.loop import check_writable
+    from kzoo.train.loop import check_backend, check_writable
 
+    check_backend()  # before any file is written
     # Before anything is built or written (data, vocabulary, config.yaml): the folder must be writable, no other
     # run may be using it, and its checkpoints, if any, must have been written by this recipe with this data and
     # model. (Workers of a multi-worker job share the folder; the chief's Trainer locks it.)

@@ -48,7 +48,7 @@ from kzoo.run_directory import RunDirectory
 from kzoo.train import optimization
 from kzoo.train import strategy as strategies
 from kzoo.train.checkpoint import CheckpointManager, RunFolderError, run_lock
-from kzoo.train.config import TrainConfig, to_dict
+from kzoo.train.config import ConfigError, TrainConfig, to_dict
 from kzoo.train.summaries import Summaries
 
 # Under mixed_float16 a non-finite gradient is skipped by the loss-scale optimizer; this
@@ -101,6 +101,7 @@ class Trainer:
 
     def __init__(self, model, config: TrainConfig, strategy, train_dataset, eval_dataset=None,
                  evaluators=(), attention_example=None, output_dir=None, run_config=None):
+        check_backend()
         self.model = model
         self.config = config
         self.strategy = strategy
@@ -462,6 +463,16 @@ class Trainer:
 
 
 # --- the run folder ---------------------------------------------------------------------------------
+
+
+def check_backend():
+    """Raises `ConfigError` unless Keras runs on TensorFlow: the loop drives `tf.distribute` and `tf.function`, and
+    under another backend it would fail deep inside them. (Models, generation and export work under JAX too.)"""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ConfigError(f"training runs on the TensorFlow backend only for now, and KERAS_BACKEND is {backend!r}: "
+                          "rerun with KERAS_BACKEND=tensorflow (models, generation and export also work under "
+                          f"{backend}).")
 
 
 def check_writable(directory):
