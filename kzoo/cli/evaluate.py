@@ -19,10 +19,11 @@ def run(args):
     """Re-evaluates the newest checkpoint of a recipe run with the config it was trained with."""
     import yaml
 
-    from kzoo.run_directory import RunDirectory
-    from kzoo.train.config import ConfigError, apply_mapping
     from kzoo.recipes import run_recipe
     from kzoo.recipes.index import load_recipe
+    from kzoo.recipes.runner import config_warnings_as_lines
+    from kzoo.run_directory import RunDirectory
+    from kzoo.train.config import ConfigError, apply_mapping
 
     config_path = RunDirectory(args.run_dir).config
     try:
@@ -36,7 +37,8 @@ def run(args):
         saved.pop("recipe", None)
         recipe = load_recipe(name)
         config = recipe.Config()
-        apply_mapping(config, saved)
+        with config_warnings_as_lines("kzoo eval"):  # a run recorded before a key was renamed
+            apply_mapping(config, saved)
     except FileNotFoundError:
         print(f"kzoo eval: {config_path} not found: pass the output directory of a `kzoo train` run.",
               file=sys.stderr)

@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 from kzoo.messages import one_line
 from kzoo.recipes import outputs
@@ -122,13 +123,31 @@ def run_recipe(name, config, build, argv=None, description="", evaluate_only=Fal
     from kzoo.train.checkpoint import CheckpointError
 
     try:
-        config = parse_arguments(name, config, argv, description)
+        with config_warnings_as_lines(f"kzoo train {name}"):
+            config = parse_arguments(name, config, argv, description)
         return _run(name, config, build, evaluate_only)
     except (ConfigError, CheckpointError, ValueError) as error:
         _fail(name, error, 2)
     except OSError as error:  # a file or folder the run needs (its path is in the message)
         what = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else str(error)
         _fail(name, f"{what}; check that the path exists and the output folder is writable", 2)
+
+
+@contextlib.contextmanager
+def config_warnings_as_lines(command):
+    """Prints a renamed config key's FutureWarning as `<command>: warning: ...` (also when parsing then fails on
+    another key); other warnings are shown as usual."""
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)
+            yield
+    finally:  # the usual warning machinery is back in place here
+        for warning in caught:
+            if issubclass(warning.category, FutureWarning):
+                print(f"{command}: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _fail(name, error, status):

@@ -40,6 +40,22 @@ def test_train_resume_and_eval_through_the_command_line(tmp_path, capsys):
     assert [row["prompt"] for row in json.loads(capsys.readouterr().out)] == ["the"]
 
 
+def test_a_renamed_key_is_said_as_one_kzoo_warning_line(tmp_path, capsys):
+    recipe = load_recipe("seq2seq_translate")
+    with pytest.raises(SystemExit):  # stopped by the invalid step count, after the keys were read
+        recipe.main(["--data.source_length=16", "--train.steps=0", f"--train.output_dir={tmp_path}"])
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "kzoo train seq2seq_translate: warning: config key 'data.source_length' is now "
+        "'data.encoder_sequence_length'; the old name will stop working in the next release.")
+    # `kzoo eval` of a run whose config.yaml was written before the rename reads it, saying so the same way.
+    (tmp_path / "config.yaml").write_text("recipe: seq2seq_translate\ndata:\n  source_length: 16\n")
+    with pytest.raises(SystemExit) as stopped:  # no checkpoint to evaluate in this folder
+        cli.main(["eval", str(tmp_path)])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.splitlines()
+    assert error[0].startswith("kzoo eval: warning: config key 'data.source_length' is now") and len(error) == 2
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--train.stepz=3"], "unknown config key 'train.stepz'"),
     (["--train.steps=many"], "train.steps expects int"),
