@@ -69,9 +69,3 @@ class RunDirectory:
     def default(cls, recipe):
         """The run directory `kzoo train <recipe>` uses when no `--train.output_dir` is given: `runs/<recipe>`."""
         return cls(os.path.join(RUNS_FOLDER, recipe))
-
-    def partial(self, path):
-        """The temporary name `path` is written under before it is renamed into place (a kill mid-write keeps
-        the previous file): `model.keras` -> `.partial-model.keras`, in the same folder."""
-        folder, name = os.path.split(path)
-        return os.path.join(folder, f".partial-{name}")

@@ -20,7 +20,7 @@ def save_model_and_tokenizer(output_dir, model, files):
     The model is written under a temporary name and renamed into place: a kill while saving keeps the previous one.
     """
     run = RunDirectory(output_dir)
-    partial = run.partial(run.model)
+    partial = os.path.join(run.root, f".partial-{MODEL_FILE}")  # Keras saves only to names ending in .keras
     model.save(partial)
     os.replace(partial, run.model)
     os.makedirs(run.tokenizer, exist_ok=True)
