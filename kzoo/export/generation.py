@@ -171,7 +171,7 @@ def generation_signatures(model, tokenizer, settings):
             f"Text in: prompts (b,) string; {prompt_rule}. Options (scalars): max_new_tokens int32 in [1, {cap}], "
             "temperature float32 >= 0 (0 = greedy), top_p float32 in (0, 1], seed int32 (sampling). Stop ids "
             f"{stop}. Out: {out}.",
-            {"prompts": ["Once upon a time", "Hello"], "max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0,
-             "seed": 0},
+            {"prompts": ["Once upon a time", "Hello"], "max_new_tokens": min(4, cap), "temperature": 0.0,
+             "top_p": 1.0, "seed": 0},
         ),
     ]

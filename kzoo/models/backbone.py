@@ -15,6 +15,8 @@ import inspect
 
 import keras
 
+from kzoo.models.layout import layout_map
+
 # Keys Keras' own `get_config` adds beside a kzoo model's constructor arguments.
 KERAS_CONFIG_KEYS = ("name", "trainable", "dtype")
 
@@ -67,6 +69,20 @@ class Backbone(keras.Model):
         if "dtype" in config and isinstance(config["dtype"], dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
+
+    @classmethod
+    def layout_map(cls, device_mesh, model_axis="model"):
+        """The `keras.distribution.LayoutMap` that splits this backbone's attention, feed-forward and
+        token-embedding kernels over the `model_axis` of `device_mesh` for
+        `keras.distribution.ModelParallel` (see `kzoo.models.layout` for what is split how and why).
+        Every family shares kzoo's layers and so this map; a family with other weights overrides it.
+
+        Args:
+            device_mesh: a `keras.distribution.DeviceMesh`, e.g. shape `(1, n)` with axes
+                `("batch", "model")`; set the distribution before building the model.
+            model_axis: str, the mesh axis the kernels are split over.
+        """
+        return layout_map(device_mesh, model_axis)
 
     def attention_scores(self, inputs):
         """Runs the backbone on `inputs` (a dict like `self.input`) and returns the

@@ -177,7 +177,11 @@ def _run(name, config, build, evaluate_only):
     # run may be using it, and its checkpoints, if any, must have been written by this recipe with this data and
     # model. (Workers of a multi-worker job share the folder; the chief's Trainer locks it.)
     check_writable(config.train.output_dir)
-    unlocked = evaluate_only or "TF_CONFIG" in os.environ  # evaluation writes no checkpoint or history
+    # Evaluation writes no checkpoint or history; the processes of a multi-worker (TF) or multi-host (JAX) job share
+    # the folder, and the chief's Trainer locks it.
+    multi_process = "TF_CONFIG" in os.environ or bool(
+        config.train.coordinator_address or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"))
+    unlocked = evaluate_only or multi_process
     with contextlib.nullcontext() if unlocked else run_lock(config.train.output_dir):
         return _run_unlocked(name, config, build, evaluate_only)
 
@@ -195,13 +199,14 @@ def _run_unlocked(name, config, build, evaluate_only):
     if evaluate_only and not checkpoints.steps():
         raise ConfigError(f"no checkpoint under {checkpoints.directory}: train first.")
     checkpoints.check_resume("auto" if evaluate_only else train.resume, _run_config(name, config))
+    strategy = strategies.resolve(train)  # first: a multi-host JAX job joins before JAX touches a device
     keras.utils.set_random_seed(train.seed)
     previous_policy = keras.config.dtype_policy()
     keras.mixed_precision.set_dtype_policy(train.precision)
     try:
-        strategy = strategies.resolve_strategy(train.strategy, train.devices, train.tpu)
         chief = strategies.is_chief(strategy)
-        workdir = train.output_dir if chief else os.path.join(train.output_dir, f".worker-{_task_id(strategy)}")
+        worker_folder = f".worker-{strategies.task_index(strategy)}"
+        workdir = train.output_dir if chief else os.path.join(train.output_dir, worker_folder)
         with strategy.scope():
             parts = build(config, workdir)
             model = parts.model
@@ -244,11 +249,6 @@ def _run_unlocked(name, config, build, evaluate_only):
         return result
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
-
-
-def _task_id(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    return getattr(resolver, "task_id", 0) or 0
 
 
 def _report(name, result):

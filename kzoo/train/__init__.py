@@ -1,7 +1,11 @@
-"""kzoo.train: configuration, strategies, optimizer, checkpoints and the training loop.
+"""kzoo.train: configuration, strategies, optimizer, checkpoints and the training loop, under TensorFlow or JAX.
 
-    config -> strategy (resolve_strategy) -> model built under strategy.scope()
-           -> build_optimizer + model.compile -> Trainer(model, config, strategy, data fns).fit()
+    config -> strategy (resolve: a tf.distribute strategy, or a JaxDistribution under JAX)
+           -> model built under strategy.scope()
+           -> build_optimizer + model.compile -> Trainer(model, config, strategy, datasets).fit()
+
+The Trainer is the same for both backends; the compiled steps are the backend's own
+(`tf_steps`, `jax_steps`), and checkpoints are plain arrays either backend restores.
 
 kzoo.train knows no data or text: recipes (recipes/*.py, run by `kzoo.recipes.run_recipe`) wire it
 together with kzoo.data, kzoo.text and kzoo.models. The run directory's file names are `kzoo.run_directory`'s.
@@ -10,14 +14,15 @@ together with kzoo.data, kzoo.text and kzoo.models. The run directory's file nam
 import importlib
 
 # Names are imported on first use (PEP 562), so that the modules that need only Keras
-# (`config`, `optimization`, `checkpoint`) load where TensorFlow is absent, e.g. a
-# JAX-only GPU machine; `loop`, `strategy` and `summaries` import TensorFlow.
+# (`config`, `optimization`, `checkpoint`, `jax_distribution`) load where TensorFlow is absent,
+# e.g. a JAX-only GPU machine; `strategy`, `summaries` and `tf_steps` import TensorFlow.
 _EXPORTS = {
     "CheckpointError": "checkpoint", "CheckpointManager": "checkpoint", "RunFolderError": "checkpoint",
     "ConfigError": "config", "TrainConfig": "config", "parse_command_line": "config", "write_resolved": "config",
     "Trainer": "loop", "TrainingDiverged": "loop",
     "PreReducedAdamW": "optimization", "WarmupDecay": "optimization", "build_optimizer": "optimization",
-    "WorkerLost": "strategy", "is_chief": "strategy", "resolve_strategy": "strategy",
+    "WorkerLost": "strategy", "is_chief": "strategy", "resolve": "strategy", "resolve_strategy": "strategy",
+    "JaxDistribution": "jax_distribution",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -125,6 +125,15 @@ def _check_meta(meta, step):
         raise CheckpointError("meta.json has an invalid config")
 
 
+def to_numpy(value):
+    """A numpy copy of a variable's value; under JAX also of one spanning other processes' devices."""
+    if keras.backend.backend() == "jax":
+        from kzoo.train.jax_steps import to_host
+
+        return to_host(value)
+    return keras.ops.convert_to_numpy(value)
+
+
 def _sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as file:
@@ -287,7 +296,7 @@ class CheckpointManager:
         for group, variables in self._variable_groups().items():
             listing[group] = []
             for index, variable in enumerate(variables):
-                arrays[f"{group}/{index}"] = keras.ops.convert_to_numpy(variable.value)
+                arrays[f"{group}/{index}"] = to_numpy(variable.value)
                 listing[group].append([variable.path, list(variable.shape)])
         state_path = os.path.join(staging, "state.npz")
         with open(state_path, "wb") as file:

@@ -26,7 +26,9 @@ import typing
 import warnings
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+# TensorFlow: default, mirrored, multi_worker, tpu (kzoo.train.strategy); JAX: data_parallel, model_parallel
+# (kzoo.train.jax_distribution); both: auto, one_device. A name of the other backend is refused when the run starts.
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu", "data_parallel", "model_parallel")
 DECAYS = ("linear", "cosine", "constant")
 RESUME_MODES = ("never", "auto", "must")
 # TrainConfig fields a resumed run may change: the length of the run, the optimizer's hyperparameters (e.g. a lower
@@ -35,7 +37,8 @@ RESUME_MODES = ("never", "auto", "must")
 # written with, or the resumed run would be silently different (`resume_differences`).
 RESUMABLE_TRAIN_KEYS = frozenset({
     "steps", "learning_rate", "warmup_steps", "decay", "end_learning_rate_ratio", "weight_decay", "clip_norm",
-    "xla", "strategy", "devices", "tpu", "output_dir", "checkpoint_every", "keep_checkpoints", "eval_every",
+    "xla", "strategy", "devices", "tpu", "model_parallel_size", "coordinator_address", "num_processes", "process_id",
+    "output_dir", "checkpoint_every", "keep_checkpoints", "eval_every",
     "eval_steps", "log_every", "steps_per_execution", "profile_steps", "verbose", "resume"})
 # "/gpu:0", "GPU:1", "/device:CPU:0", "/job:worker/replica:0/task:1/device:GPU:0"
 _DEVICE = re.compile(r"^(/job:\w+(/replica:\d+)?(/task:\d+)?)?/?(device:)?(cpu|gpu|tpu):\d+$", re.IGNORECASE)
@@ -64,10 +67,17 @@ class TrainConfig:
     clip_norm: float = 1.0  # global gradient norm clip; 0 disables
     gradient_accumulation_steps: int = 1
     precision: str = "float32"  # float32 | mixed_float16 (dynamic loss scaling) | mixed_bfloat16
-    xla: bool = False  # compile the train step with XLA (jit_compile)
-    strategy: str = "auto"  # auto | default | one_device | mirrored | multi_worker | tpu
-    devices: str = ""  # comma-separated devices for one_device/mirrored (default: all GPUs, else the CPU)
-    tpu: str = ""  # TPU name or grpc:// address for the TPU resolver ("local" on a TPU VM)
+    xla: bool = False  # TensorFlow: compile the train step with XLA (jit_compile); JAX always compiles it
+    # TensorFlow: auto | default | one_device | mirrored | multi_worker | tpu;
+    # JAX: auto | one_device | data_parallel | model_parallel
+    strategy: str = "auto"
+    devices: str = ""  # comma-separated devices for one_device/mirrored/data_parallel (default: all GPUs, else the CPU)
+    tpu: str = ""  # TensorFlow: TPU name or grpc:// address for the TPU resolver ("local" on a TPU VM)
+    model_parallel_size: int = 0  # JAX model_parallel: devices each weight is sharded over (0: all of them)
+    # JAX multi-host (one process per host; or KERAS_DISTRIBUTION_JOB_ADDRESSES / _NUM_PROCESSES / _PROCESS_ID):
+    coordinator_address: str = ""  # host:port of process 0
+    num_processes: int = 0
+    process_id: int = -1
     output_dir: str = ""  # default runs/<recipe>
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
@@ -94,7 +104,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("warmup_steps", "eval_steps", "steps_per_execution", "seed", "verbose"):
+        for name in ("warmup_steps", "eval_steps", "steps_per_execution", "seed", "verbose", "model_parallel_size",
+                     "num_processes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}.")
         if not self.learning_rate > 0:
@@ -112,9 +123,12 @@ class TrainConfig:
             if device and not _DEVICE.match(device):
                 raise ConfigError(f"train.devices: {device!r} is not a device name; write e.g. /gpu:0 or "
                                   "/gpu:0,/gpu:1 (or /cpu:0).")
-        if self.devices.strip() and self.strategy not in ("auto", "one_device", "mirrored"):
-            raise ConfigError(f"train.devices is used by the one_device, mirrored and auto strategies, not by "
-                              f"train.strategy={self.strategy!r}; remove --train.devices or change the strategy.")
+        if self.process_id < -1:
+            raise ConfigError(f"train.process_id must be >= 0 (-1: from the environment), got {self.process_id}.")
+        if self.devices.strip() and self.strategy not in ("auto", "one_device", "mirrored", "data_parallel"):
+            raise ConfigError(f"train.devices is used by the one_device, mirrored, data_parallel and auto strategies, "
+                              f"not by train.strategy={self.strategy!r}; remove --train.devices or change the "
+                              "strategy.")
         if self.profile_steps:
             self.profile_range()
 

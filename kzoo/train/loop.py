@@ -7,13 +7,12 @@ norm, and has known multi-worker problems under Keras 3 (keras-team/keras#20585)
 loop below keeps Keras for everything else: the model's compiled loss and metrics
 (`compute_loss`, `compute_metrics`), its optimizers and loss scaling, `Progbar`.
 
-One step consumes one global batch:
-  1. every replica runs the forward pass and its share of the loss (Keras scales it
-     by 1 / replicas), and takes gradients of the (loss-scaled) loss;
-  2. gradients are summed across replicas (`all_reduce`), giving the global gradient;
-  3. its norm is measured (unscaled), then the optimizer clips it globally, applies
-     weight decay, and updates (or, under mixed_float16, skips the update and lowers
-     the loss scale when it is not finite).
+The backend's steps do the compiled work: `kzoo.train.tf_steps` (TensorFlow, under a
+`tf.distribute` strategy) and `kzoo.train.jax_steps` (JAX, under `keras.distribution`). One
+step consumes one global batch and updates the weights from the global gradient, clipped
+by its global norm, whatever the number of devices; everything else here (calls and their
+boundaries, checks, checkpoints, history, TensorBoard) is the same for both, and so are
+the checkpoints: a run started under one backend resumes under the other.
 
 Host syncs: one call of the compiled train function runs several steps in a graph loop
 (`train.steps_per_execution`; by default up to the next log, eval or checkpoint step) and
@@ -42,12 +41,11 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from kzoo.run_directory import RunDirectory
 from kzoo.train import optimization
 from kzoo.train import strategy as strategies
-from kzoo.train.checkpoint import CheckpointManager, RunFolderError, run_lock
+from kzoo.train.checkpoint import CheckpointManager, RunFolderError, run_lock, to_numpy
 from kzoo.train.config import ConfigError, TrainConfig, to_dict
 from kzoo.train.summaries import Summaries
 
@@ -60,19 +58,6 @@ class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN/Inf; the checkpoints on disk are untouched."""
 
 
-def _count_tokens(inputs):
-    masks = [value for name, value in inputs.items() if name.endswith("padding_mask")] if isinstance(
-        inputs, dict) else []
-    if masks:
-        return tf.add_n([tf.reduce_sum(tf.cast(mask, tf.float32)) for mask in masks])
-    first = tf.nest.flatten(inputs)[0]
-    return tf.cast(tf.size(first), tf.float32)
-
-
-def _batch_size(inputs):
-    return tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
-
-
 class Trainer:
     """Trains a compiled Keras model on a `tf.data` pipeline under a distribution strategy.
 
@@ -80,7 +65,8 @@ class Trainer:
         model: a Keras model built under `strategy.scope()` and compiled (loss, metrics and
             the optimizer from `optimization.build_optimizer`).
         config: the `TrainConfig`.
-        strategy: the `tf.distribute.Strategy` the model was built under.
+        strategy: what the model was built under: a `tf.distribute.Strategy` (TensorFlow) or a
+            `kzoo.train.jax_distribution.JaxDistribution` (JAX); `kzoo.train.strategy.resolve` gives either.
         train_dataset: a finite `tf.data.Dataset` of global batches of
             `(inputs, targets[, sample_weight])`, deterministic for its seed (a kzoo.data
             pipeline with `batch_size` = the global batch). The loop repeats it; the
@@ -123,87 +109,11 @@ class Trainer:
                 raise RunFolderError(f"{logs} is a file, not a folder: move it away, or choose another "
                                      "--train.output_dir.")
         self.summaries = Summaries(self.run_directory.logs, enabled=self.chief)
-        self._train_function = None
-        self._eval_function = None
+        self._compiled_state_built = False
+        self.backend_steps = _backend_steps(model, config, strategy, self._max_steps_per_call())
         self._truncate_history_to = None  # the resumed step, until the first record of this run is appended
         self._step = 0  # the last step whose result was read back
         self.skipped_steps = []  # steps whose update the loss-scale optimizer skipped (mixed_float16)
-
-    # --- the distributed step functions -----------------------------------------------------------
-
-    def _replica_train_step(self, data):
-        model, optimizer = self.model, self.optimizer
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            y_pred = model(x, training=True)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-            scaled_loss = optimizer.scale_loss(loss)
-        variables = model.trainable_variables
-        gradients = tape.gradient(scaled_loss, variables)
-        # Variables the loss does not reach (BERT's pooler under a tagging or span head) have no gradient;
-        # all_reduce cannot take None (MirroredStrategy fails), so leave them out of the step.
-        used = [pair for pair in zip(gradients, variables, strict=True) if pair[0] is not None]
-        gradients, variables = [pair[0] for pair in used], [pair[1] for pair in used]
-        replicas = self.strategy.num_replicas_in_sync
-        if replicas > 1:
-            gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        scale = getattr(optimizer, "dynamic_scale", None)
-        norm = tf.linalg.global_norm(gradients)
-        if scale is not None:
-            norm = norm / tf.cast(scale, norm.dtype)
-        optimizer.apply(gradients, variables)
-        model.compute_metrics(x, y, y_pred, sample_weight)
-        statistics = {"loss": tf.cast(loss, tf.float32) * replicas, "tokens": _count_tokens(x),
-                      "examples": _batch_size(x)}
-        return statistics, norm
-
-    def _replica_eval_step(self, data):
-        model = self.model
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_pred = model(x, training=False)
-        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
-        model.compute_metrics(x, y, y_pred, sample_weight)
-        return tf.cast(loss, tf.float32) * self.strategy.num_replicas_in_sync
-
-    def _make_train_function(self):
-        """`train_function(iterator, num_steps)`: `num_steps` (a Python int) steps in one call, returning
-        per-step float32 vectors of length `num_steps`: `(loss, gradient norm, tokens, examples, learning
-        rate used)`. Several steps run as a graph loop, so the device runs them back to back; reading the
-        vectors is the call's one host sync. A single step skips the loop (its TensorArrays cost ~3% of a
-        tiny model's CPU step)."""
-        replica_step = tf.function(self._replica_train_step, jit_compile=self.config.xla, reduce_retracing=True)
-        strategy, optimizer = self.strategy, self.optimizer
-        inner_optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-
-        def step(iterator):
-            learning_rate = tf.cast(inner_optimizer.learning_rate, tf.float32)  # before the update
-            statistics, norm = strategy.run(replica_step, args=(next(iterator),))
-            replicas = strategy.num_replicas_in_sync
-            return (
-                strategy.reduce("SUM", statistics["loss"], axis=None) / replicas,
-                strategy.experimental_local_results(norm)[0],  # identical on every replica
-                strategy.reduce("SUM", statistics["tokens"], axis=None),
-                strategy.reduce("SUM", statistics["examples"], axis=None),
-                learning_rate,
-            )
-
-        @tf.function
-        def one_step(iterator):
-            return tuple(value[None] for value in step(iterator))
-
-        @tf.function
-        def several_steps(iterator, num_steps):
-            records = [tf.TensorArray(tf.float32, size=num_steps) for _ in range(5)]
-            for index in tf.range(num_steps):
-                records = [record.write(index, value) for record, value in zip(records, step(iterator), strict=True)]
-            return tuple(record.stack() for record in records)
-
-        def train_function(iterator, num_steps):
-            if num_steps == 1:
-                return one_step(iterator)
-            return several_steps(iterator, tf.constant(num_steps, tf.int32))
-
-        return train_function
 
     def _steps_in_next_call(self, step, profile):
         """How many steps the next train-function call runs: up to `steps_per_execution` (0: no limit),
@@ -219,27 +129,20 @@ class Trainer:
                 count = min(count, boundary - step)
         return count
 
-    def _make_eval_function(self):
-        replica_step = tf.function(self._replica_eval_step, jit_compile=self.config.xla, reduce_retracing=True)
-        strategy = self.strategy
-
-        @tf.function
-        def eval_function(batch):
-            loss = strategy.run(replica_step, args=(batch,))
-            return strategy.reduce("SUM", loss, axis=None) / strategy.num_replicas_in_sync
-
-        return eval_function
-
-    # --- data -----------------------------------------------------------------------------------
-
-    def _distributed_train_data(self, start_step):
-        # Skipping replays the deterministic stream: the data position is the step.
-        return self.strategy.experimental_distribute_dataset(self.train_dataset.repeat().skip(start_step))
+    def _max_steps_per_call(self):
+        """The longest call `_steps_in_next_call` can give: calls end at every log, eval and checkpoint step."""
+        config = self.config
+        bounds = [config.steps, config.log_every, config.eval_every, config.checkpoint_every]
+        return min(bounds + ([config.steps_per_execution] if config.steps_per_execution else []))
 
     def _build_compiled_state(self):
-        """Creates the compiled loss/metric variables under the strategy (one eager pass on one example)."""
-        batch = next(iter(self.train_dataset.take(1)))
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tf.nest.map_structure(lambda t: t[:1], batch))
+        """Creates the compiled loss/metric variables under the strategy (one eager pass on one example), once:
+        the JAX steps pass them in and out of the compiled functions, so they must exist before the first trace."""
+        if self._compiled_state_built:
+            return
+        self._compiled_state_built = True
+        batch = next(self.train_dataset.take(1).as_numpy_iterator())
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(keras.tree.map_structure(lambda t: t[:1], batch))
         with self.strategy.scope():
             y_pred = self.model(x, training=False)
             self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
@@ -250,7 +153,7 @@ class Trainer:
         results = {}
         for name, value in self.model.get_metrics_result().items():
             if name != "loss":  # the loss is tracked by the loop itself (Keras' tracker is not updated)
-                results[name] = float(keras.ops.convert_to_numpy(value))
+                results[name] = float(to_numpy(value))
         return results
 
     # --- evaluation -----------------------------------------------------------------------------
@@ -259,15 +162,9 @@ class Trainer:
         """Held-out loss, compiled metrics and evaluator results, logged to `eval/` at `step`."""
         results = {}
         if self.eval_dataset is not None:
-            if self._eval_function is None:
-                self._eval_function = self._make_eval_function()
+            self._build_compiled_state()
             self.model.reset_metrics()
-            dataset = self.strategy.experimental_distribute_dataset(self.eval_dataset)
-            losses = []
-            for index, batch in enumerate(dataset):
-                if self.config.eval_steps and index >= self.config.eval_steps:
-                    break
-                losses.append(float(self._eval_function(batch)))
+            losses = self.backend_steps.evaluate(self.eval_dataset, self.config.eval_steps)
             if losses:
                 results["loss"] = float(np.mean(losses))
                 results.update(self._metric_results())
@@ -314,9 +211,7 @@ class Trainer:
             return self._result(start_step, start_step, 0.0, history_path, resumed_from=start_step)
         self._truncate_history_to = start_step
         self._build_compiled_state()
-        if self._train_function is None:
-            self._train_function = self._make_train_function()
-        iterator = iter(self._distributed_train_data(start_step))
+        batches = self.backend_steps.train_batches(self.train_dataset, start_step)
         progress = keras.utils.Progbar(config.steps, verbose=config.verbose if self.chief else 0,
                                        stateful_metrics=["learning_rate", "loss_scale"])
         if start_step:
@@ -326,8 +221,8 @@ class Trainer:
         started = time.perf_counter()
         self._step = start_step
         try:
-            step = self._train_loop(start_step, iterator, progress, profile, window, history_path)
-        except tf.errors.OpError as error:
+            step = self._train_loop(start_step, batches, progress, profile, window, history_path)
+        except self.backend_steps.collective_errors as error:
             lost = self._peer_failure(error, self._step)
             if lost is None:
                 raise
@@ -350,16 +245,15 @@ class Trainer:
             f"lost {lost[0]} after step {step} ({lost[1]}); this worker cannot go on alone. Rerun all {workers} "
             f"workers with the same command and TF_CONFIG: they resume from the newest checkpoint{where}.")
 
-    def _train_loop(self, step, iterator, progress, profile, window, history_path):
+    def _train_loop(self, step, batches, progress, profile, window, history_path):
         """The steps from `step` to `config.steps`; returns the last step run."""
         config = self.config
         skipped_in_a_row = 0
         while step < config.steps:
             count = self._steps_in_next_call(step, profile)
             if profile and step + 1 == profile[0] and self.chief:
-                tf.profiler.experimental.start(self.summaries.logdir)
-            records = self._train_function(iterator, count)
-            losses, norms, tokens, examples, learning_rates = (record.numpy() for record in records)  # the sync
+                self.backend_steps.start_profile(self.summaries.logdir)
+            losses, norms, tokens, examples, learning_rates = self.backend_steps.train(batches, count)  # the host sync
             for index in range(count):
                 step += 1
                 self._step = step
@@ -374,7 +268,7 @@ class Trainer:
                 window["examples"] += float(examples[index])
                 progress.update(step, [("loss", loss), ("learning_rate", learning_rate)])
             if profile and step == profile[1] and self.chief:
-                tf.profiler.experimental.stop()
+                self.backend_steps.stop_profile()
             # Calls end at these boundaries, so each one is met exactly (after a skipped step too).
             if step % config.log_every == 0 or step == config.steps:
                 self._log_train(step, window, float(learning_rates[-1]), history_path)
@@ -465,14 +359,27 @@ class Trainer:
 # --- the run folder ---------------------------------------------------------------------------------
 
 
+TRAINING_BACKENDS = ("tensorflow", "jax")
+
+
 def check_backend():
-    """Raises `ConfigError` unless Keras runs on TensorFlow: the loop drives `tf.distribute` and `tf.function`, and
-    under another backend it would fail deep inside them. (Models, generation and export work under JAX too.)"""
+    """Raises `ConfigError` unless Keras runs on a backend kzoo trains under (TensorFlow or JAX): under another one
+    the run would fail deep inside the first step."""
     backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise ConfigError(f"training runs on the TensorFlow backend only for now, and KERAS_BACKEND is {backend!r}: "
-                          "rerun with KERAS_BACKEND=tensorflow (models, generation and export also work under "
-                          f"{backend}).")
+    if backend not in TRAINING_BACKENDS:
+        raise ConfigError(f"kzoo trains under the TensorFlow and JAX backends, and KERAS_BACKEND is {backend!r}: "
+                          "rerun with KERAS_BACKEND=jax or KERAS_BACKEND=tensorflow.")
+
+
+def _backend_steps(model, config, strategy, max_steps_per_call):
+    """The compiled steps of the running Keras backend (`check_backend` has passed)."""
+    if keras.backend.backend() == "jax":
+        from kzoo.train.jax_steps import JaxSteps
+
+        return JaxSteps(model, config, strategy, max_steps_per_call)
+    from kzoo.train.tf_steps import TensorFlowSteps
+
+    return TensorFlowSteps(model, config, strategy)
 
 
 def check_writable(directory):

@@ -1,4 +1,8 @@
-"""Choosing a `tf.distribute.Strategy` by name.
+"""Choosing a `tf.distribute.Strategy` by name (under JAX: `kzoo.train.jax_distribution`).
+
+`resolve(config)` picks by the Keras backend: the TensorFlow strategies below, or a
+`JaxDistribution`; a strategy name or flag of the other backend is refused with the valid
+choices named.
 
 - `auto`: the `--train.devices` given, if any (`one_device` for one, `mirrored` for
   several); else TPU if a TPU is named (`--train.tpu`, `TPU_NAME`) or attached;
@@ -22,7 +26,9 @@ import re
 
 import tensorflow as tf
 
+from kzoo.train import jax_distribution
 from kzoo.train.config import ConfigError
+from kzoo.train.jax_distribution import JaxDistribution
 
 
 def _devices(spec):
@@ -55,6 +61,28 @@ def _tf_config_tasks():
 
 def _tpu_requested(tpu):
     return bool(tpu or os.environ.get("TPU_NAME") or tf.config.list_logical_devices("TPU"))
+
+
+# TrainConfig fields only JAX reads, with their defaults.
+_JAX_ONLY_FIELDS = {"model_parallel_size": 0, "coordinator_address": "", "num_processes": 0, "process_id": -1}
+
+
+def resolve(config):
+    """The strategy (TensorFlow) or `JaxDistribution` (JAX) that `config` (a `TrainConfig`) names."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        return jax_distribution.resolve(config.strategy, config.devices, config.tpu, config.model_parallel_size,
+                                        config.coordinator_address, config.num_processes, config.process_id)
+    if config.strategy in ("data_parallel", "model_parallel"):
+        raise ConfigError(f"train.strategy {config.strategy!r} is a JAX strategy; under KERAS_BACKEND=tensorflow "
+                          "choose one of auto, default, one_device, mirrored, multi_worker, tpu (or rerun with "
+                          "KERAS_BACKEND=jax).")
+    for name, default in _JAX_ONLY_FIELDS.items():
+        if getattr(config, name) != default:
+            raise ConfigError(f"train.{name} is used under KERAS_BACKEND=jax only (TensorFlow's multi-worker jobs "
+                              "read TF_CONFIG); remove it or rerun with KERAS_BACKEND=jax.")
+    return resolve_strategy(config.strategy, config.devices, config.tpu)
 
 
 def resolve_strategy(name="auto", devices="", tpu=""):
@@ -130,6 +158,8 @@ def lost_peer(error, own_task):
 
 def worker_count(strategy):
     """Number of workers (chief included) of a multi-worker strategy; 1 for any other strategy."""
+    if isinstance(strategy, JaxDistribution):
+        return strategy.process_count
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return 1
@@ -139,6 +169,8 @@ def worker_count(strategy):
 
 def is_chief(strategy):
     """True on the worker that writes checkpoints and logs (the only one without multi-worker)."""
+    if isinstance(strategy, JaxDistribution):  # process 0
+        return strategy.is_chief
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
@@ -147,8 +179,18 @@ def is_chief(strategy):
                                             resolver.cluster_spec().as_dict())
 
 
+def task_index(strategy):
+    """This worker's index in a multi-worker (TF) or multi-host (JAX) job; 0 otherwise."""
+    if isinstance(strategy, JaxDistribution):
+        return strategy.process_index
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return getattr(resolver, "task_id", 0) or 0
+
+
 def describe(strategy):
     """A short description for logs: class name, replicas, devices."""
+    if isinstance(strategy, JaxDistribution):
+        return strategy.describe()
     try:
         devices = list(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy has no device list

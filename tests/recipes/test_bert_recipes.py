@@ -16,7 +16,6 @@ import pytest
 
 from recipes import bert_classify, bert_ner, bert_pretrain, bert_qa
 
-pytestmark = pytest.mark.backend("tensorflow")
 
 QUICK = ["--model.preset=bert_test", "--train.steps=2", "--train.batch_size=8", "--train.warmup_steps=1",
          "--train.eval_every=2", "--train.checkpoint_every=2", "--train.verbose=0", "--data.vocabulary_size=200"]

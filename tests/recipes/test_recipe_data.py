@@ -12,7 +12,6 @@ import pytest
 from recipes import bert_classify, bert_ner, bert_qa, gpt_pretrain
 from tests.data.helpers import write
 
-pytestmark = pytest.mark.backend("tensorflow")
 
 WORDS = ("good", "great", "fine", "bad", "awful", "poor", "movie", "plot", "actor", "music", "very", "not")
 

@@ -15,7 +15,6 @@ import pytest
 
 from recipes import gpt_finetune, gpt_pretrain, seq2seq_summarize, seq2seq_translate
 
-pytestmark = pytest.mark.backend("tensorflow")
 
 QUICK = ["--train.steps=2", "--train.batch_size=8", "--train.warmup_steps=1", "--train.eval_steps=2",
          "--train.verbose=0"]

@@ -152,7 +152,8 @@ def test_non_finite_command_line_floats_are_named(argv, message):
     ({"verbose": -1}, r"train\.verbose must be >= 0"),
     ({"resume": "sometimes"}, r"train\.resume must be one of \['never', 'auto', 'must'\]"),
     ({"devices": "gpu7"}, r"train\.devices: 'gpu7' is not a device name"),
-    ({"devices": "/gpu:0", "strategy": "default"}, r"train\.devices is used by the one_device, mirrored and auto"),
+    ({"devices": "/gpu:0", "strategy": "default"},
+     r"train\.devices is used by the one_device, mirrored, data_parallel and auto"),
 ])
 def test_validation_rejects_wrong_kinds_and_ranges_set_in_code(values, message):
     with pytest.raises(ConfigError, match=message):

@@ -2,16 +2,31 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from kzoo import cli
 from kzoo.recipes.index import load_recipe, recipe_names
 
-pytestmark = pytest.mark.backend("tensorflow")  # recipes drive tf.distribute and tf.data
 
 TINY = ["--model.preset=gpt_test", "--data.vocabulary_size=256", "--data.sequence_length=16",
         "--train.batch_size=4", "--train.eval_steps=2", "--train.verbose=0", "--train.log_every=1"]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.backend("jax")
+@pytest.mark.slow
+def test_a_model_trained_under_jax_exports_under_tensorflow_with_verified_parity(tmp_path):
+    output = str(tmp_path / "run")
+    assert cli.main(["train", "gpt_pretrain", *TINY, "--train.steps=1", f"--train.output_dir={output}"]) == 0
+    export = subprocess.run(
+        [sys.executable, "-m", "kzoo.cli", "export", output, "--output", str(tmp_path / "served"), "--verify",
+         "--max-new-tokens=2", "--no-warmup"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": ROOT})
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert "serve: tensorflow_model_server" in export.stdout
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
-"""The training loop: strategies agree, resume is exact, divergence is caught, TensorBoard gets its data.
+"""The training loop under both backends: strategies agree, resume is exact, divergence is caught, TensorBoard
+gets its data.
 
 The strategy, resume and multi-worker checks run `tests/train/train_tiny.py` in separate
-processes (logical CPUs and TF_CONFIG must be set before TensorFlow starts; a resume
-test must kill a real process).
+processes under the backend of this test session (logical CPUs, JAX's host devices and
+TF_CONFIG must be set before the backend starts; a resume test must kill a real process).
 """
 
 import glob
@@ -20,20 +21,23 @@ import pytest
 import tensorflow as tf
 
 from kzoo.train import TrainConfig, Trainer, TrainingDiverged, build_optimizer, resolve_strategy
+from kzoo.train.strategy import resolve
 
-pytestmark = pytest.mark.backend("tensorflow")  # tf.distribute and tf.data drive the loop
+tensorflow_only = pytest.mark.backend("tensorflow")  # tf.distribute's strategies and errors
+jax_only = pytest.mark.backend("jax")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _start(output_dir, *args, env=None):
+def _start(output_dir, *args, env=None, backend=None):
     command = [sys.executable, "-m", "tests.train.train_tiny", str(output_dir), *args]
-    environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": ROOT, **(env or {})}
+    environment = {**os.environ, "KERAS_BACKEND": backend or keras.backend.backend(), "PYTHONPATH": ROOT,
+                   **(env or {})}
     return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
 
-def _run(output_dir, *args, env=None):
-    process = _start(output_dir, *args, env=env)
+def _run(output_dir, *args, env=None, backend=None):
+    process = _start(output_dir, *args, env=env, backend=backend)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
     return output
@@ -50,18 +54,27 @@ def _train_losses(output_dir):
     return {record["step"]: record["train"]["loss"] for record in records if "train" in record}
 
 
+def _assert_same_training(reference, other, rtol):
+    """`other`'s run logged the losses of `reference`'s at every step (within rtol) and ended with its weights."""
+    expected, losses = _train_losses(reference), _train_losses(other)
+    assert sorted(losses) == sorted(expected)
+    np.testing.assert_allclose([losses[s] for s in sorted(expected)], [expected[s] for s in sorted(expected)],
+                               rtol=rtol)
+    for a, b in zip(_weights(reference), _weights(other), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@tensorflow_only
 @pytest.mark.slow
 def test_mirrored_on_two_devices_matches_one_device(tmp_path):
     common = ["--logical-cpus=2", "--dropout=0", "--steps=12"]
     _run(tmp_path / "one", "--strategy=default", *common)
     _run(tmp_path / "two", "--strategy=mirrored", *common)
-    one, two = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
-    assert sorted(one) == list(range(1, 13))
-    np.testing.assert_allclose([two[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=2e-6)
-    for a, b in zip(_weights(tmp_path / "one"), _weights(tmp_path / "two"), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert sorted(_train_losses(tmp_path / "one")) == list(range(1, 13))
+    _assert_same_training(tmp_path / "one", tmp_path / "two", rtol=2e-6)
 
 
+@tensorflow_only
 @pytest.mark.slow
 def test_mirrored_fused_loss_in_four_step_calls_matches_one_device_on_logits(tmp_path):
     """The fused loss divides by the replicas as Keras' losses do, and the multi-step graph loop runs under
@@ -100,6 +113,66 @@ def test_resume_after_sigkill_gives_bit_identical_weights(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _result(output_dir, task=0):
+    with open(os.path.join(output_dir, f"result-{task}.json")) as file:
+        return json.load(file)
+
+
+@jax_only
+@pytest.mark.slow
+def test_data_and_model_parallel_on_two_devices_match_one_device(tmp_path):
+    common = ["--logical-cpus=2", "--dropout=0", "--steps=8"]
+    _run(tmp_path / "one", "--strategy=one_device", *common)
+    _run(tmp_path / "data", "--strategy=data_parallel", *common)
+    _run(tmp_path / "model", "--strategy=model_parallel", *common)
+    assert sorted(_train_losses(tmp_path / "one")) == list(range(1, 9))
+    for run in ("data", "model"):
+        _assert_same_training(tmp_path / "one", tmp_path / run, rtol=1e-5)
+    assert "data_parallel on 2 CPU device(s), batch split 2 way(s)" in _result(tmp_path / "data")["strategy"]
+    assert set(map(str, _result(tmp_path / "data")["shardings"].values())) <= {"[]", "[None]", "[None, None]",
+                                                                                  "[None, None, None]"}
+    shardings = _result(tmp_path / "model")["shardings"]  # the weights really are split over the 2 devices
+    assert shardings["decoder_block_0/self_attention/query_kernel"] == [None, "model", None]
+    assert shardings["decoder_block_0/feed_forward/down/kernel"] == ["model", None]
+    assert shardings["token_embedding/embeddings"] == [None, "model"]
+
+
+@jax_only
+@pytest.mark.slow
+def test_two_jax_processes_train_alike_and_only_process_0_writes(tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    processes = [_start(tmp_path, "--dropout=0", "--steps=6", "--checkpoint-every=3",
+                        f"--coordinator-address={address}", "--num-processes=2", f"--process-id={index}")
+                 for index in range(2)]
+    for process in processes:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-3000:]
+    for a, b in zip(_weights(tmp_path, 0), _weights(tmp_path, 1), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with open(tmp_path / "history.jsonl") as file:
+        steps = [json.loads(line)["step"] for line in file if '"train"' in line]
+    assert steps == list(range(1, 7))  # each step logged once: by process 0 alone
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["step-000000003", "step-000000006"]
+    assert "on 2 hosts" in _result(tmp_path, 0)["strategy"]
+
+
+@jax_only
+@pytest.mark.slow
+def test_a_run_resumes_under_the_other_backend_on_the_same_loss_curve(tmp_path):
+    """TF checkpoint -> JAX resume and JAX -> TF: the resumed steps follow the uninterrupted run of the backend that
+    started (dropout 0, a constant schedule so the shorter first run is a prefix of the longer one)."""
+    common = ["--dropout=0", "--checkpoint-every=4", "--decay=constant"]
+    for first, second in (("tensorflow", "jax"), ("jax", "tensorflow")):
+        _run(tmp_path / f"{first}-straight", *common, "--steps=8", backend=first)
+        switched = tmp_path / f"{first}-then-{second}"
+        _run(switched, *common, "--steps=4", backend=first)
+        _run(switched, *common, "--steps=8", backend=second)
+        assert _result(switched)["resumed_from"] == 4
+        straight, resumed = _train_losses(tmp_path / f"{first}-straight"), _train_losses(switched)
+        assert sorted(resumed) == list(range(1, 9))
+        np.testing.assert_allclose([resumed[s] for s in range(5, 9)], [straight[s] for s in range(5, 9)], rtol=1e-5)
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -117,6 +190,7 @@ def _start_workers(tmp_path, *arguments, count=2):
     return processes
 
 
+@tensorflow_only
 @pytest.mark.slow
 def test_multi_worker_on_localhost_trains_and_workers_agree(tmp_path):
     processes = _start_workers(tmp_path, "--steps=8")
@@ -130,6 +204,7 @@ def test_multi_worker_on_localhost_trains_and_workers_agree(tmp_path):
     assert os.path.isdir(tmp_path / "checkpoints" / "step-000000008")
 
 
+@tensorflow_only
 @pytest.mark.slow
 def test_multi_worker_survivor_names_the_lost_worker_and_how_to_resume(tmp_path):
     processes = _start_workers(tmp_path, "--steps=100000", "--checkpoint-every=2")
@@ -166,9 +241,10 @@ def _trainer(tmp_path, precision="float32", poison_batch=None, run_config=None, 
     settings = dict(steps=8, batch_size=4, learning_rate=1e-2, warmup_steps=0, log_every=1, eval_every=100,
                     checkpoint_every=2, precision=precision, output_dir=str(tmp_path), verbose=0)
     config = TrainConfig(**{**settings, **overrides})
-    strategy = resolve_strategy("default")
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
-    model.compile(optimizer=build_optimizer(config, model.trainable_variables), loss="mse")
+    strategy = resolve(config)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+        model.compile(optimizer=build_optimizer(config, model.trainable_variables), loss="mse")
     return Trainer(model, config, strategy, _regression_data(poison_batch), run_config=run_config)
 
 
@@ -206,10 +282,80 @@ def test_resume_drops_history_past_the_checkpoint_and_a_torn_last_line(tmp_path)
     assert not os.path.exists(f"{history}.partial")
 
 
+def test_steps_follow_a_numpy_adamw_with_global_norm_clipping(tmp_path):
+    """Two steps of a linear model against an independent numpy AdamW: the logged norm is the global gradient's,
+    the update uses it clipped to clip_norm, weight decay spares the bias (the same under both backends)."""
+    config = TrainConfig(steps=2, batch_size=4, learning_rate=0.1, warmup_steps=0, decay="constant", clip_norm=0.5,
+                         weight_decay=0.01, log_every=1, eval_every=100, checkpoint_every=100,
+                         output_dir=str(tmp_path), verbose=0)
+    strategy = resolve(config)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer=build_optimizer(config, model.trainable_variables), loss="mse")
+    kernel, bias = (keras.ops.convert_to_numpy(v.value).astype(np.float64) for v in model.trainable_variables)
+    batches = [(x.numpy(), y.numpy()) for x, y in _regression_data()][:2]
+    moments = [[np.zeros_like(kernel), np.zeros_like(bias)] for _ in range(2)]
+    norms = []
+    for step, (x, y) in enumerate(batches, start=1):
+        error = x @ kernel + bias - y
+        gradients = [2 * x.T @ error / len(x), 2 * error.sum(axis=0) / len(x)]
+        norm = np.sqrt(sum(np.sum(g ** 2) for g in gradients))
+        norms.append(norm)
+        gradients = [g * 0.5 / max(norm, 0.5) for g in gradients]
+        kernel = kernel - kernel * 0.01 * 0.1  # decoupled weight decay on the matrix only
+        rate = 0.1 * np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step)
+        updated = []
+        for index, (value, gradient) in enumerate(zip((kernel, bias), gradients)):
+            first, second = moments[0][index], moments[1][index]
+            moments[0][index] = first = 0.9 * first + 0.1 * gradient
+            moments[1][index] = second = 0.999 * second + 0.001 * gradient ** 2
+            updated.append(value - rate * first / (np.sqrt(second) + 1e-6))
+        kernel, bias = updated
+    Trainer(model, config, strategy, _regression_data()).fit()
+    with open(tmp_path / "history.jsonl") as file:
+        logged = [json.loads(line)["train"]["gradient_norm"] for line in file if '"train"' in line]
+    assert norms[0] > 0.5 and norms[1] > 0.5  # both steps are clipped
+    np.testing.assert_allclose(logged, norms, rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.trainable_variables[0].value), kernel, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.trainable_variables[1].value), bias, atol=1e-5)
+
+
+class WithUnusedLayer(keras.Model):
+    """A regression model holding a layer its output never uses (like BERT's pooler under a tagging head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.used = keras.layers.Dense(1)
+        self.unused = keras.layers.Dense(2)
+
+    def build(self, input_shape):
+        self.used.build(input_shape)
+        self.unused.build(input_shape)
+
+    def call(self, x):
+        return self.used(x)
+
+
+def test_a_variable_the_loss_does_not_reach_is_not_updated_or_decayed(tmp_path):
+    config = TrainConfig(steps=2, batch_size=4, weight_decay=0.1, log_every=1, eval_every=100, checkpoint_every=100,
+                         output_dir=str(tmp_path), verbose=0)
+    strategy = resolve(config)
+    with strategy.scope():
+        model = WithUnusedLayer()
+        model.build((None, 3))
+        model.compile(optimizer=build_optimizer(config, model.trainable_variables), loss="mse")
+    before = [keras.ops.convert_to_numpy(v.value) for v in model.trainable_variables]
+    Trainer(model, config, strategy, _regression_data()).fit()
+    after = [keras.ops.convert_to_numpy(v.value) for v in model.trainable_variables]
+    unused = {id(v) for v in model.unused.trainable_variables}
+    for variable, old, new in zip(model.trainable_variables, before, after, strict=True):
+        assert np.array_equal(old, new) == (id(variable) in unused), variable.path
+
+
 def test_gradient_accumulation_updates_every_k_steps(tmp_path):
     trainer = _trainer(tmp_path, gradient_accumulation_steps=2, steps=3, checkpoint_every=100)
     trainer.fit()
-    assert int(trainer.optimizer.iterations.numpy()) == 1  # 3 micro-steps: one update, one pending
+    assert int(keras.ops.convert_to_numpy(trainer.optimizer.iterations)) == 1  # 3 micro-steps: one update, one pending
 
 
 def _event_tags(logdir):
@@ -236,7 +382,7 @@ def test_tensorboard_receives_scalars_text_image_and_hparams(tmp_path):
     model.compile(optimizer=build_optimizer(config, model.trainable_variables))
     example = next(iter(dataset.unbatch().batch(1)))[0]
     samples = lambda model, results: {"samples": "w1 w2 -> w3"}  # noqa: E731
-    trainer = Trainer(model, config, resolve_strategy("default"), dataset, dataset,
+    trainer = Trainer(model, config, resolve(config), dataset, dataset,
                       evaluators=[perplexity, samples], attention_example=example)
     trainer.summaries.config({"train": {"steps": 2, "precision": "float32"}}, "train:\n  steps: 2\n")
     trainer.fit()
@@ -249,6 +395,7 @@ def test_tensorboard_receives_scalars_text_image_and_hparams(tmp_path):
     assert isinstance(trainer.summaries, Summaries)
 
 
+@tensorflow_only  # JAX always compiles the step with XLA
 def test_xla_compiled_step_trains(tmp_path):
     trainer = _trainer(tmp_path, xla=True, steps=3, checkpoint_every=100)
     result = trainer.fit()
@@ -263,6 +410,7 @@ def test_mixed_bfloat16_trains_with_float32_variables(tmp_path):
     assert trainer.model.layers[0].compute_dtype == "bfloat16"
 
 
+@tensorflow_only
 def test_strategy_errors_say_what_to_do(monkeypatch):
     from kzoo.train import ConfigError
 
@@ -276,6 +424,40 @@ def test_strategy_errors_say_what_to_do(monkeypatch):
         resolve_strategy("auto")
     monkeypatch.delenv("TF_CONFIG")
     assert resolve_strategy("auto").num_replicas_in_sync == 1
+
+
+@jax_only
+def test_jax_strategy_errors_name_the_valid_choices(monkeypatch):
+    from kzoo.train import ConfigError
+
+    for name in ("default", "mirrored", "multi_worker", "tpu"):
+        with pytest.raises(ConfigError, match=f"'{name}' is a TensorFlow strategy; under KERAS_BACKEND=jax choose "
+                                              "one of auto, one_device, data_parallel, model_parallel"):
+            resolve(TrainConfig(strategy=name))
+    with pytest.raises(ConfigError, match=r"no device '/gpu:3' on this machine \(JAX has: /cpu:0\)"):
+        resolve(TrainConfig(devices="/gpu:3"))
+    with pytest.raises(ConfigError, match="model_parallel_size 2 does not divide the 1 devices"):
+        resolve(TrainConfig(strategy="model_parallel", model_parallel_size=2))
+    with pytest.raises(ConfigError, match="train.tpu names a TPU for TensorFlow's resolver"):
+        resolve(TrainConfig(tpu="local"))
+    monkeypatch.delenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", raising=False)
+    with pytest.raises(ConfigError, match="need train.coordinator_address"):
+        resolve(TrainConfig(num_processes=2, process_id=0))
+    with pytest.raises(ConfigError, match=r"process_id=unset"):
+        resolve(TrainConfig(coordinator_address="127.0.0.1:1234", num_processes=2))
+    assert resolve(TrainConfig()).describe() == "JAX one_device on 1 CPU device(s), batch split 1 way(s)"
+
+
+@tensorflow_only
+def test_jax_strategies_and_flags_under_tensorflow_name_the_valid_choices():
+    from kzoo.train import ConfigError
+
+    for name in ("data_parallel", "model_parallel"):
+        with pytest.raises(ConfigError, match=f"'{name}' is a JAX strategy; under KERAS_BACKEND=tensorflow choose "
+                                              "one of auto, default, one_device, mirrored, multi_worker, tpu"):
+            resolve(TrainConfig(strategy=name))
+    with pytest.raises(ConfigError, match="train.coordinator_address is used under KERAS_BACKEND=jax only"):
+        resolve(TrainConfig(coordinator_address="127.0.0.1:1234"))
 
 
 # --- several steps per call of the train function (one host sync per call) ---------------------------
@@ -416,6 +598,7 @@ def test_resume_never_must_and_a_changed_config(tmp_path):
     assert meta["config"] == run
 
 
+@tensorflow_only
 def test_a_device_that_does_not_exist_is_an_error_not_the_cpu():
     from kzoo.train import ConfigError
 
@@ -438,6 +621,7 @@ _SOCKET_CLOSED = (
     "your program to reset. [Op:CollectiveReduceV2] name: ")
 
 
+@tensorflow_only
 def test_a_lost_peer_is_named_from_the_collective_error():
     from kzoo.train.strategy import lost_peer
 
