@@ -1,6 +1,17 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("KERAS_BACKEND") == "jax" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    # One persistent compilation cache for the session, its xdist workers and the training processes tests start:
+    # the same tiny models' steps are compiled again and again (every Trainer and subprocess jits afresh), and a
+    # cached executable loads in a fraction of the compile time (a tiny GPT run: 26 s -> 9 s). Set before `import
+    # keras` imports jax; removed by the process that made it.
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="kzoo-jax-cache-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 import keras
 import numpy as np

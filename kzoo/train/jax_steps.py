@@ -78,6 +78,7 @@ class JaxSteps:
         self._train_function = None
         self._eval_function = None
         self._used = None
+        self.train_traces = 0  # how often the train function was traced (compiled): once per batch shape
 
     # --- the state, in and out of the compiled functions ------------------------------------------
 
@@ -87,7 +88,13 @@ class JaxSteps:
                 model.metrics_variables)
 
     def _state(self):
-        return tuple([variable.value for variable in group] for group in self._variable_groups())
+        """The variables' values. On one device each is put on it explicitly: Keras creates and resets values
+        (the metrics', after every log) without committing them to a device while the step's outputs are
+        committed, and that difference alone would compile the step again."""
+        state = tuple([variable.value for variable in group] for group in self._variable_groups())
+        if self.distribution.distribution is None:
+            state = jax.device_put(state, self.distribution.devices[0])
+        return state
 
     def _assign(self, state):
         for group, values in zip(self._variable_groups(), state, strict=True):
@@ -166,7 +173,21 @@ class JaxSteps:
         return loss_inputs(loss, trainable)
 
     def _make_train_function(self):
+        """The jitted `(state, stacked batches, count) -> (state, records)`; a run whose calls all hold one step
+        gets the step without the loop around it (the loop costs a tiny model ~15% of a CPU step)."""
+        shardings = self._state_shardings()
+        out_shardings = None if shardings is None else (shardings, None)
+        if self.max_steps_per_call == 1:
+            def one_step(state, stacked, count):
+                self.train_traces += 1  # runs while tracing only
+                state, statistics = self._step(state, jax.tree.map(lambda array: array[0], stacked))
+                return state, [value[None] for value in statistics]
+
+            return jax.jit(one_step, donate_argnums=0, out_shardings=out_shardings)
+
         def several_steps(state, stacked, count):
+            self.train_traces += 1  # runs while tracing only
+
             def body(index, carry):
                 state, records = carry
                 batch = jax.tree.map(lambda array: jax.lax.dynamic_index_in_dim(array, index, keepdims=False),
@@ -178,9 +199,7 @@ class JaxSteps:
             records = [jnp.zeros((self.max_steps_per_call,), jnp.float32) for _ in range(5)]
             return jax.lax.fori_loop(0, count, body, (state, records))
 
-        shardings = self._state_shardings()
-        return jax.jit(several_steps, donate_argnums=0,
-                       out_shardings=None if shardings is None else (shardings, None))
+        return jax.jit(several_steps, donate_argnums=0, out_shardings=out_shardings)
 
     # --- data ------------------------------------------------------------------------------------
 

@@ -505,6 +505,17 @@ def test_nan_inside_a_several_step_call_names_its_step_and_saves_nothing_after_i
     assert all(np.isfinite(keras.ops.convert_to_numpy(v.value)).all() for v in trainer.model.variables)
 
 
+@jax_only
+@pytest.mark.parametrize("log_every", [1, 3])
+def test_the_jax_train_function_compiles_once_per_run(tmp_path, log_every):
+    """Calls of 1 and of several steps (8 steps in calls of 3, 3 and 2), metrics reset after every log and an
+    evaluation in between all reuse one compiled step."""
+    trainer = _trainer(tmp_path, steps=8, log_every=log_every, eval_every=4, checkpoint_every=4)
+    trainer.eval_dataset = _regression_data(batches=2)
+    trainer.fit()
+    assert trainer.backend_steps.train_traces == 1
+
+
 def test_steps_per_execution_must_not_be_negative():
     from kzoo.train import ConfigError
 
