@@ -24,10 +24,15 @@ Modes:
       "V rows" column), fused attention (see kzoo.layers.MultiHeadAttention); MFU against
       the spec-sheet dense BF16 peak of the GPU (H100/H200/A100 table in
       tools/bench/peaks.py, or --peak-tflops). The Keras workers block `import
-      tensorflow`, so the run proves the GPU path needs no TensorFlow. Fails at once
-      with a message when no CUDA GPU is usable by JAX.
+      tensorflow`, so the run proves the GPU path needs no TensorFlow; kzoo's row then
+      times the Trainer's JAX steps built without the Trainer, which imports TensorFlow
+      (tools/bench/keras_peers.py says which imports). Fails at once with a message when
+      no CUDA GPU is usable by JAX.
 
-XLA MB (kzoo under JAX): the scratch memory XLA plans for the compiled train step
+kzoo's row times the compiled steps `kzoo.train.Trainer` trains with (its
+`backend_steps.train`), each call running the steps between two host syncs.
+
+XLA MB (kzoo under JAX): the scratch memory XLA plans for the Trainer's compiled train function
 (`memory_analysis().temp_size_in_bytes`: activations kept for the backward pass and
 temporaries, not the weights or optimizer state); --fused-loss shows what the chunked
 cross-entropy saves.
@@ -42,6 +47,7 @@ Usage:
     .venv/bin/python tools/bench_train.py                       # CPU, TensorFlow backend, all peers
     .venv/bin/python tools/bench_train.py --backend jax         # CPU, kzoo and keras-hub under JAX
     .venv/bin/python tools/bench_train.py --quick --peers kzoo keras_hub
+    .venv/bin/python tools/bench_train.py --backend jax --no-tensorflow --quick   # GPU mode's path, on CPU
     .venv/bin/python tools/bench_train.py --device gpu          # on a CUDA machine with jax[cuda12] + torch
     .venv/bin/python tools/bench_train.py --no-compile          # nanoGPT without torch.compile
 
@@ -83,7 +89,8 @@ def worker(args):
     """Builds and times one (peer, model) in this process; prints one RESULT line of JSON."""
     gpu = args.device == "gpu"
     keras_peer = args.worker in KERAS_PEERS
-    if keras_peer and (gpu or args.no_tensorflow):
+    without_tensorflow = gpu or args.no_tensorflow
+    if keras_peer and without_tensorflow:
         from tools.bench.timing import block_tensorflow
 
         block_tensorflow()
@@ -103,7 +110,8 @@ def worker(args):
         if args.worker == "kzoo":
             run, info = keras_peers.build_kzoo(spec, batch, args.backend, precision, args.xla, args.dropout,
                                                vocabulary_multiple=args.vocabulary_multiple,
-                                               fused_loss=args.fused_loss)
+                                               fused_loss=args.fused_loss, steps_per_call=args.sync_every,
+                                               without_tensorflow=without_tensorflow)
         else:
             run, info = keras_peers.build_keras_hub(spec, batch, args.backend, precision, args.xla, args.dropout)
         framework = keras_peers.ceiling_framework(args.backend)
@@ -184,8 +192,9 @@ def _environment(args):
         environment.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads,
                            TF_NUM_INTEROP_THREADS=threads)
         if args.threads == 1:
-            flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-            environment["XLA_FLAGS"] = " ".join(filter(None, [environment.get("XLA_FLAGS"), flags]))
+            from tools.bench.timing import single_thread_xla_flags
+
+            environment["XLA_FLAGS"] = single_thread_xla_flags(environment)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, environment.get("PYTHONPATH")]))
     return environment
 

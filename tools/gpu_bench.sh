@@ -7,7 +7,9 @@
 #
 # It runs, each under its own time limit so that the whole stays inside ten minutes:
 #   1. tools/bench_train.py --device gpu --models gpt: GPT-2 small 16 x 1024, bf16, kzoo vs keras-hub vs
-#      transformers vs the nanoGPT-style torch.compile reference, each in its own process;
+#      transformers vs the nanoGPT-style torch.compile reference, each in its own process; kzoo's row times
+#      the JAX train function kzoo.train.Trainer trains with (JaxSteps, 10 steps per call, state donated),
+#      built without the Trainer, whose module imports TensorFlow (tools/bench/keras_peers.py);
 #   2. the same for kzoo alone with --fused-loss (the chunked cross-entropy), for the A/B;
 #   3. tools/bench_lm_loss.py: the output layer alone, logits vs fused, XLA memory and time, torch beside.
 # Results land in $OUT (the device tool's folder) or /tmp/gpu_bench: JSON and logs.

@@ -3,6 +3,12 @@
     .venv/bin/python tools/kill_test.py                          # 20 kills (the full count)
     .venv/bin/python tools/kill_test.py --kills 2 --seed 3       # the reduced count CI runs (test_kill_test.py)
     .venv/bin/python tools/kill_test.py --kills 20 --output kill_test.json --workdir /tmp/kill
+    .venv/bin/python tools/kill_test.py --backend jax            # the same under JAX (or KERAS_BACKEND=jax)
+
+Backend (`--backend tensorflow|jax`): the Keras backend of every training process. The
+default is the KERAS_BACKEND of the environment, as for any kzoo command (so
+`KERAS_BACKEND=jax tools/kill_test.py` tests JAX training), and TensorFlow, Keras' own
+default, when it is unset.
 
 What it does. A reference run of `tests/train/train_tiny.py` trains uninterrupted (in the
 background, concurrently with the rest). A second run of the same recipe in its own folder
@@ -34,15 +40,16 @@ Checks (exit status 1 if any fails; 2 if the test could not run, e.g. a process 
     exactly the remaining steps: no step repeated or skipped in the final lineage;
   - the final weights are bit-identical (`np.array_equal`) to the reference run's.
 
-Prints a table (kill #, phase, target, killed at step, mid-write?, newest complete
+Prints the backend, a table (kill #, phase, target, killed at step, mid-write?, newest complete
 checkpoint, resumed from) and the summary line
 `kills: N, mid-write: M, resumed correctly: N/N, final weights identical: yes/no`;
 `--output` writes the whole report as JSON.
 
 Sizes: `--checkpoint-every 3` and `--steps` = checkpoint_every * (2 * kills + 2) by default.
 A kill lands at most two checkpoint intervals after the resumed one, so every planned kill
-fits before the run ends. One cycle is dominated by the process start (TensorFlow import,
-tracing): 15-30 s on a busy 2-core machine, about 10 minutes for the full 20 kills.
+fits before the run ends. One cycle is dominated by the process start (TensorFlow import, which
+the JAX backend needs too for tf.data, and tracing): 15-30 s on a busy 2-core machine, about
+10 minutes for the full 20 kills.
 
 Internal: `kill_test.py child OUTPUT_DIR [train_tiny args]` is the entry of each training
 process (train_tiny, plus a record of the checkpoint it resumed from in
@@ -70,6 +77,7 @@ CHECKPOINT_NAME = re.compile(r"^step-(\d{9})$")
 PROCESS_TIMEOUT_S = 600
 POLL_S = 0.001
 WRITE_MOMENTS = ("begun", "state.npz", "meta.json")  # points of a checkpoint write to kill at (_write_reached)
+BACKENDS = ("tensorflow", "jax")  # the Keras backends kzoo trains under (kzoo.train.loop.TRAINING_BACKENDS)
 
 
 class KillTestError(RuntimeError):
@@ -182,10 +190,16 @@ def _weights(run_dir):
 # --- driving processes ------------------------------------------------------------------------
 
 
-def _start(run_dir, train_args, log_path):
-    """Starts one training process (the `child` entry) writing into `run_dir`; its output goes to `log_path`."""
+def default_backend():
+    """The backend the training processes run when none is given: KERAS_BACKEND, else TensorFlow (Keras' default)."""
+    return os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def _start(run_dir, train_args, log_path, backend):
+    """Starts one training process (the `child` entry, under Keras backend `backend`) writing into `run_dir`; its
+    output goes to `log_path`."""
     os.makedirs(run_dir, exist_ok=True)
-    environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    environment = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log_path, "w", encoding="utf-8") as log:
         return subprocess.Popen([sys.executable, os.path.abspath(__file__), "child", run_dir, *train_args],
                                 cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
@@ -316,14 +330,14 @@ def _plan_target(phase, resumed_from, every, steps, rng):
 # --- the test ---------------------------------------------------------------------------------
 
 
-def _kill_once(run_dir, train_args, phase, target, moment, log_path):
+def _kill_once(run_dir, train_args, backend, phase, target, moment, log_path):
     """Starts a (resuming) run, SIGKILLs it at `target` in the given phase; returns what was found afterwards.
 
     `moment` is the point of the checkpoint write a "mid-write" kill waits for (see `_write_reached`).
     """
     before = _staging_folders(run_dir)
     stale, stale_inode = _train_history(run_dir), _history_inode(run_dir)
-    process = _start(run_dir, train_args, log_path)
+    process = _start(run_dir, train_args, log_path, backend)
     if phase == "mid-write":
         condition = _write_reached(run_dir, target, moment, before)
     else:
@@ -389,14 +403,18 @@ def _check_kills(rows, reference_history, final_resume):
 
 
 def run_kill_test(kills=20, seed=0, steps=None, checkpoint_every=3, mid_write_fraction=0.5, workdir=None,
-                  log=print):
+                  backend=None, log=print):
     """Runs the whole kill test; returns the report dict (report["ok"] says whether every check passed).
 
+    `backend` is the Keras backend of the training processes ("tensorflow" or "jax"; None: `default_backend()`).
     `workdir` holds the reference and killed runs and their process logs (a temporary folder,
     removed when the test passes, if None). `log` receives progress lines and the table.
     """
     if kills < 1:
         raise ValueError(f"kills must be at least 1, got {kills}")
+    backend = backend or default_backend()
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: kzoo trains under {' and '.join(BACKENDS)}")
     steps = steps or checkpoint_every * (2 * kills + 2)
     rng = random.Random(seed)
     own_workdir = workdir is None
@@ -408,20 +426,22 @@ def run_kill_test(kills=20, seed=0, steps=None, checkpoint_every=3, mid_write_fr
     os.makedirs(logs, exist_ok=True)
     train_args = [f"--steps={steps}", f"--checkpoint-every={checkpoint_every}"]
     started = time.perf_counter()
+    log(f"kill test under KERAS_BACKEND={backend}: {kills} kills, {steps} steps, a checkpoint every {checkpoint_every}")
     reference_log = os.path.join(logs, "reference.log")
-    reference = _start(reference_dir, train_args, reference_log)  # runs alongside the kills
+    reference = _start(reference_dir, train_args, reference_log, backend)  # runs alongside the kills
     rows = []
     try:
         for index, (phase, moment) in enumerate(_plan_phases(kills, mid_write_fraction, rng)):
             resumed = rows[-1]["newest_complete"] if rows else 0
             target = _plan_target(phase, resumed, checkpoint_every, steps, rng)
-            row = _kill_once(killed_dir, train_args, phase, target, moment, os.path.join(logs, f"run-{index:02d}.log"))
+            row = _kill_once(killed_dir, train_args, backend, phase, target, moment,
+                             os.path.join(logs, f"run-{index:02d}.log"))
             rows.append(row)
             where = f"{phase} ({moment})" if moment else phase
             log(f"kill {index + 1}/{kills}: {where} at step {target} -> killed at step {row['killed_at']}, "
                 f"mid-write {'yes' if row['mid_write'] else 'no'}, newest complete checkpoint {row['newest_complete']}")
         final_log = os.path.join(logs, f"run-{kills:02d}.log")
-        final = _start(killed_dir, train_args, final_log)
+        final = _start(killed_dir, train_args, final_log, backend)
         _wait(final, final_log, "the final resumed run")
         _wait(reference, reference_log, "the reference run")
     finally:
@@ -429,7 +449,7 @@ def run_kill_test(kills=20, seed=0, steps=None, checkpoint_every=3, mid_write_fr
             reference.kill()
             reference.wait()
     report = _assemble(rows, killed_dir, reference_dir, final.pid, steps, kills, seed, checkpoint_every)
-    report.update(workdir=workdir, seconds=round(time.perf_counter() - started, 1))
+    report.update(backend=backend, workdir=workdir, seconds=round(time.perf_counter() - started, 1))
     for line in _table(report):
         log(line)
     if report["ok"] and own_workdir:
@@ -493,6 +513,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20, help="number of SIGKILLs (default 20)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="Keras backend of the training runs (default: KERAS_BACKEND, else tensorflow)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill plan (phases and steps)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 3 * (2 * kills + 2))")
     parser.add_argument("--checkpoint-every", type=int, default=3)
@@ -502,9 +524,12 @@ def main(argv=None):
                                                         "removed if the test passes)")
     parser.add_argument("--output", default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
+    if args.backend is None and default_backend() not in BACKENDS:
+        parser.error(f"KERAS_BACKEND is {default_backend()!r}; kzoo trains under {' and '.join(BACKENDS)}: "
+                     "pass --backend")
     try:
         report = run_kill_test(args.kills, args.seed, args.steps, args.checkpoint_every, args.mid_write_fraction,
-                               args.workdir)
+                               args.workdir, args.backend)
     except KillTestError as error:
         print(f"kill test could not run: {error}", file=sys.stderr)
         return 2

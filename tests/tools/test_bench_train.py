@@ -162,3 +162,19 @@ def test_alternated_ab_quick_run_reports_a_ratio_per_model(tmp_path):
         low, high = row["ratio_quartiles"]
         assert 0 < low <= row["ratio_keras_hub_to_kzoo"] <= high
     assert "keras-hub/kzoo" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.backend("tensorflow")  # once is enough: the script picks its backends itself
+def test_alternated_ab_under_jax_times_the_trainer_steps_and_reports_the_tensorflow_ratio(tmp_path):
+    output = tmp_path / "ab.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "bench_train_ab.py"), "--backend", "jax", "--quick",
+         "--models", "gpt", "--steps-per-call", "2", "--output", str(output)],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (row,) = json.loads(output.read_text())["rows"]
+    assert row["backend"] == "jax" and len(row["times_s"]["kzoo"]) == 3
+    assert row["kzoo_tensorflow_to_jax"] == pytest.approx(row["kzoo_tensorflow_step_s"] / row["kzoo_step_s"])
+    assert "kzoo TF/JAX" in done.stdout

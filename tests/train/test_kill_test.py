@@ -1,16 +1,19 @@
 """tools/kill_test.py: a reduced kill test (2 SIGKILLs, one during a checkpoint write) and its checkers.
 
-Each kill costs a process start (TensorFlow import and tracing, 15-30 s on a busy 2-core
-machine), so CI runs two: seed 3 plans a kill while `state.npz` of the step-6 checkpoint
-is being written, then, after the resume from step 3, a kill at step 4, below the step the
-killed run had logged (the tool must not act on the stale history). The full count (20
-kills, about 10 minutes here) is run by hand: `.venv/bin/python tools/kill_test.py`.
+The training processes run the test session's Keras backend, so CI's TensorFlow half of
+the suite kill-tests TensorFlow training and its JAX half JAX training. Each kill costs a
+process start (TensorFlow import and tracing, 15-30 s on a busy 2-core machine), so CI
+runs two: seed 3 plans a kill while `state.npz` of the step-6 checkpoint is being
+written, then, after the resume from step 3, a kill at step 4, below the step the killed
+run had logged (the tool must not act on the stale history). The full count (20 kills,
+about 10 minutes here) is run by hand: `.venv/bin/python tools/kill_test.py [--backend jax]`.
 """
 
 import json
 import os
 import sys
 
+import keras
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,14 +22,15 @@ if ROOT not in sys.path:
 
 from tools import kill_test  # noqa: E402
 
-pytestmark = pytest.mark.backend("tensorflow")  # the training processes run the TensorFlow backend
-
 
 @pytest.mark.slow
+@pytest.mark.backend("tensorflow", "jax")  # the session's backend trains; kzoo trains under these two
 def test_two_kills_resume_exactly_and_end_bit_identical(tmp_path):
     lines = []
-    report = kill_test.run_kill_test(kills=2, seed=3, workdir=str(tmp_path), log=lines.append)
+    backend = keras.backend.backend()
+    report = kill_test.run_kill_test(kills=2, seed=3, workdir=str(tmp_path), backend=backend, log=lines.append)
     assert report["ok"], "\n".join(lines)
+    assert report["backend"] == backend and lines[0].startswith(f"kill test under KERAS_BACKEND={backend}:")
     assert report["failures"] == []
     rows = report["rows"]
     assert [(row["phase"], row["target"]) for row in rows] == [("mid-write", 6), ("step", 4)]

@@ -3,16 +3,19 @@
 Each `build_*` function returns `(run, info)`: `run(warmup, timed)` trains and returns
 the timing dict of `timing.time_steps`; `info` describes what was built.
 
-* kzoo, TensorFlow: `kzoo.train.Trainer`'s own train function (`_make_train_function`:
-  a graph loop of `strategy.run` of the replica step, a `tf.function`, XLA when `--xla`)
-  on a `tf.data` iterator; the `sync_every` steps of a timing window run in one call whose
-  losses and norms are then read, as `Trainer.fit` does with `steps_per_execution`.
-  Optimizer: `kzoo.train.build_optimizer` (AdamW, weight decay on matrices only,
-  global-norm clipping at 1.0, warmup + linear decay).
-* kzoo, JAX: a `jax.jit` stateless step (state donated) doing what the TF replica step
-  does: `compute_loss_and_updates` under `value_and_grad`, the global gradient norm,
-  `optimizer.stateless_apply` (the same `build_optimizer` optimizer) and the compiled
-  metrics; `float(loss)`, `float(norm)` per step.
+* kzoo: the compiled steps `kzoo.train.Trainer` trains with (`trainer.backend_steps`:
+  `kzoo.train.tf_steps.TensorFlowSteps` or `kzoo.train.jax_steps.JaxSteps`), built by a
+  Trainer on a `tf.data` dataset of the bench batch; `backend_steps.train(batches, n)` runs
+  the `sync_every` steps of a timing window in one compiled call (a graph loop under
+  TensorFlow, a `lax.fori_loop` with the state donated under JAX) and returns their losses
+  and norms, as `Trainer.fit` calls it between log steps. Optimizer:
+  `kzoo.train.build_optimizer` (AdamW, weight decay on matrices only, global-norm clipping
+  at 1.0, warmup + linear decay).
+  Without TensorFlow (GPU mode, `--no-tensorflow`) the Trainer cannot be built:
+  `kzoo.train.loop` imports `kzoo.train.strategy` and `kzoo.train.summaries`, which import
+  TensorFlow at module level, and the Trainer reads its batches with `tf.data`. There the
+  same `JaxSteps` class is built directly (as `Trainer.__init__` builds it under JAX) and
+  fed the batch from a Python iterator; the compiled step is the one users train with.
 * keras-hub: `GPT2CausalLM` / `BertMaskedLM` (random init, `preprocessor=None`),
   compiled with its default loss and weighted accuracy and an AdamW with the same
   hyper-parameters (constant learning rate), trained with `model.fit`; a callback
@@ -63,50 +66,111 @@ def _kzoo_data(spec, batch):
     return x, y, sample_weight
 
 
-def _train_config(spec, precision, xla, output_dir):
-    # Both modules need only Keras: this works where TensorFlow is absent (GPU mode).
-    from kzoo.train import config as config_module
+def train_config(spec, precision, xla, output_dir, steps_per_call=1):
+    """The benchmark's `TrainConfig`: `steps_per_call` is the longest call of the train function (the Trainer ends
+    its calls at log, eval and checkpoint steps; under JAX every call's batch stack has this length)."""
+    from kzoo.train.config import TrainConfig  # needs only Keras: this works where TensorFlow is absent (GPU mode)
+
+    return TrainConfig(
+        steps=100_000, batch_size=spec.batch_size, learning_rate=LEARNING_RATE, warmup_steps=10,
+        weight_decay=0.01, clip_norm=1.0, precision=precision, xla=xla, strategy="auto",
+        output_dir=output_dir, verbose=0, log_every=steps_per_call, steps_per_execution=steps_per_call,
+        eval_every=100_000, checkpoint_every=100_000,
+    )
+
+
+def _compiled_kzoo_model(spec, config, strategy, dropout, vocabulary_multiple, fused_loss):
     from kzoo.train import optimization
 
-    config = config_module.TrainConfig(
-        steps=100_000, batch_size=spec.batch_size, learning_rate=LEARNING_RATE, warmup_steps=10,
-        weight_decay=0.01, clip_norm=1.0, precision=precision, xla=xla, strategy="default",
-        output_dir=output_dir, verbose=0,
-    )
-    return optimization, config
+    with strategy.scope():
+        model = _kzoo_model(spec, dropout, vocabulary_multiple, fused_loss)
+        model.compile(optimizer=optimization.build_optimizer(config, model.trainable_variables))
+    return model
 
 
-def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multiple=1, fused_loss=False):
-    keras = _keras_setup(precision)
+def kzoo_trainer_steps(spec, batch, config, dropout=0.0, vocabulary_multiple=1, fused_loss=False):
+    """(model, backend_steps, batches): the compiled steps of a `kzoo.train.Trainer` on a `tf.data` dataset of
+    `batch`, and its endless batch stream; `backend_steps.train(batches, n)` runs n steps, as `Trainer.fit` does."""
+    import tensorflow as tf
+
+    from kzoo.train import Trainer
+    from kzoo.train.strategy import resolve
+
+    strategy = resolve(config)
+    model = _compiled_kzoo_model(spec, config, strategy, dropout, vocabulary_multiple, fused_loss)
+    dataset = tf.data.Dataset.from_tensors(_kzoo_data(spec, batch))
+    trainer = Trainer(model, config, strategy, dataset, output_dir=config.output_dir)
+    trainer._build_compiled_state()  # what Trainer.fit does first: the compiled loss and metric variables
+    return model, trainer.backend_steps, trainer.backend_steps.train_batches(dataset, 0)
+
+
+def kzoo_jax_steps_without_tensorflow(spec, batch, config, dropout=0.0, vocabulary_multiple=1, fused_loss=False):
+    """`kzoo_trainer_steps` where TensorFlow is absent (see the module docstring): the Trainer's `JaxSteps`, built
+    as `Trainer.__init__` builds them under JAX, on a Python iterator repeating `batch`."""
+    import itertools
+
+    import keras
+
+    from kzoo.train import jax_distribution
+    from kzoo.train.jax_steps import JaxSteps
+
+    distribution = jax_distribution.resolve(config.strategy, config.devices)
+    model = _compiled_kzoo_model(spec, config, distribution, dropout, vocabulary_multiple, fused_loss)
+    data = _kzoo_data(spec, batch)
+    # The compiled loss and metric variables, from one eager pass on one example (Trainer._build_compiled_state).
+    x, y, sample_weight = keras.tree.map_structure(lambda array: array[:1], data)
+    with distribution.scope():
+        y_pred = model(x, training=False)
+        model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        model.compute_metrics(x, y, y_pred, sample_weight)
+    model.reset_metrics()
+    return model, JaxSteps(model, config, distribution, config.steps_per_execution), itertools.repeat(data)
+
+
+def _xla_temp_bytes(model, backend_steps, data):
+    """XLA's planned scratch memory of the JAX train function (bytes; activations and temporaries, not the state),
+    or None. Reads `JaxSteps`' jitted function (no public accessor) and lowers it for the bench batch stack."""
+    import jax
+    import numpy as np
+
+    state = tuple([variable.value for variable in group] for group in (
+        model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
+        model.metrics_variables))
+    # The stack placed as JaxSteps.train places it on one device, so the lowering is the one the calls compiled.
+    device = backend_steps.distribution.devices[0]
+    stack = jax.tree.map(lambda array: jax.device_put(np.stack([array] * backend_steps.max_steps_per_call), device),
+                         data)
+    compiled = backend_steps._train_function.lower(state, stack, np.int32(1)).compile()
+    analysis = compiled.memory_analysis()
+    return int(analysis.temp_size_in_bytes) if analysis is not None else None
+
+
+def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multiple=1, fused_loss=False,
+               steps_per_call=1, without_tensorflow=False):
+    """kzoo timed through the Trainer's compiled steps; `steps_per_call` is the timing's `sync_every`, and
+    `without_tensorflow` (JAX only) builds them without the Trainer (see the module docstring)."""
+    _keras_setup(precision)
     output_dir = tempfile.mkdtemp(prefix="bench_train_kzoo_")  # the Trainer's (unused) logs and checkpoints
     atexit.register(shutil.rmtree, output_dir, ignore_errors=True)
-    optimization, config = _train_config(spec, precision, xla, output_dir)
-    x, y, sample_weight = _kzoo_data(spec, batch)
-    info = {}
-    if backend == "tensorflow":
-        model, train_function, iterator = kzoo_trainer_function(
-            spec, batch, config, dropout, vocabulary_multiple, fused_loss)
-        pending = [0]
+    config = train_config(spec, precision, xla, output_dir, steps_per_call)
+    build = kzoo_jax_steps_without_tensorflow if without_tensorflow else kzoo_trainer_steps
+    model, backend_steps, batches = build(spec, batch, config, dropout, vocabulary_multiple, fused_loss)
+    pending = [0]
 
-        def step(sync):
-            # As Trainer.fit with steps_per_execution = sync_every: the steps of a window run in one call
-            # (a graph loop), whose per-step losses and norms are read once at its end.
-            pending[0] += 1
-            if not sync:
-                return None
-            losses, norms, _, _, _ = train_function(iterator, pending[0])
-            pending[0] = 0
-            float(norms[-1])
-            return float(losses[-1])
+    def step(sync):
+        # As Trainer.fit: the steps of a window run in one call, whose per-step losses and norms are read at its end.
+        pending[0] += 1
+        if not sync:
+            return None
+        losses, norms, _, _, _ = backend_steps.train(batches, pending[0])
+        pending[0] = 0
+        float(norms[-1])
+        return float(losses[-1])
 
-        info.update(step="kzoo.train.Trainer train function (tf.function" + (", XLA)" if xla else ", no XLA)"))
-    else:
-        model = _kzoo_model(spec, dropout, vocabulary_multiple, fused_loss)
-        optimizer = optimization.build_optimizer(config, model.trainable_variables)
-        model.compile(optimizer=optimizer)
-        step = _jax_stateless_step(keras, model, optimizer, (x, y, sample_weight), info)
-        info.update(step="jax.jit stateless step (compute_loss_and_updates + stateless_apply, state donated)")
-    info["parameters"] = int(model.count_params())
+    built = " (built without the Trainer, which needs TensorFlow)" if without_tensorflow else ""
+    info = {"step": f"kzoo.train.Trainer's {type(backend_steps).__name__}.train{built}, up to {steps_per_call} "
+                    f"step(s) per call" + (", XLA" if xla and backend == "tensorflow" else ""),
+            "parameters": int(model.count_params())}
     if spec.family == "gpt":
         info["vocabulary_rows"] = int(model.backbone.token_embedding.table_rows)
         info["fused_loss"] = model.fused_loss
@@ -120,85 +184,12 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
     def run(warmup, timed, sync_every=1):
         from tools.bench.timing import time_steps
 
-        return time_steps(step, warmup, timed, sync_every)
+        timing = time_steps(step, warmup, timed, sync_every)
+        if backend == "jax":
+            info["xla_temp_bytes"] = _xla_temp_bytes(model, backend_steps, _kzoo_data(spec, batch))
+        return timing
 
     return run, info
-
-
-def kzoo_trainer_function(spec, batch, config, dropout=0.0, vocabulary_multiple=1, fused_loss=False):
-    """(model, train_function, iterator): `kzoo.train.Trainer`'s own train function (TensorFlow backend) on an
-    endless iterator over `batch`; `train_function(iterator, n)` runs n steps, as `Trainer.fit` does."""
-    import tensorflow as tf
-
-    from kzoo.train import Trainer, optimization
-
-    strategy = tf.distribute.get_strategy()
-    with strategy.scope():
-        model = _kzoo_model(spec, dropout, vocabulary_multiple, fused_loss)
-        model.compile(optimizer=optimization.build_optimizer(config, model.trainable_variables))
-    dataset = tf.data.Dataset.from_tensors(_kzoo_data(spec, batch))
-    trainer = Trainer(model, config, strategy, dataset, output_dir=config.output_dir)
-    trainer._build_compiled_state()
-    return model, trainer._make_train_function(), iter(trainer._distributed_train_data(0))
-
-
-def _jax_stateless_step(keras, model, optimizer, data, info):
-    """A jitted step on the model's and optimizer's state, as the TF replica step. The first call
-    compiles it and records XLA's planned scratch memory for it in `info["xla_temp_bytes"]`."""
-    import functools
-
-    import jax
-    import jax.numpy as jnp
-
-    x, y, sample_weight = data
-    # Create the compiled loss/metric variables with one eager pass on one example
-    # (what Trainer._build_compiled_state does).
-    first = jax.tree_util.tree_map(lambda array: array[:1], (x, y, sample_weight))
-    y_pred = model(first[0], training=False)
-    model.compute_loss(x=first[0], y=first[1], y_pred=y_pred, sample_weight=first[2], training=False)
-    model.compute_metrics(first[0], first[1], y_pred, first[2])
-    model.reset_metrics()
-    metrics_variables = list(model.metrics_variables)
-
-    @functools.partial(jax.jit, donate_argnums=0)
-    def train_step(state, x, y, sample_weight):
-        trainable, non_trainable, optimizer_state, metrics_state = state
-        grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
-        (_, aux), grads = grad_fn(trainable, non_trainable, metrics_state, x, y, sample_weight, training=True,
-                                  optimizer_variables=optimizer_state)
-        loss, y_pred, non_trainable, metrics_state = aux
-        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype("float32"))) for g in grads))
-        trainable, optimizer_state = optimizer.stateless_apply(optimizer_state, grads, trainable)
-        with keras.StatelessScope(state_mapping=list(zip(metrics_variables, metrics_state, strict=True))) as scope:
-            model.compute_metrics(x, y, y_pred, sample_weight)
-        metrics_state = [
-            value if (value := scope.get_current_value(variable)) is not None else old
-            for variable, old in zip(metrics_variables, metrics_state, strict=True)
-        ]
-        return (trainable, non_trainable, optimizer_state, metrics_state), loss, norm
-
-    state = [(
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-        [v.value for v in optimizer.variables],
-        [v.value for v in metrics_variables],
-    )]
-
-    compiled = []
-
-    def step(sync):
-        if not compiled:
-            compiled.append(train_step.lower(state[0], x, y, sample_weight).compile())
-            analysis = compiled[0].memory_analysis()
-            if analysis is not None:
-                info["xla_temp_bytes"] = int(analysis.temp_size_in_bytes)
-        state[0], loss, norm = compiled[0](state[0], x, y, sample_weight)
-        if not sync:
-            return None
-        float(norm)
-        return float(loss)
-
-    return step
 
 
 def _keras_hub_model(spec, dropout):
@@ -212,7 +203,8 @@ def _keras_hub_model(spec, dropout):
     return keras_hub.models.BertMaskedLM(backbone=keras_hub.models.BertBackbone(**sizes), preprocessor=None)
 
 
-def _keras_hub_data(spec, batch):
+def keras_hub_data(spec, batch):
+    """(x, y, sample_weight) for the keras-hub task."""
     if spec.family == "gpt":
         x = {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}
         return x, batch["targets"], batch["weights"]
@@ -235,7 +227,7 @@ def build_keras_hub(spec, batch, backend, precision, xla, dropout):
     keras = _keras_setup(precision)
     jit_compile = True if backend == "jax" else bool(xla)
     model = keras_hub_compiled(keras, spec, dropout, jit_compile)
-    data = _keras_hub_data(spec, batch)
+    data = keras_hub_data(spec, batch)
     info = {"parameters": int(model.count_params()),
             "step": f"model.fit (jit_compile={jit_compile}), callback reads the loss after each batch"}
 

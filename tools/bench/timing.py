@@ -93,6 +93,13 @@ def matmul_ceiling(framework, n=2048, repeats=10):
     raise ValueError(f"unknown framework {framework!r}")
 
 
+def single_thread_xla_flags(environment):
+    """`environment`'s XLA_FLAGS plus the flags that keep XLA's CPU client on one thread (the only thread count
+    JAX honours); they must be set before JAX starts."""
+    flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return " ".join(filter(None, [environment.get("XLA_FLAGS"), flags]))
+
+
 class _BlockTensorFlow(importlib.abc.MetaPathFinder):
     """Makes `import tensorflow` fail as on a machine where it is not installed."""
 
