@@ -10,6 +10,8 @@
   model axis has `--train.model_parallel_size` devices (0: all of them); the backbones'
   `layout_map` shards the attention, feed-forward and embedding kernels over that axis, so a
   model too big for one device's memory fits, and the batch is split over the other axis.
+  One host's devices only, for now: process 0 alone saves, and a weight split across hosts
+  would have to be gathered by every process.
 
 Several hosts (one process each) join through `jax.distributed`: `--train.coordinator_address`
 (host:port of process 0), `--train.num_processes` and `--train.process_id`, or Keras' variables
@@ -165,6 +167,11 @@ def resolve(name="auto", devices="", tpu="", model_parallel_size=0, coordinator_
     if name == "data_parallel":
         distribution = keras.distribution.DataParallel(devices=keras_names)
         return JaxDistribution(name, distribution, every, len(every))
+    if multi_host:
+        # A weight split over several hosts' devices can only be read back by all processes together, while
+        # only process 0 saves checkpoints and model.keras.
+        raise ConfigError("model_parallel splits weights over one host's devices in this version; across hosts "
+                          "use --train.strategy=data_parallel (or auto).")
     model_size = model_parallel_size or len(every)
     if len(every) % model_size:
         raise ConfigError(f"train.model_parallel_size {model_size} does not divide the {len(every)} devices; choose "

@@ -130,6 +130,8 @@ class JaxSteps:
         return optimizer_values[index]
 
     def _step(self, state, batch):
+        """One training step, traced inside the jitted function: `(state, batch) -> (new state, statistics)`, the
+        statistics being float32 scalars `(loss, gradient norm, tokens, examples, learning rate used)`."""
         model, optimizer = self.model, self.optimizer
         trainable, non_trainable, optimizer_values, metric_values = state
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)

@@ -446,6 +446,11 @@ def test_jax_strategy_errors_name_the_valid_choices(monkeypatch):
     with pytest.raises(ConfigError, match=r"process_id=unset"):
         resolve(TrainConfig(coordinator_address="127.0.0.1:1234", num_processes=2))
     assert resolve(TrainConfig()).describe() == "JAX one_device on 1 CPU device(s), batch split 1 way(s)"
+    from kzoo.train import jax_distribution
+
+    monkeypatch.setattr(jax_distribution, "initialize_hosts", lambda *arguments: True)  # as if in a 2-host job
+    with pytest.raises(ConfigError, match="model_parallel splits weights over one host's devices"):
+        resolve(TrainConfig(strategy="model_parallel"))
 
 
 @tensorflow_only
