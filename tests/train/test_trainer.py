@@ -141,9 +141,12 @@ def test_data_and_model_parallel_on_two_devices_match_one_device(tmp_path):
 @pytest.mark.slow
 def test_two_jax_processes_train_alike_and_only_process_0_writes(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
-    processes = [_start(tmp_path, "--dropout=0", "--steps=6", "--checkpoint-every=3",
-                        f"--coordinator-address={address}", "--num-processes=2", f"--process-id={index}")
-                 for index in range(2)]
+    common = ["--dropout=0", "--steps=6", "--checkpoint-every=3"]
+    processes = [  # process 0 joins through the flags, process 1 through Keras' environment variables
+        _start(tmp_path, *common, f"--coordinator-address={address}", "--num-processes=2", "--process-id=0"),
+        _start(tmp_path, *common, env={"KERAS_DISTRIBUTION_JOB_ADDRESSES": address,
+                                       "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"}),
+    ]
     for process in processes:
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output[-3000:]
