@@ -256,6 +256,17 @@ class JaxSteps:
             pieces.append([to_host(record)[:steps] for record in records])
         return tuple(np.concatenate(parts) for parts in zip(*pieces, strict=True))
 
+    def memory_analysis(self, batch):
+        """XLA's memory analysis of the train function compiled for batches shaped like `batch` (a numpy global
+        batch): `temp_size_in_bytes` is the scratch memory a call plans (activations kept for the backward pass,
+        temporaries), beside the state; None where the platform reports none. Compiles as the first call would."""
+        if self._used is None:
+            self._used = self._find_used_variables(batch)
+        if self._train_function is None:
+            self._train_function = self._make_train_function()
+        stack = jax.tree.map(lambda array: self._place(array, stacked=True), _stack([batch], self.max_steps_per_call))
+        return self._train_function.lower(self._state(), stack, np.int32(1)).compile().memory_analysis()
+
     def evaluate(self, dataset, max_batches=0):
         """The held-out loss of each batch of `dataset` (the first `max_batches`, 0: all); the model's compiled
         metrics accumulate over them."""

@@ -135,7 +135,7 @@ class Trainer:
         bounds = [config.steps, config.log_every, config.eval_every, config.checkpoint_every]
         return min(bounds + ([config.steps_per_execution] if config.steps_per_execution else []))
 
-    def _build_compiled_state(self):
+    def build_compiled_state(self):
         """Creates the compiled loss/metric variables under the strategy (one eager pass on one example), once:
         the JAX steps pass them in and out of the compiled functions, so they must exist before the first trace."""
         if self._compiled_state_built:
@@ -162,7 +162,7 @@ class Trainer:
         """Held-out loss, compiled metrics and evaluator results, logged to `eval/` at `step`."""
         results = {}
         if self.eval_dataset is not None:
-            self._build_compiled_state()
+            self.build_compiled_state()
             self.model.reset_metrics()
             losses = self.backend_steps.evaluate(self.eval_dataset, self.config.eval_steps)
             if losses:
@@ -210,7 +210,7 @@ class Trainer:
         if start_step >= config.steps:
             return self._result(start_step, start_step, 0.0, history_path, resumed_from=start_step)
         self._truncate_history_to = start_step
-        self._build_compiled_state()
+        self.build_compiled_state()
         batches = self.backend_steps.train_batches(self.train_dataset, start_step)
         progress = keras.utils.Progbar(config.steps, verbose=config.verbose if self.chief else 0,
                                        stateful_metrics=["learning_rate", "loss_scale"])

@@ -24,6 +24,7 @@ import json
 import os
 import re
 
+import keras
 import tensorflow as tf
 
 from kzoo.train import jax_distribution
@@ -69,8 +70,6 @@ _JAX_ONLY_FIELDS = {"model_parallel_size": 0, "coordinator_address": "", "num_pr
 
 def resolve(config):
     """The strategy (TensorFlow) or `JaxDistribution` (JAX) that `config` (a `TrainConfig`) names."""
-    import keras
-
     if keras.backend.backend() == "jax":
         return jax_distribution.resolve(config.strategy, config.devices, config.tpu, config.model_parallel_size,
                                         config.coordinator_address, config.num_processes, config.process_id)

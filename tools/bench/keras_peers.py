@@ -100,7 +100,7 @@ def kzoo_trainer_steps(spec, batch, config, dropout=0.0, vocabulary_multiple=1, 
     model = _compiled_kzoo_model(spec, config, strategy, dropout, vocabulary_multiple, fused_loss)
     dataset = tf.data.Dataset.from_tensors(_kzoo_data(spec, batch))
     trainer = Trainer(model, config, strategy, dataset, output_dir=config.output_dir)
-    trainer._build_compiled_state()  # what Trainer.fit does first: the compiled loss and metric variables
+    trainer.build_compiled_state()  # what Trainer.fit does first: the compiled loss and metric variables
     return model, trainer.backend_steps, trainer.backend_steps.train_batches(dataset, 0)
 
 
@@ -117,7 +117,7 @@ def kzoo_jax_steps_without_tensorflow(spec, batch, config, dropout=0.0, vocabula
     distribution = jax_distribution.resolve(config.strategy, config.devices)
     model = _compiled_kzoo_model(spec, config, distribution, dropout, vocabulary_multiple, fused_loss)
     data = _kzoo_data(spec, batch)
-    # The compiled loss and metric variables, from one eager pass on one example (Trainer._build_compiled_state).
+    # The compiled loss and metric variables, from one eager pass on one example (Trainer.build_compiled_state).
     x, y, sample_weight = keras.tree.map_structure(lambda array: array[:1], data)
     with distribution.scope():
         y_pred = model(x, training=False)
@@ -127,21 +127,10 @@ def kzoo_jax_steps_without_tensorflow(spec, batch, config, dropout=0.0, vocabula
     return model, JaxSteps(model, config, distribution, config.steps_per_execution), itertools.repeat(data)
 
 
-def _xla_temp_bytes(model, backend_steps, data):
+def _xla_temp_bytes(backend_steps, data):
     """XLA's planned scratch memory of the JAX train function (bytes; activations and temporaries, not the state),
-    or None. Reads `JaxSteps`' jitted function (no public accessor) and lowers it for the bench batch stack."""
-    import jax
-    import numpy as np
-
-    state = tuple([variable.value for variable in group] for group in (
-        model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
-        model.metrics_variables))
-    # The stack placed as JaxSteps.train places it on one device, so the lowering is the one the calls compiled.
-    device = backend_steps.distribution.devices[0]
-    stack = jax.tree.map(lambda array: jax.device_put(np.stack([array] * backend_steps.max_steps_per_call), device),
-                         data)
-    compiled = backend_steps._train_function.lower(state, stack, np.int32(1)).compile()
-    analysis = compiled.memory_analysis()
+    or None: `JaxSteps.memory_analysis` of the bench batch."""
+    analysis = backend_steps.memory_analysis(data)
     return int(analysis.temp_size_in_bytes) if analysis is not None else None
 
 
@@ -186,7 +175,7 @@ def build_kzoo(spec, batch, backend, precision, xla, dropout, vocabulary_multipl
 
         timing = time_steps(step, warmup, timed, sync_every)
         if backend == "jax":
-            info["xla_temp_bytes"] = _xla_temp_bytes(model, backend_steps, _kzoo_data(spec, batch))
+            info["xla_temp_bytes"] = _xla_temp_bytes(backend_steps, _kzoo_data(spec, batch))
         return timing
 
     return run, info
