@@ -179,8 +179,9 @@ def _run(name, config, build, evaluate_only):
     check_writable(config.train.output_dir)
     # Evaluation writes no checkpoint or history; the processes of a multi-worker (TF) or multi-host (JAX) job share
     # the folder, and the chief's Trainer locks it.
-    multi_process = "TF_CONFIG" in os.environ or bool(
-        config.train.coordinator_address or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"))
+    from kzoo.train.jax_distribution import joins_hosts
+
+    multi_process = "TF_CONFIG" in os.environ or joins_hosts(config.train.coordinator_address)
     unlocked = evaluate_only or multi_process
     with contextlib.nullcontext() if unlocked else run_lock(config.train.output_dir):
         return _run_unlocked(name, config, build, evaluate_only)

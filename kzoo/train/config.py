@@ -132,6 +132,12 @@ class TrainConfig:
         if self.profile_steps:
             self.profile_range()
 
+    def max_steps_per_call(self):
+        """The most steps one call of the compiled train function runs: calls end at every log, eval and
+        checkpoint step, at the last step and after `steps_per_execution` steps (0: no such limit)."""
+        bounds = [self.steps, self.log_every, self.eval_every, self.checkpoint_every]
+        return min(bounds + ([self.steps_per_execution] if self.steps_per_execution else []))
+
     def profile_range(self):
         """`(start, stop)` from `profile_steps`, or None."""
         if not self.profile_steps:

@@ -79,12 +79,18 @@ class JaxDistribution:
                 f"{self.num_replicas_in_sync} way(s)")
 
 
+def joins_hosts(coordinator_address=""):
+    """True when a coordinator is named (the flag, or KERAS_DISTRIBUTION_JOB_ADDRESSES): the run is one process of
+    a multi-host job, whose processes share the output folder."""
+    return bool(coordinator_address or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"))
+
+
 def initialize_hosts(coordinator_address="", num_processes=0, process_id=-1):
     """Joins a multi-host job through `jax.distributed` when flags or Keras' variables ask for one; else nothing.
 
     Returns True when this process is part of a multi-host job."""
     environment = {name: os.environ.get(name, "") for name in _ENVIRONMENT}
-    if not coordinator_address and not environment["KERAS_DISTRIBUTION_JOB_ADDRESSES"]:
+    if not joins_hosts(coordinator_address):
         if num_processes > 1 or process_id >= 0:
             raise ConfigError("train.num_processes / train.process_id need train.coordinator_address (host:port of "
                               "process 0), or KERAS_DISTRIBUTION_JOB_ADDRESSES in the environment.")

@@ -64,17 +64,16 @@ class JaxSteps:
         model: a compiled Keras model built in `distribution.scope()`.
         config: the `TrainConfig`.
         distribution: the `kzoo.train.jax_distribution.JaxDistribution`.
-        max_steps_per_call: the most steps one `train` call may run (the Trainer's call boundaries).
     """
 
     collective_errors = ()  # JAX reports a lost peer by ending the process; nothing to translate
 
-    def __init__(self, model, config, distribution, max_steps_per_call=1):
+    def __init__(self, model, config, distribution):
         self.model = model
         self.config = config
         self.distribution = distribution
         self.optimizer = model.optimizer
-        self.max_steps_per_call = max(1, int(max_steps_per_call))
+        self.max_steps_per_call = config.max_steps_per_call()  # the Trainer's call boundaries
         self._train_function = None
         self._eval_function = None
         self._used = None
@@ -129,10 +128,18 @@ class JaxSteps:
         index = next(i for i, variable in enumerate(self.optimizer.variables) if variable is scale)
         return optimizer_values[index]
 
+    def _training_loss(self, trainable, state, batch):
+        """`(scaled loss, (loss, y_pred, non-trainable values, metric values))` of `batch` with the trainable
+        variables set to `trainable` and the rest of the model and optimizer to `state`'s values."""
+        _, non_trainable, optimizer_values, metric_values = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        return self.model.compute_loss_and_updates(trainable, non_trainable, metric_values, x, y, sample_weight,
+                                                   training=True, optimizer_variables=optimizer_values)
+
     def _step(self, state, batch):
         """One training step, traced inside the jitted function: `(state, batch) -> (new state, statistics)`, the
         statistics being float32 scalars `(loss, gradient norm, tokens, examples, learning rate used)`."""
-        model, optimizer = self.model, self.optimizer
+        optimizer = self.optimizer
         trainable, non_trainable, optimizer_values, metric_values = state
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         used = self._used
@@ -141,8 +148,7 @@ class JaxSteps:
             values = list(trainable)
             for index, value in zip(used, used_values, strict=True):
                 values[index] = value
-            return model.compute_loss_and_updates(values, non_trainable, metric_values, x, y, sample_weight,
-                                                  training=True, optimizer_variables=optimizer_values)
+            return self._training_loss(values, state, batch)
 
         (_, (loss, y_pred, non_trainable, metric_values)), gradients = jax.value_and_grad(
             scaled_loss, has_aux=True)([trainable[index] for index in used])
@@ -164,15 +170,8 @@ class JaxSteps:
 
     def _find_used_variables(self, batch):
         """Which trainable variables the training loss reaches (traced once per run, on the first batch)."""
-        model = self.model
-        trainable, non_trainable, optimizer_values, metric_values = self._state()
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
-
-        def loss(values):
-            return model.compute_loss_and_updates(values, non_trainable, metric_values, x, y, sample_weight,
-                                                  training=True, optimizer_variables=optimizer_values)[0]
-
-        return loss_inputs(loss, trainable)
+        state = self._state()
+        return loss_inputs(lambda values: self._training_loss(values, state, batch)[0], state[0])
 
     def _make_train_function(self):
         """The jitted `(state, stacked batches, count) -> (state, records)`; a run whose calls all hold one step

@@ -45,6 +45,7 @@ import numpy as np
 from kzoo.run_directory import RunDirectory
 from kzoo.train import optimization
 from kzoo.train import strategy as strategies
+from kzoo.train.batches import build_compiled_state
 from kzoo.train.checkpoint import CheckpointManager, RunFolderError, run_lock, to_numpy
 from kzoo.train.config import ConfigError, TrainConfig, to_dict
 from kzoo.train.summaries import Summaries
@@ -110,7 +111,7 @@ class Trainer:
                                      "--train.output_dir.")
         self.summaries = Summaries(self.run_directory.logs, enabled=self.chief)
         self._compiled_state_built = False
-        self.backend_steps = _backend_steps(model, config, strategy, self._max_steps_per_call())
+        self.backend_steps = _backend_steps(model, config, strategy)
         self._truncate_history_to = None  # the resumed step, until the first record of this run is appended
         self._step = 0  # the last step whose result was read back
         self.skipped_steps = []  # steps whose update the loss-scale optimizer skipped (mixed_float16)
@@ -129,25 +130,14 @@ class Trainer:
                 count = min(count, boundary - step)
         return count
 
-    def _max_steps_per_call(self):
-        """The longest call `_steps_in_next_call` can give: calls end at every log, eval and checkpoint step."""
-        config = self.config
-        bounds = [config.steps, config.log_every, config.eval_every, config.checkpoint_every]
-        return min(bounds + ([config.steps_per_execution] if config.steps_per_execution else []))
-
     def build_compiled_state(self):
-        """Creates the compiled loss/metric variables under the strategy (one eager pass on one example), once:
-        the JAX steps pass them in and out of the compiled functions, so they must exist before the first trace."""
+        """Creates the compiled loss/metric variables under the strategy, once (`batches.build_compiled_state` on the
+        first training batch): the JAX steps pass them in and out of the compiled functions, so they must exist
+        before the first trace."""
         if self._compiled_state_built:
             return
         self._compiled_state_built = True
-        batch = next(self.train_dataset.take(1).as_numpy_iterator())
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(keras.tree.map_structure(lambda t: t[:1], batch))
-        with self.strategy.scope():
-            y_pred = self.model(x, training=False)
-            self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
-            self.model.compute_metrics(x, y, y_pred, sample_weight)
-        self.model.reset_metrics()
+        build_compiled_state(self.model, self.strategy, next(self.train_dataset.take(1).as_numpy_iterator()))
 
     def _metric_results(self):
         results = {}
@@ -371,12 +361,12 @@ def check_backend():
                           "rerun with KERAS_BACKEND=jax or KERAS_BACKEND=tensorflow.")
 
 
-def _backend_steps(model, config, strategy, max_steps_per_call):
+def _backend_steps(model, config, strategy):
     """The compiled steps of the running Keras backend (`check_backend` has passed)."""
     if keras.backend.backend() == "jax":
         from kzoo.train.jax_steps import JaxSteps
 
-        return JaxSteps(model, config, strategy, max_steps_per_call)
+        return JaxSteps(model, config, strategy)
     from kzoo.train.tf_steps import TensorFlowSteps
 
     return TensorFlowSteps(model, config, strategy)

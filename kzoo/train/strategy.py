@@ -20,6 +20,7 @@ error, never a silent fall-back to the CPU). Nothing here contacts a network unl
 TPU or `TF_CONFIG` asks for it.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -64,8 +65,8 @@ def _tpu_requested(tpu):
     return bool(tpu or os.environ.get("TPU_NAME") or tf.config.list_logical_devices("TPU"))
 
 
-# TrainConfig fields only JAX reads, with their defaults.
-_JAX_ONLY_FIELDS = {"model_parallel_size": 0, "coordinator_address": "", "num_processes": 0, "process_id": -1}
+# TrainConfig fields only JAX reads.
+_JAX_ONLY_FIELDS = ("model_parallel_size", "coordinator_address", "num_processes", "process_id")
 
 
 def resolve(config):
@@ -77,8 +78,9 @@ def resolve(config):
         raise ConfigError(f"train.strategy {config.strategy!r} is a JAX strategy; under KERAS_BACKEND=tensorflow "
                           "choose one of auto, default, one_device, mirrored, multi_worker, tpu (or rerun with "
                           "KERAS_BACKEND=jax).")
-    for name, default in _JAX_ONLY_FIELDS.items():
-        if getattr(config, name) != default:
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    for name in _JAX_ONLY_FIELDS:
+        if getattr(config, name) != defaults[name]:
             raise ConfigError(f"train.{name} is used under KERAS_BACKEND=jax only (TensorFlow's multi-worker jobs "
                               "read TF_CONFIG); remove it or rerun with KERAS_BACKEND=jax.")
     return resolve_strategy(config.strategy, config.devices, config.tpu)

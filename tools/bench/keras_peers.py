@@ -109,22 +109,15 @@ def kzoo_jax_steps_without_tensorflow(spec, batch, config, dropout=0.0, vocabula
     as `Trainer.__init__` builds them under JAX, on a Python iterator repeating `batch`."""
     import itertools
 
-    import keras
-
     from kzoo.train import jax_distribution
+    from kzoo.train.batches import build_compiled_state
     from kzoo.train.jax_steps import JaxSteps
 
     distribution = jax_distribution.resolve(config.strategy, config.devices)
     model = _compiled_kzoo_model(spec, config, distribution, dropout, vocabulary_multiple, fused_loss)
     data = _kzoo_data(spec, batch)
-    # The compiled loss and metric variables, from one eager pass on one example (Trainer.build_compiled_state).
-    x, y, sample_weight = keras.tree.map_structure(lambda array: array[:1], data)
-    with distribution.scope():
-        y_pred = model(x, training=False)
-        model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
-        model.compute_metrics(x, y, y_pred, sample_weight)
-    model.reset_metrics()
-    return model, JaxSteps(model, config, distribution, config.steps_per_execution), itertools.repeat(data)
+    build_compiled_state(model, distribution, data)  # what Trainer.fit does first
+    return model, JaxSteps(model, config, distribution), itertools.repeat(data)
 
 
 def _xla_temp_bytes(backend_steps, data):
