@@ -1,6 +1,7 @@
-"""What every subcommand shares: the one-line error message and the argparse value types."""
+"""What every subcommand shares: the one-line error message, the argparse value types, `--tokenizer` files."""
 
 import argparse
+import os
 
 from kzoo.messages import one_line  # noqa: F401  (re-exported: every subcommand prints errors with it)
 
@@ -14,3 +15,15 @@ def positive_int(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def tokenizer_files(paths):
+    """`{basename: path}` of a `--tokenizer` argument: files, or directories whose files are all taken."""
+    files = {}
+    for path in paths:
+        if os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                files[name] = os.path.join(path, name)
+        else:
+            files[os.path.basename(path)] = path
+    return files

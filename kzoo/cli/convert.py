@@ -1,6 +1,5 @@
 """`kzoo convert`: import a local Hugging Face checkpoint or keras-hub preset into a .keras file."""
 
-import json
 import os
 import sys
 
@@ -22,27 +21,14 @@ def register(commands):
     parser.set_defaults(run=run)
 
 
-def _is_keras_hub_preset(directory):
-    """keras-hub presets name a Keras class in config.json; HF checkpoints a model_type."""
-    try:
-        with open(os.path.join(directory, "config.json")) as file:
-            config = json.load(file)
-    except (OSError, ValueError):
-        return False  # let the importer report what is wrong with the directory
-    return isinstance(config, dict) and "class_name" in config and "model_type" not in config
-
-
 def run(args):
-    from kzoo.convert import from_huggingface, from_keras_hub
+    from kzoo.convert import from_checkpoint_directory
 
     if not args.output.endswith(".keras"):
         print(f"kzoo convert: --output must end in .keras, got {args.output!r}", file=sys.stderr)
         return 2
     try:
-        if _is_keras_hub_preset(args.source):
-            imported = from_keras_hub(args.source, family=args.family)
-        else:
-            imported = from_huggingface(args.source, family=args.family, allow_pickle=args.allow_pickle)
+        imported = from_checkpoint_directory(args.source, family=args.family, allow_pickle=args.allow_pickle)
     except (ValueError, OSError, ImportError) as error:  # a checkpoint kzoo cannot import: the message says why
         print(f"kzoo convert: {one_line(error)}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from kzoo.cli.common import one_line
+from kzoo.cli.common import one_line, tokenizer_files
 from kzoo.generate.options import STRATEGIES
 
 
@@ -73,17 +73,6 @@ def register(commands):
     return parser
 
 
-def _tokenizer_files(paths):
-    files = {}
-    for path in paths:
-        if os.path.isdir(path):
-            for name in sorted(os.listdir(path)):
-                files[name] = os.path.join(path, name)
-        else:
-            files[os.path.basename(path)] = path
-    return files
-
-
 def _load_prompts(args):
     texts = list(args.prompt)
     if args.prompts_file:
@@ -113,7 +102,7 @@ def run(args):
         if args.tokenizer:
             from kzoo.text import tokenizer_from_files
 
-            tokenizer = tokenizer_from_files(_tokenizer_files(args.tokenizer))
+            tokenizer = tokenizer_from_files(tokenizer_files(args.tokenizer))
 
         from kzoo.generate import generate
         from kzoo.recipes.outputs import load_run

@@ -30,8 +30,8 @@ def register(commands):
 
 
 def run(args):
-    from kzoo.train.config import ConfigError
     from kzoo.recipes.index import load_recipe
+    from kzoo.train.config import ConfigError
 
     try:
         recipe = load_recipe(args.recipe)

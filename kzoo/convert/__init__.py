@@ -5,14 +5,16 @@ Hugging Face checkpoint directory (config, safetensors or opt-in PyTorch
 weights, tokenizer files) plus the `WeightReader` bookkeeping and `assign`
 helper that per-architecture converters build on. Needs `safetensors`.
 `from_huggingface` builds a kzoo model from such a directory (BERT, GPT-2, T5, BART);
-`from_keras_hub` does the same from a local keras-hub preset directory (BERT, GPT-2).
+`from_keras_hub` does the same from a local keras-hub preset directory (BERT, GPT-2);
+`from_checkpoint_directory` picks the one of the two that reads a given directory.
 """
 
+from kzoo.convert.directory import from_checkpoint_directory, is_checkpoint_directory
 from kzoo.convert.hf_checkpoint import HFCheckpoint, WeightReader, assign, read_hf_checkpoint
 from kzoo.convert.huggingface import ImportedModel, from_huggingface
 from kzoo.convert.keras_hub import from_keras_hub
 
 __all__ = [
-    "HFCheckpoint", "ImportedModel", "WeightReader", "assign", "from_huggingface", "from_keras_hub",
-    "read_hf_checkpoint",
+    "HFCheckpoint", "ImportedModel", "WeightReader", "assign", "from_checkpoint_directory", "from_huggingface",
+    "from_keras_hub", "is_checkpoint_directory", "read_hf_checkpoint",
 ]

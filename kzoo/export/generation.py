@@ -18,12 +18,13 @@ from keras import ops
 
 from kzoo.export import text_ops
 from kzoo.export.errors import ExportError, ExportWarning
-from kzoo.export.serving import Signature, position_limit
+from kzoo.export.serving import Signature
 from kzoo.generate import processors
 from kzoo.generate.adapters import adapter_for
 from kzoo.generate.loop import build_decode
 from kzoo.generate.options import make_options
 from kzoo.generate.sampling import step_seed, top_p_token
+from kzoo.models.backbone import position_limit
 from kzoo.text import packing
 
 

@@ -34,7 +34,7 @@ import kzoo
 from kzoo.export import generation, serving
 from kzoo.export.errors import ExportError, ExportWarning
 from kzoo.layers.cache_updates import portable_updates
-from kzoo.models.backbone import backbone_of
+from kzoo.models.backbone import backbone_of, position_limit
 from kzoo.models.bert.backbone import BertBackbone
 from kzoo.models.bert.tasks import BertClassifier, BertSpanQA, BertTokenClassifier
 from kzoo.models.gpt.tasks import GPTCausalLM
@@ -83,7 +83,7 @@ def _check_tokenizer(model, tokenizer):
 
 def resolve_settings(model, tokenizer, settings):
     settings = settings or serving.ServingSettings()
-    limit = serving.position_limit(model)
+    limit = position_limit(model)
     changes = {}
     if limit is not None and settings.sequence_length > limit and not isinstance(model, GPTCausalLM):
         changes["sequence_length"] = limit

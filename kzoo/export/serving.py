@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from kzoo.export import text_ops
 from kzoo.export.errors import ExportError
-from kzoo.models.backbone import backbone_of
+from kzoo.models.backbone import backbone_of, position_limit
 from kzoo.models.bert.tasks import BertClassifier, BertTokenClassifier
 from kzoo.models.gpt.tasks import GPTCausalLM
 from kzoo.models.seq2seq.tasks import Seq2SeqLM
@@ -104,14 +104,6 @@ def class_labels(model, labels):
         raise ExportError(f"{len(labels)} labels given for a model with {count} classes; pass the labels.json the "
                           "model was trained with.")
     return labels
-
-def position_limit(model):
-    """The longest sequence the model's positions allow, or None (rotary/relative positions)."""
-    backbone = backbone_of(model)
-    if getattr(backbone, "position_embedding", "learned") in ("rotary", "relative"):  # BERT's are learned
-        return None
-    return backbone.max_sequence_length
-
 
 def _assert(condition, message):
     return tf.debugging.Assert(condition, [tf.constant(message)])

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from kzoo.export import serving
 from kzoo.export.errors import ExportError
-from kzoo.models.backbone import backbone_of
+from kzoo.models.backbone import backbone_of, position_limit
 
 RELOAD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reload_check.py")
 SHAPES = ((1, 5), (3, 17))
@@ -44,7 +44,7 @@ def random_tensor_requests(model, shapes=SHAPES, seed=0):
     """`{request name: inputs}` for `serving_default`: random ids, masks with random right padding."""
     rng = np.random.default_rng(seed)
     vocabulary = backbone_of(model).vocabulary_size
-    limit = serving.position_limit(model)
+    limit = position_limit(model)
     requests = {}
     for index, (batch, length) in enumerate(shapes):
         length = min(length, limit) if limit else length
@@ -178,7 +178,7 @@ def verify_savedmodel(model, export_path, *, tokenizer=None, labels=None, settin
     Raises:
         ExportError: the export does not load in a TensorFlow-only process, or an output differs.
     """
-    from kzoo.export.savedmodel import resolve_settings, example_arrays, serving_signatures
+    from kzoo.export.savedmodel import example_arrays, resolve_settings, serving_signatures
     from kzoo.models.bert.tasks import BertClassifier, BertTokenClassifier
 
     if isinstance(model, (BertClassifier, BertTokenClassifier)):

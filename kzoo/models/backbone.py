@@ -184,6 +184,15 @@ def backbone_of(model):
     return model if isinstance(model, Backbone) else model.backbone
 
 
+def position_limit(model):
+    """The longest sequence a model's (a task's or a backbone's) positions allow, or None (rotary/relative
+    positions extend to any length)."""
+    backbone = backbone_of(model)
+    if getattr(backbone, "position_embedding", "learned") in ("rotary", "relative"):  # BERT's are learned
+        return None
+    return backbone.max_sequence_length
+
+
 def registered_class(entry):
     """The kzoo class a serialized object (`{"class_name", "registered_name", "config"}`) names, or None."""
     if not isinstance(entry, dict):
