@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh || exit 1
+bash tools/install_browser.sh  # Chromium for the attention page's browser test; prints why not and goes on
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0
 status=0
 for backend in tensorflow jax; do

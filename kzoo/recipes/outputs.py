@@ -2,7 +2,8 @@
 
 `save_model_and_tokenizer` and `save_result` write a run directory's `model.keras`, `tokenizer/` and
 `result.json`; `load_run` reads the model, tokenizer and class names of a run directory (or of a lone .keras
-file) for `kzoo export` and `kzoo generate`. The file names are `kzoo.run_directory`'s.
+file, or an imported checkpoint directory) for `kzoo export`, `kzoo generate` and `kzoo attention`. The file
+names are `kzoo.run_directory`'s.
 """
 
 import json
@@ -49,14 +50,17 @@ class LoadedRun(typing.NamedTuple):
     labels: list | None  # class names in id order (a classifier's or tagger's labels.json), or None
 
 
-def load_run(source, tokenizer_dir=None, labels_path=None):
-    """Loads `source`: a run directory (its `model.keras`, `tokenizer/` and `tokenizer/labels.json`) or a .keras file.
+def load_run(source, tokenizer_dir=None, labels_path=None, checkpoints=False):
+    """Loads `source`: a run directory (its `model.keras`, `tokenizer/` and `tokenizer/labels.json`) or a .keras file
+    (or, with `checkpoints=True`, a Hugging Face checkpoint or keras-hub preset directory, through `kzoo.convert`).
 
     Args:
         source: a `kzoo train` output directory or a `.keras` file.
         tokenizer_dir: a folder of tokenizer files to use instead of the run's `tokenizer/` (needed for a
             .keras file that should come with a tokenizer).
         labels_path: a labels.json to use instead of the one in the tokenizer folder.
+        checkpoints: also accept a checkpoint directory (`config.json` and weights, no `model.keras`): imported with
+            `kzoo.convert.from_checkpoint_directory`, its tokenizer from the files beside the weights.
 
     Returns:
         A `LoadedRun`.
@@ -66,8 +70,11 @@ def load_run(source, tokenizer_dir=None, labels_path=None):
             file is refused by `kzoo.saving.load_model` (Lambda layers, foreign classes, unsafe archive members,
             sizes that disagree with its weights) before Keras loads it in safe mode.
     """
+    from kzoo.convert.directory import is_checkpoint_directory  # here: kzoo.convert loads TensorFlow
     from kzoo.saving import ModelFileError, load_model
 
+    if checkpoints and not os.path.isfile(RunDirectory(source).model) and is_checkpoint_directory(source):
+        return _import_checkpoint(source, tokenizer_dir, labels_path)
     if os.path.isdir(source):
         run = RunDirectory(source)
         model_path = run.model
@@ -92,16 +99,38 @@ def load_run(source, tokenizer_dir=None, labels_path=None):
     return LoadedRun(model, tokenizer, files, labels)
 
 
-def _load_tokenizer(folder):
-    from kzoo.text import tokenizer_from_files
+def _import_checkpoint(directory, tokenizer_dir, labels_path):
+    from kzoo.convert import from_checkpoint_directory
 
+    try:
+        imported = from_checkpoint_directory(directory)
+    except (ValueError, OSError, ImportError) as error:  # a checkpoint kzoo cannot import: the message says why
+        raise RunLoadError(str(error) if directory in str(error) else f"{directory}: {error}") from error
+    if tokenizer_dir:
+        tokenizer, files = _load_tokenizer(tokenizer_dir)
+    elif imported.tokenizer_files:
+        files = dict(imported.tokenizer_files)
+        tokenizer = _tokenizer(files)
+    else:
+        tokenizer, files = None, {}
+    files.pop(LABELS_FILE, None)
+    return LoadedRun(imported.model, tokenizer, files, _read_labels(labels_path) if labels_path else None)
+
+
+def _load_tokenizer(folder):
     if not os.path.isdir(folder):
         raise RunLoadError(f"the tokenizer folder {folder} is not a directory (a run keeps its tokenizer in "
                            f"{TOKENIZER_DIR}/).")
     files = {name: os.path.join(folder, name) for name in sorted(os.listdir(folder))}
     files = {name: path for name, path in files.items() if os.path.isfile(path)}
+    return _tokenizer(files), files
+
+
+def _tokenizer(files):
+    from kzoo.text import tokenizer_from_files
+
     try:
-        return tokenizer_from_files(files), files
+        return tokenizer_from_files(files)
     except ValueError as error:
         raise RunLoadError(str(error)) from error
 

@@ -36,6 +36,7 @@ from kzoo.train.config import (
     to_dict,
     write_resolved,
 )
+from kzoo.visualize.attention import token_labels
 
 
 @dataclasses.dataclass
@@ -79,7 +80,8 @@ class RecipeParts:
         train_dataset: finite, deterministic `tf.data.Dataset` of global batches.
         eval_dataset: held-out batches, or None.
         evaluators: `fn(model, results) -> dict` task metrics / sample texts.
-        attention_example: one example's inputs for the attention-map image, or None.
+        attention_example: one example's inputs (batch of one) for the attention maps in TensorBoard, or None.
+        tokenizer: the kzoo tokenizer of the run; labels the attention maps' axes with its tokens.
         tokenizer_files: `{basename: path}` copied next to the saved model.
         extra_files: `{basename: path}` also copied (e.g. a label vocabulary).
         compile_arguments: extra `model.compile` arguments (loss weights, metrics).
@@ -90,6 +92,7 @@ class RecipeParts:
     eval_dataset: object = None
     evaluators: list = dataclasses.field(default_factory=list)
     attention_example: dict | None = None
+    tokenizer: object = None
     tokenizer_files: dict = dataclasses.field(default_factory=dict)
     extra_files: dict = dataclasses.field(default_factory=dict)
     compile_arguments: dict = dataclasses.field(default_factory=dict)
@@ -215,6 +218,7 @@ def _run_unlocked(name, config, build, evaluate_only):
                           **parts.compile_arguments)
         trainer = Trainer(model, train, strategy, parts.train_dataset, parts.eval_dataset,
                           evaluators=parts.evaluators, attention_example=parts.attention_example,
+                          token_label=token_labels(parts.tokenizer),
                           output_dir=train.output_dir,
                           run_config=_run_config(name, config, {**parts.tokenizer_files, **parts.extra_files}))
         if evaluate_only:

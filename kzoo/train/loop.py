@@ -76,9 +76,13 @@ class Trainer:
         eval_dataset: the same for held-out data, or None.
         evaluators: callables `fn(model, results) -> dict` run at every evaluation after the
             held-out loss and compiled metrics are in `results`; float values are
-            logged as eval scalars, str values as text (e.g. sample generations).
-        attention_example: optional inputs dict of one example; its attention maps are
-            logged as images at every evaluation (needs `model.backbone.attention_scores`).
+            logged as eval scalars (and returned), str values as markdown text (e.g. sample
+            generations), uint8 `(height, width, 3)` numpy arrays as images (e.g. a
+            confusion matrix; `kzoo.visualize.figures.to_pixels`).
+        attention_example: optional inputs dict of one example (batch of one); its labelled attention
+            maps (`kzoo.visualize`) are logged as images at every evaluation (needs `model.backbone`).
+        token_label: `fn(id) -> str` for the attention maps' axes (a tokenizer's `id_to_token`);
+            default: the ids.
         output_dir: checkpoints in `<output_dir>/checkpoints`, TensorBoard logs in
             `<output_dir>/logs`.
         run_config: JSON-able dict of everything the checkpoints depend on (a recipe's whole config, its
@@ -87,7 +91,7 @@ class Trainer:
     """
 
     def __init__(self, model, config: TrainConfig, strategy, train_dataset, eval_dataset=None,
-                 evaluators=(), attention_example=None, output_dir=None, run_config=None):
+                 evaluators=(), attention_example=None, output_dir=None, run_config=None, token_label=str):
         check_backend()
         self.model = model
         self.config = config
@@ -96,6 +100,7 @@ class Trainer:
         self.eval_dataset = eval_dataset
         self.evaluators = list(evaluators)
         self.attention_example = attention_example
+        self.token_label = token_label
         self.output_dir = output_dir or config.output_dir
         self.run_config = run_config if run_config is not None else {"train": to_dict(config)}
         self.chief = strategies.is_chief(strategy)
@@ -159,17 +164,24 @@ class Trainer:
                 results["loss"] = float(np.mean(losses))
                 results.update(self._metric_results())
             self.model.reset_metrics()
-        texts = {}
+        texts, images = {}, {}
         for evaluator in self.evaluators:
             for name, value in evaluator(self.model, results).items():
-                (texts if isinstance(value, str) else results)[name] = value
+                if isinstance(value, str):
+                    texts[name] = value
+                elif isinstance(value, np.ndarray):
+                    images[name] = value
+                else:
+                    results[name] = value
         if step is not None:
             self.summaries.scalars(self.summaries.eval, step, results)
             self.summaries.texts(self.summaries.eval, step, texts)
-            if self.attention_example is not None and hasattr(self.model, "backbone"):
-                scores = self.model.backbone.attention_scores(self.attention_example)
-                scores = next(iter(scores.values())) if isinstance(scores, dict) else scores
-                self.summaries.attention_map(step, [keras.ops.convert_to_numpy(s)[0] for s in scores])
+            self.summaries.images(self.summaries.eval, step, images)
+            if self.attention_example is not None and hasattr(self.model, "backbone") and self.summaries.enabled:
+                from kzoo.visualize.attention import attention_maps
+
+                maps = attention_maps(self.model.backbone, self.attention_example, self.token_label)
+                self.summaries.attention_maps(step, maps)
             self.summaries.flush()
         return results
 

@@ -1,8 +1,8 @@
-"""TensorBoard output of a training run: scalars, text, the attention map, hparams.
+"""TensorBoard output of a training run: scalars, text, images (attention maps, task pictures), hparams.
 
 Layout under `<output_dir>/logs/`: `train/` (loss, learning rate, gradient norm,
 throughput, training metrics) and `eval/` (held-out loss and task metrics, sample
-generations, the attention map). The resolved config is text and, flattened, the
+generations, labelled attention maps, evaluators' pictures). The resolved config is text and, flattened, the
 hparams of the run (TensorBoard's HPARAMS tab), with the final eval metrics.
 """
 
@@ -35,6 +35,12 @@ class Summaries:
             for name, value in values.items():
                 tf.summary.text(name, value)
 
+    def images(self, writer, step, values):
+        """Logs uint8 `(height, width, channels)` arrays as images."""
+        with writer.as_default(step=step):
+            for name, pixels in values.items():
+                tf.summary.image(name, np.asarray(pixels)[None], max_outputs=1)
+
     def config(self, config_dict, yaml_text):
         """The resolved config as text, and as hparams (flattened dotted keys)."""
         if not self.enabled:
@@ -45,39 +51,27 @@ class Summaries:
             tf.summary.text("config", "```\n" + yaml_text + "\n```")
             hp.hparams(_flatten_hparams(config_dict))
 
-    def attention_map(self, step, scores, title="attention"):
-        """Logs one example's attention probabilities as images, one per layer, heads side by side.
+    def attention_maps(self, step, maps):
+        """Logs labelled attention heatmaps (`kzoo.visualize.heatmap`) as eval images, one per layer and kind:
+        `attention/self_attention_layer_0`, ..., for seq2seq `attention/cross_attention_layer_0` too.
 
         Args:
-            scores: list (layers) of arrays `(h, s, t)` for one example.
+            maps: `kzoo.visualize.attention.AttentionMap`s of one example.
         """
         if not self.enabled:
             return
+        from kzoo.visualize.heatmap import layer_pixels
+
         with self.eval.as_default(step=step):
-            for layer, probabilities in enumerate(scores):
-                tf.summary.image(f"{title}/layer_{layer}", attention_image(probabilities), max_outputs=1)
+            for attention_map in maps:
+                tf.summary.image(f"attention/{attention_map.name}", layer_pixels(attention_map)[None], max_outputs=1,
+                                 description=f"{attention_map.title}: rows are queries, columns keys; grey hatched "
+                                             "cells are masked (padding or future positions).")
 
     def flush(self):
         if self.enabled:
             self.train.flush()
             self.eval.flush()
-
-
-def attention_image(probabilities, scale=4):
-    """`(h, s, t)` probabilities -> a `(1, s*scale, h*(t+1)*scale, 1)` float image in [0, 1].
-
-    Each head is a panel (rows: queries, columns: keys), normalized by its row maximum so
-    the pattern is visible even where attention is spread; panels are separated by a
-    one-pixel white column.
-    """
-    probabilities = np.asarray(probabilities, dtype=np.float32)
-    heads, queries, keys = probabilities.shape
-    row_max = np.maximum(probabilities.max(axis=-1, keepdims=True), 1e-9)
-    panels = probabilities / row_max
-    separator = np.ones((queries, 1), np.float32)
-    tiled = np.concatenate([np.concatenate([panel, separator], axis=1) for panel in panels], axis=1)
-    tiled = np.kron(tiled, np.ones((scale, scale), np.float32))
-    return tiled[None, :, :, None]
 
 
 def _flatten_hparams(mapping, prefix=""):

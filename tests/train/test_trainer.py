@@ -393,8 +393,8 @@ def test_tensorboard_receives_scalars_text_image_and_hparams(tmp_path):
     tags = _event_tags(str(tmp_path / "logs"))
     assert {"loss", "learning_rate", "gradient_norm", "tokens_per_second", "examples_per_second", "accuracy",
             "config", "_hparams_/session_start_info"} <= tags["train"]
-    assert {"loss", "accuracy", "perplexity", "samples", "attention/layer_0", "attention/layer_1"} <= \
-        tags["eval"]
+    assert {"loss", "accuracy", "perplexity", "samples", "attention/self_attention_layer_0",
+            "attention/self_attention_layer_1"} <= tags["eval"]
     assert isinstance(trainer.summaries, Summaries)
 
 
