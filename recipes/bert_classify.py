@@ -15,7 +15,8 @@ The label vocabulary (sorted training labels) is saved as `tokenizer/labels.json
 beside `model.keras`. Metrics: held-out accuracy and macro F1 over every held-out
 example: one whose label never occurs in training counts as wrong (the model has no
 output for it; the recipe prints how many and where), and only the held-out loss,
-which needs an output for the gold label, leaves such examples out.
+which needs an output for the gold label, leaves such examples out. TensorBoard also
+shows the confusion matrix (an image) and per-class precision/recall/F1 (a table).
 """
 
 import dataclasses
@@ -34,6 +35,7 @@ from kzoo.recipes import (
 )
 from kzoo.run_directory import LABELS_FILE
 from kzoo.train import TrainConfig
+from kzoo.visualize import tasks
 
 
 @dataclasses.dataclass
@@ -119,10 +121,18 @@ def build(config, workdir):
     to_predict = eval_set if not unseen else data.classification_dataset(
         [{**record, "label": labels.labels[0]} for record in eval_records], tokenizer, labels, **options)
 
+    names = labels.labels + [f"{label} (unseen)" for label in unseen]  # ids as held_out_label_ids gives them
+
     def scores(model, results):
         logits = model.predict(to_predict, verbose=0)
-        return {"accuracy": metrics.accuracy(gold, logits),
-                "macro_f1": metrics.f1_score(gold, logits, average="macro", num_classes=num_classes)}
+        accuracy = metrics.accuracy(gold, logits)
+        title = f"held-out confusion matrix: {len(gold)} examples, accuracy {accuracy:.3f}"
+        return {"accuracy": accuracy,
+                "macro_f1": metrics.f1_score(gold, logits, average="macro", num_classes=num_classes),
+                "confusion_matrix": tasks.confusion_matrix_image(
+                    metrics.confusion_matrix(gold, logits, num_classes=num_classes), names, title),
+                "per_class_scores": tasks.per_class_table(
+                    names, metrics.per_class_scores(gold, logits, num_classes=num_classes))}
 
     backbone = models.from_preset(config.model.preset, **{
         **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
@@ -130,7 +140,7 @@ def build(config, workdir):
     model = models.BertClassifier(backbone, num_classes=len(labels), dropout=config.model.dropout)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[scores],
-                       attention_example=example, tokenizer_files=tokenizer_files,
+                       attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files,
                        extra_files={LABELS_FILE: labels_path})
 
 

@@ -13,7 +13,9 @@ optionally `--data.tokenizer_dir` (a BERT `vocab.txt`).
 Each word's tag is predicted at its first sub-token (the other sub-tokens do not count
 in the loss). The tag vocabulary is saved as `tokenizer/labels.json` beside
 `model.keras`. Metrics: held-out accuracy of the words' tags (compiled) and entity-level
-precision/recall/F1 (conlleval/seqeval) on the tags mapped back to words.
+precision/recall/F1 (conlleval/seqeval) on the tags mapped back to words; TensorBoard also
+shows them per entity type (a table) and three held-out sentences with gold and predicted
+entities marked.
 """
 
 import dataclasses
@@ -32,6 +34,7 @@ from kzoo.recipes import (
 )
 from kzoo.run_directory import LABELS_FILE
 from kzoo.train import TrainConfig
+from kzoo.visualize import tasks
 
 
 @dataclasses.dataclass
@@ -93,7 +96,9 @@ def build(config, workdir):
         logits = model.predict(eval_set, verbose=0)
         predicted = metrics.word_level_tags(logits, first_subword, tags, num_words=[len(t) for t in gold])
         scores = metrics.entity_scores(gold, predicted)
-        return {"entity_precision": scores["precision"], "entity_recall": scores["recall"], "entity_f1": scores["f1"]}
+        return {"entity_precision": scores["precision"], "entity_recall": scores["recall"], "entity_f1": scores["f1"],
+                "entity_scores": tasks.entity_table(scores),
+                "examples": tasks.ner_examples([words for words, _ in eval_sentences], gold, predicted)}
 
     backbone = models.from_preset(config.model.preset, **{
         **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
@@ -101,7 +106,7 @@ def build(config, workdir):
     model = models.BertTokenClassifier(backbone, num_classes=len(tags), dropout=config.model.dropout)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[entity_f1],
-                       attention_example=example, tokenizer_files=tokenizer_files,
+                       attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files,
                        extra_files={LABELS_FILE: labels_path})
 
 

@@ -14,7 +14,9 @@ one document a file, or documents separated by blank lines with
 Pairs are `[CLS] A [SEP] B [SEP]`, B the true continuation or (half the time) text of
 another document; 15% of the tokens are masked (static masking). The MLM loss is the
 mean over real masked positions (padded prediction slots have sample weight 0).
-Metrics: held-out MLM accuracy and NSP accuracy (compiled metrics), MLM perplexity.
+Metrics: held-out MLM accuracy and NSP accuracy (compiled metrics), MLM perplexity;
+TensorBoard also shows three held-out inputs with the model's top guesses at their
+masked positions.
 """
 
 import dataclasses
@@ -24,6 +26,7 @@ from kzoo.recipes import (
     RecipeModelConfig,
     RecipeParts,
     default_corpus,
+    masked_lm_examples,
     prepare_tokenizer,
     report_reading,
     run_recipe,
@@ -98,8 +101,9 @@ def build(config, workdir):
     model = models.BertPretrainer(backbone)
     features = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     example = {name: features[name] for name in ("token_ids", "segment_ids", "padding_mask")}
-    return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[mlm_perplexity],
-                       attention_example=example, tokenizer_files=tokenizer_files)
+    shown = masked_lm_examples(next(iter(eval_set.take(1))), tokenizer)  # the same held-out examples every time
+    return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[mlm_perplexity, shown],
+                       attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files)
 
 
 def main(argv=None):

@@ -16,7 +16,8 @@ Contexts longer than a window are split with `doc_stride`; a window without the 
 targets [CLS]. Metrics: held-out start/end token accuracy (compiled), and SQuAD v1.1
 exact match and F1 of the answer text cut from the context at the best valid span
 (start <= end, both in the context, at most `max_answer_length` tokens) of each
-question's best window.
+question's best window. TensorBoard also shows three held-out questions with the gold
+and predicted answers highlighted in their contexts.
 """
 
 import dataclasses
@@ -25,6 +26,7 @@ import sys
 from kzoo import data, metrics, models
 from kzoo.recipes import RecipeModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe
 from kzoo.train import TrainConfig
+from kzoo.visualize import tasks
 
 
 @dataclasses.dataclass
@@ -88,9 +90,14 @@ def build(config, workdir):
 
     def squad_f1(model, results):
         logits = model.predict(eval_set, verbose=0)
-        answers = metrics.squad_predictions(eval_features, logits["start_logits"], logits["end_logits"],
-                                            eval_examples, max_answer_length=config.data.max_answer_length)
-        return metrics.squad_scores(answers, references)  # exact_match, f1
+        spans = metrics.squad_prediction_spans(eval_features, logits["start_logits"], logits["end_logits"],
+                                               eval_examples, max_answer_length=config.data.max_answer_length)
+        answers = [example.context[span[0]:span[1]] if span else ""  # as metrics.squad_predictions cuts them
+                   for example, span in zip(eval_examples, spans, strict=True)]
+        shown = [{"question": example.question, "context": example.context, "predicted_span": span,
+                  "gold_span": (example.answer_start, example.answer_start + len(example.answer_text))}
+                 for example, span in zip(eval_examples[:3], spans[:3], strict=True)]
+        return {**metrics.squad_scores(answers, references), "examples": tasks.qa_examples(shown)}  # exact_match, f1
 
     backbone = models.from_preset(config.model.preset, **{
         **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
@@ -98,7 +105,7 @@ def build(config, workdir):
     model = models.BertSpanQA(backbone)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[squad_f1],
-                       attention_example=example, tokenizer_files=tokenizer_files)
+                       attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files)
 
 
 def main(argv=None):

@@ -28,11 +28,12 @@ import sys
 import keras
 
 from kzoo import data, metrics, models, saving
-from kzoo.convert import from_huggingface, from_keras_hub
+from kzoo.convert import from_checkpoint_directory, is_checkpoint_directory
 from kzoo.recipes import RecipeParts, default_corpus, report_reading, run_recipe, split_holdout
 from kzoo.run_directory import RunDirectory
 from kzoo.text import tokenizer_from_files
 from kzoo.train import ConfigError, TrainConfig
+from kzoo.visualize.tasks import escape_markdown, generation_settings
 
 DEFAULT_CHECKPOINT = RunDirectory.default("gpt_pretrain").model
 
@@ -80,10 +81,8 @@ def load_checkpoint(path):
         if os.path.isfile(path) and path.endswith(".keras"):
             # kzoo's one loading path: any refusal (kzoo's checks or Keras') is a one-line ModelFileError
             model, files = saving.load_model(path, compile=False), None
-        elif os.path.isfile(os.path.join(path, "config.json")):
-            keras_hub = os.path.exists(os.path.join(path, "model.weights.h5")) or os.path.exists(
-                os.path.join(path, "model.weights.json"))
-            imported = (from_keras_hub if keras_hub else from_huggingface)(path, family="gpt")
+        elif is_checkpoint_directory(path):
+            imported = from_checkpoint_directory(path, family="gpt")
             model, files = imported.model, imported.tokenizer_files
         else:
             raise ConfigError(f"model.checkpoint {path!r} is neither a .keras file nor a directory with config.json.")
@@ -126,8 +125,13 @@ def held_out_loss(model, dataset):
     return sum(values) / len(values)
 
 
+def generation_options(config):
+    """The `generate` settings of the samples (shown with them in TensorBoard)."""
+    return {"strategy": "greedy", "max_new_tokens": config.data.sample_tokens}
+
+
 def continuations(model, tokenizer, prompts, config):
-    return model.generate(prompts, tokenizer=tokenizer, max_new_tokens=config.data.sample_tokens)
+    return model.generate(prompts, tokenizer=tokenizer, **generation_options(config))
 
 
 def build(config, workdir):
@@ -151,12 +155,15 @@ def build(config, workdir):
 
     def evaluate(model, results):
         now = continuations(model, tokenizer, prompts, config)
-        samples = [f"**{p}** …  \nbefore: {b}  \nnow: {n}" for p, b, n in zip(prompts, before, now, strict=True)]
+        samples = [f"**{escape_markdown(p)}** …  \nbefore: {escape_markdown(b)}  \nnow: {escape_markdown(n)}"
+                   for p, b, n in zip(prompts, before, now, strict=True)]
+        settings = generation_settings({**generation_options(config), "stop at": "end token"})
         return {"perplexity": metrics.perplexity(results["loss"]), "base_loss": base_loss,
-                "base_perplexity": metrics.perplexity(base_loss), "samples": "\n\n".join(samples)}
+                "base_perplexity": metrics.perplexity(base_loss), "samples": "\n\n".join([*samples, settings])}
 
+    example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[evaluate],
-                       tokenizer_files=tokenizer_files)
+                       attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files)
 
 
 def main(argv=None):

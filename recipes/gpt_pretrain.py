@@ -89,7 +89,7 @@ def build(config, workdir):
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     evaluators = [perplexity, sample_generations(PROMPTS, tokenizer)]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=evaluators,
-                       attention_example=example, tokenizer_files=tokenizer_files)
+                       attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files)
 
 
 def main(argv=None):

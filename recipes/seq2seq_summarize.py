@@ -89,7 +89,7 @@ def build(config, workdir):
         evaluators=[greedy_seq2seq_evaluator(
             eval_pairs[:config.data.decode_examples], tokenizer, config.data.encoder_sequence_length,
             config.data.decoder_sequence_length, score=metrics.rouge)],
-        attention_example=example, tokenizer_files=tokenizer_files)
+        attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files)
 
 
 def main(argv=None):

@@ -186,6 +186,29 @@ def squad_predictions(features, start_logits, end_logits, contexts, max_answer_l
         ValueError: logits whose shape differs from the windows', or an `example_index`
             beyond `contexts`.
     """
+    contexts = [getattr(context, "context", context) for context in contexts]
+    spans = squad_prediction_spans(features, start_logits, end_logits, contexts, max_answer_length)
+    return [context[span[0]:span[1]] if span else "" for context, span in zip(contexts, spans, strict=True)]
+
+
+def squad_prediction_spans(features, start_logits, end_logits, contexts, max_answer_length=30):
+    """Where each example's predicted answer lies in its context, as a character span.
+
+    The same decoding as `squad_predictions` (whose answers are `context[start:end]`
+    of these spans), for showing the prediction in place, e.g. highlighted.
+
+    Args:
+        features, start_logits, end_logits, contexts, max_answer_length: as for
+            `squad_predictions`.
+
+    Returns:
+        list with one entry per example: `(start, end)` character offsets (end
+        exclusive) into its context, or None where it has no window, no valid span or
+        an empty answer.
+
+    Raises:
+        ValueError: as `squad_predictions`.
+    """
     from kzoo.data.squad import answer_text
 
     offsets = np.asarray(features["offsets"])
@@ -199,17 +222,17 @@ def squad_predictions(features, start_logits, end_logits, contexts, max_answer_l
         raise ValueError(f"features refer to example {example_index.max()} but only {len(contexts)} contexts "
                          "were given.")
     if not example_index.size:
-        return [""] * len(contexts)
+        return [None] * len(contexts)
     starts, ends, scores = best_span(start_logits, end_logits, max_answer_length, valid_mask=offsets[..., 0] >= 0)
     best = {}
     for window, example in enumerate(example_index.tolist()):
         if example not in best or scores[window] > scores[best[example]]:
             best[example] = window
-    answers = []
+    spans = []
     for example, context in enumerate(contexts):
         window = best.get(example)
-        if window is None or not np.isfinite(scores[window]):
-            answers.append("")
-        else:
-            answers.append(answer_text(context, offsets[window], starts[window], ends[window]))
-    return answers
+        text = "" if window is None or not np.isfinite(scores[window]) else answer_text(
+            context, offsets[window], starts[window], ends[window])
+        first = int(offsets[window][starts[window]][0]) if text else 0
+        spans.append((first, first + len(text)) if text else None)
+    return spans

@@ -3,7 +3,7 @@
     runner      run_recipe: command line -> strategy -> build(config, workdir) -> Trainer -> outputs, report
     reading     the offline default corpus, user csv/tsv pairs, held-out splits, what a reader skipped
     vocabulary  prepare_tokenizer: the user's vocabulary files or one trained on the training texts
-    evaluators  perplexity, sample generations, greedy seq2seq outputs scored by a metric
+    evaluators  perplexity, sample generations, greedy seq2seq outputs scored by a metric, masked-LM guesses
     outputs     model.keras, tokenizer/ and result.json written when a run ends; load_run reads a run back
     index       the recipe scripts by name (`kzoo train NAME`): the top-level recipes/ folder, installed
                 as `kzoo.recipes.scripts`
@@ -13,7 +13,12 @@ A recipe script (recipes/NAME.py) defines its config dataclass (sections `model`
 `kzoo.train`'s; the run directory's file names are `kzoo.run_directory`'s.
 """
 
-from kzoo.recipes.evaluators import greedy_seq2seq_evaluator, perplexity, sample_generations
+from kzoo.recipes.evaluators import (
+    greedy_seq2seq_evaluator,
+    masked_lm_examples,
+    perplexity,
+    sample_generations,
+)
 from kzoo.recipes.outputs import LoadedRun, RunLoadError, load_run
 from kzoo.recipes.reading import default_corpus, read_text_pairs, report_reading, require_filled, split_holdout
 from kzoo.recipes.runner import RecipeModelConfig, RecipeParts, parse_arguments, run_recipe
@@ -21,6 +26,6 @@ from kzoo.recipes.vocabulary import prepare_tokenizer
 
 __all__ = [
     "LoadedRun", "RecipeModelConfig", "RecipeParts", "RunLoadError", "default_corpus", "greedy_seq2seq_evaluator",
-    "load_run", "parse_arguments", "perplexity", "prepare_tokenizer", "read_text_pairs", "report_reading",
+    "load_run", "masked_lm_examples", "parse_arguments", "perplexity", "prepare_tokenizer", "read_text_pairs", "report_reading",
     "require_filled", "run_recipe", "sample_generations", "split_holdout",
 ]

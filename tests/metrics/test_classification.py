@@ -45,3 +45,39 @@ def test_errors():
         metrics.f1_score([0], [0], average="weighted")
     with pytest.raises(ValueError, match="negative class id"):
         metrics.accuracy([0, -1], [0, 1])
+
+
+CM_GOLD = [0, 0, 0, 1, 1, 2, 2, 2, 2]  # class 2 is never predicted
+CM_PREDICTED = [0, 1, 0, 1, 1, 0, 1, 1, 1]
+
+
+def test_confusion_matrix_and_per_class_scores():
+    matrix = metrics.confusion_matrix(CM_GOLD, CM_PREDICTED, num_classes=3)
+    np.testing.assert_array_equal(matrix, [[2, 1, 0], [0, 2, 0], [1, 3, 0]])
+    assert matrix.dtype == np.int64 and matrix.sum(axis=1).tolist() == [3, 2, 4]
+    logits = np.eye(3)[CM_PREDICTED]  # scores are arg-maxed like everywhere in kzoo.metrics
+    np.testing.assert_array_equal(metrics.confusion_matrix(CM_GOLD, logits, num_classes=3), matrix)
+    assert metrics.confusion_matrix([0, 2], [0, 0]).shape == (3, 3)  # without num_classes: max id + 1
+
+    scores = metrics.per_class_scores(CM_GOLD, CM_PREDICTED, num_classes=3)
+    np.testing.assert_allclose(scores["precision"], [2 / 3, 2 / 6, 0.0], atol=1e-12)
+    np.testing.assert_allclose(scores["recall"], [2 / 3, 1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(scores["f1"], [2 / 3, 0.5, 0.0], atol=1e-12)
+    assert scores["support"].tolist() == [3, 2, 4] and scores["classes"].tolist() == [0, 1, 2]
+    assert np.mean(scores["f1"]) == pytest.approx(metrics.f1_score(CM_GOLD, CM_PREDICTED, num_classes=3), abs=1e-12)
+    with pytest.raises(ValueError, match="out of range for num_classes=2"):
+        metrics.confusion_matrix(CM_GOLD, CM_PREDICTED, num_classes=2)
+
+
+def test_per_class_scores_match_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    gold, predicted = rng.integers(0, 5, 200), rng.integers(0, 4, 200)
+    ours = metrics.per_class_scores(gold, predicted, num_classes=5)
+    precision, recall, f1, support = sklearn_metrics.precision_recall_fscore_support(
+        gold, predicted, labels=range(5), zero_division=0)
+    for name, reference in (("precision", precision), ("recall", recall), ("f1", f1)):
+        np.testing.assert_allclose(ours[name], reference, atol=1e-12, err_msg=name)
+    assert ours["support"].tolist() == support.tolist()
+    np.testing.assert_array_equal(metrics.confusion_matrix(gold, predicted, num_classes=5),
+                                  sklearn_metrics.confusion_matrix(gold, predicted, labels=range(5)))

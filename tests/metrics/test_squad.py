@@ -119,3 +119,16 @@ def test_squad_predictions_recover_gold_answers_from_squad_features():
     predictions = metrics.squad_predictions(features, start, end, examples)
     assert predictions == ["Denver Broncos", "2016,"]  # this tokenizer has no id_to_token: whole-word spans
     assert metrics.squad_scores(predictions, [e.answer_text for e in examples]) == {"exact_match": 1.0, "f1": 1.0}
+
+
+def test_squad_prediction_spans_agree_with_squad_predictions():
+    context = "Denver Broncos won"
+    none = [-1, -1]
+    offsets = np.array([[none, none, [0, 6], [7, 14], none], [none, none, [7, 14], [15, 18], none]])
+    features = {"offsets": offsets, "example_index": np.array([0, 0])}
+    start = np.array([[9.0, 0, 3, 1, 9], [0, 0, 2, 0, 0]])
+    end = np.array([[9.0, 0, 0, 3, 9], [0, 0, 0, 2, 0]])
+    spans = metrics.squad_prediction_spans(features, start, end, [context, "no window"])
+    assert spans == [(0, 14), None]
+    answers = metrics.squad_predictions(features, start, end, [context, "no window"])
+    assert answers == [context[0:14], ""]

@@ -3,9 +3,11 @@
 Each recipe runs through its `main(argv)` for two steps on tiny settings (`bert_test`,
 a small vocabulary, short sequences, a few held-out examples) and must leave the
 model, a checkpoint, the resolved config, TensorBoard logs, its tokenizer files and a
-result whose task metrics are finite fractions.
+result whose task metrics are finite fractions; the classifier's TensorBoard logs are
+read back for its task pictures (confusion-matrix image, per-class table).
 """
 
+import glob
 import json
 import math
 import os
@@ -54,10 +56,33 @@ def test_pretrain_smoke(tmp_path):
     assert evaluation["mlm_logits_loss"] > 1.0  # a near-random model over ~200 pieces
 
 
+def eval_summaries(output_dir):
+    """`{tag: value proto}` of the last evaluation's summaries in `<output_dir>/logs/eval`."""
+    import tensorflow as tf
+
+    summaries = {}
+    for path in sorted(glob.glob(os.path.join(output_dir, "logs", "eval", "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            summaries.update({value.tag: value for value in event.summary.value})
+    return summaries
+
+
 def test_classify_smoke_and_reload(tmp_path):
+    import tensorflow as tf
+
     output = tmp_path / "out"
     evaluation = run(bert_classify.main, output, "--data.eval_examples=24")
     assert fractions(evaluation, "accuracy", "macro_f1")
+    # The task pictures in TensorBoard: the confusion matrix as a PNG image, per-class scores as markdown text.
+    summaries = eval_summaries(output)
+    width, height, png = summaries["confusion_matrix"].tensor.string_val
+    pixels = tf.io.decode_png(png).numpy()
+    assert pixels.shape == (int(height), int(width), 3) and pixels.shape[0] > 200
+    table = summaries["per_class_scores"].tensor.string_val[0].decode("utf-8")
+    assert table.startswith("| class | precision | recall | F1 | support |")
+    assert "| negative |" in table and "| positive |" in table
+    assert table.splitlines()[-1].startswith("| **macro average** |") and table.endswith(" | 24 |")
+    assert "confusion_matrix" not in evaluation and "per_class_scores" not in evaluation  # not scalars
     with open(output / "tokenizer" / "labels.json", encoding="utf-8") as file:
         assert json.load(file)["labels"] == ["negative", "positive"]
     model = keras.saving.load_model(output / "model.keras", compile=False)

@@ -58,6 +58,13 @@ def test_classify_scores_unseen_held_out_labels_as_wrong_and_says_so(tmp_path, c
     assert len(seen_logits) == 9
     assert scores["accuracy"] == pytest.approx(right / 12, abs=1e-12)
     assert 0.0 <= scores["macro_f1"] <= 2 / 4 + 1e-9  # 4 classes, 'neutral' and 'mixed' score 0
+    # The task pictures name the unseen labels too: never predicted, so all zeros, with their held-out support.
+    rows = scores["per_class_scores"].splitlines()
+    assert rows[4:6] == ["| neutral (unseen) | 0.000 | 0.000 | 0.000 | 2 |",
+                         "| mixed (unseen) | 0.000 | 0.000 | 0.000 | 1 |"]
+    assert rows[6] == f"| **macro average** | {rows[6].split(' | ')[1]} | {rows[6].split(' | ')[2]} | " \
+                      f"{scores['macro_f1']:.3f} | 12 |"
+    assert scores["confusion_matrix"].dtype == np.uint8 and scores["confusion_matrix"].shape[2] == 3
 
 
 def test_classify_refuses_held_out_data_with_no_training_label(tmp_path, capsys):
