@@ -24,15 +24,16 @@ def attention(layer, reader, names, transposed=True):
     for role in ("query", "key", "value"):
         weight = reader.take(names[role] + ".weight")
         kernel = linear_to_kernel(weight) if transposed else weight
-        assign(getattr(layer, f"{role}_kernel"), split_heads_in(kernel, heads), names[role] + ".weight")
+        projection = getattr(layer, f"{role}_dense")
+        assign(projection.kernel, split_heads_in(kernel, heads), names[role] + ".weight")
         if layer.use_bias:
             bias = reader.take(names[role] + ".bias")
-            assign(getattr(layer, f"{role}_bias"), bias.reshape(heads, -1), names[role] + ".bias")
+            assign(projection.bias, bias.reshape(heads, -1), names[role] + ".bias")
     weight = reader.take(names["output"] + ".weight")
     kernel = linear_to_kernel(weight) if transposed else weight
-    assign(layer.output_kernel, merge_heads_out(kernel, heads), names["output"] + ".weight")
+    assign(layer.output_dense.kernel, merge_heads_out(kernel, heads), names["output"] + ".weight")
     if layer.use_bias:
-        assign(layer.output_bias, reader.take(names["output"] + ".bias"), names["output"] + ".bias")
+        assign(layer.output_dense.bias, reader.take(names["output"] + ".bias"), names["output"] + ".bias")
 
 
 def dense(layer, reader, name, transposed=True):

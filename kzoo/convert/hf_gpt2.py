@@ -51,11 +51,12 @@ def load_backbone(reader, hf_config, dtype=None):
             ("query", "key", "value"), np.split(fused, 3, axis=1), np.split(fused_bias, 3), strict=True
         ):
             name = f"{layer}.attn.c_attn ({role})"
-            assign(getattr(attention, f"{role}_kernel"), split_heads_in(kernel, attention.num_heads), name)
-            assign(getattr(attention, f"{role}_bias"), bias.reshape(attention.num_heads, -1), name)
+            projection = getattr(attention, f"{role}_dense")
+            assign(projection.kernel, split_heads_in(kernel, attention.num_heads), name)
+            assign(projection.bias, bias.reshape(attention.num_heads, -1), name)
         projection = reader.take(f"{layer}.attn.c_proj.weight")  # (d, d) in -> out
-        assign(attention.output_kernel, merge_heads_out(projection, attention.num_heads), f"{layer}.attn.c_proj")
-        assign(attention.output_bias, reader.take(f"{layer}.attn.c_proj.bias"), f"{layer}.attn.c_proj.bias")
+        assign(attention.output_dense.kernel, merge_heads_out(projection, attention.num_heads), f"{layer}.attn.c_proj")
+        assign(attention.output_dense.bias, reader.take(f"{layer}.attn.c_proj.bias"), f"{layer}.attn.c_proj.bias")
         _assign.norm(block.self_attention_norm, reader, f"{layer}.ln_1")
         _assign.feed_forward(
             block.feed_forward, reader, f"{layer}.mlp.c_fc", f"{layer}.mlp.c_proj", transposed=False

@@ -335,10 +335,10 @@ def _copy_attention(weights, source, target):
         ("_value_dense", "value"),
         ("_output_dense", "output"),
     ):
-        dense = _sublayer(source, attribute)
-        weights.copy(dense.kernel, getattr(target, f"{role}_kernel"))
+        dense, projection = _sublayer(source, attribute), getattr(target, f"{role}_dense")
+        weights.copy(dense.kernel, projection.kernel)
         if dense.bias is not None:
-            weights.copy(dense.bias, getattr(target, f"{role}_bias"))
+            weights.copy(dense.bias, projection.bias)
 
 
 def _copy_feed_forward(weights, layer, feed_forward):

@@ -50,6 +50,11 @@ class MultiHeadAttention(keras.layers.Layer):
     `(b, t_past + s, h, k)`. Zero-length pasts (`t_past = 0`, see `empty_past`) make
     it a prefill pass.
 
+    The four projections are Keras `EinsumDense` sublayers named `query`, `key`, `value` (kernels `(d, h, k)`,
+    biases `(h, k)`) and `output` (kernel `(h, k, d_out)`), so Keras' `enable_lora` and `quantize` reach them
+    (`kzoo.models.lora`); `.keras` files of the earlier layout, where the layer owned the eight variables itself,
+    still load (`load_own_variables`).
+
     Args:
         num_heads: int, number of heads.
         key_dim: int or None, size of each head; None means `d / num_heads`, which
@@ -122,44 +127,64 @@ class MultiHeadAttention(keras.layers.Layer):
                 "hidden_dim (the query width)", self.hidden_dim, "num_heads", self.num_heads, self.name
             )
         self.head_dim = self.key_dim or self.hidden_dim // self.num_heads
+        self.key_value_dim = int(key_value_shape[-1])
         width = self.output_dim or self.hidden_dim
         heads = (self.num_heads, self.head_dim)
-        self.query_kernel = self._kernel("query_kernel", (self.hidden_dim,) + heads)
-        self.key_kernel = self._kernel("key_kernel", (int(key_value_shape[-1]),) + heads)
-        self.value_kernel = self._kernel("value_kernel", (int(key_value_shape[-1]),) + heads)
-        self.output_kernel = self._kernel("output_kernel", heads + (width,))
-        if self.use_bias:
-            self.query_bias = self._bias("query_bias", heads)
-            self.key_bias = self._bias("key_bias", heads)
-            self.value_bias = self._bias("value_bias", heads)
-            self.output_bias = self._bias("output_bias", (width,))
+        # Keras EinsumDense sublayers, so that Keras' own LoRA (`enable_lora`) and quantization
+        # (`quantize("int8")`) reach the attention projections as they reach the feed-forward's Dense layers.
+        self.query_dense = self._projection("query", "bsd,dhk->bshk", heads, "hk", self.hidden_dim)
+        self.key_dense = self._projection("key", "bsd,dhk->bshk", heads, "hk", self.key_value_dim)
+        self.value_dense = self._projection("value", "bsd,dhk->bshk", heads, "hk", self.key_value_dim)
+        self.output_dense = self._projection("output", "bshk,hkd->bsd", (width,), "d", heads)
         self.built = True
 
-    def _kernel(self, name, shape):
-        return self.add_weight(name=name, shape=shape, initializer=self.kernel_initializer)
+    @property
+    def projections(self):
+        """The four `EinsumDense` projections: query, key, value `(d, h, k)` kernels, output `(h, k, d_out)`."""
+        return self.query_dense, self.key_dense, self.value_dense, self.output_dense
 
-    def _bias(self, name, shape):
-        return self.add_weight(name=name, shape=shape, initializer=self.bias_initializer)
+    def _projection(self, name, equation, output_shape, bias_axes, input_width):
+        # A plain EinsumDense, not a subclass: Keras quantizes only its own layer types (`type(layer) is
+        # EinsumDense`).
+        layer = keras.layers.EinsumDense(
+            equation,
+            output_shape=(None,) + tuple(output_shape),
+            bias_axes=bias_axes if self.use_bias else None,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        layer.supports_masking = True  # the sequence axis is untouched: a padding mask still holds
+        input_width = input_width if isinstance(input_width, tuple) else (input_width,)
+        layer.build((None, None) + input_width)
+        return layer
 
-    def _project(self, inputs, kernel, bias):
-        """`(b, s, d)` -> `(b, s, h, k)` with a `(d, h, k)` kernel."""
-        heads = ops.einsum("bsd,dhk->bshk", inputs, ops.cast(kernel, self.compute_dtype))
-        return heads if bias is None else heads + ops.cast(bias, self.compute_dtype)
+    def load_own_variables(self, store):
+        """Loads a `.keras` file written before the projections were sublayers: it holds the four kernels
+        (query, key, value, output), then the four biases, as this layer's own variables."""
+        if len(store) == 0:  # the current layout: each projection loads its own variables
+            return
+        expected = 8 if self.use_bias else 4
+        if len(store) != expected:
+            raise ValueError(f"MultiHeadAttention '{self.name}' expected {expected} variables in this file's "
+                             f"layout, found {len(store)}: the file was saved from a different layer.")
+        for index, projection in enumerate(self.projections):
+            projection.kernel.assign(store[str(index)])
+            if self.use_bias:
+                projection.bias.assign(store[str(index + 4)])
+            _skip_next_load(projection)
 
     def _project_query(self, query):
-        return self._project(query, self.query_kernel, getattr(self, "query_bias", None))
+        """`(b, s, d)` -> `(b, s, h, k)`."""
+        return self.query_dense(query)
 
     def _project_key_value(self, key_value):
-        keys = self._project(key_value, self.key_kernel, getattr(self, "key_bias", None))
-        values = self._project(key_value, self.value_kernel, getattr(self, "value_bias", None))
-        return keys, values
+        return self.key_dense(key_value), self.value_dense(key_value)
 
     def _project_output(self, context):
         """`(b, s, h, k)` -> `(b, s, d_out)`."""
-        outputs = ops.einsum("bshk,hkd->bsd", context, ops.cast(self.output_kernel, self.compute_dtype))
-        if self.use_bias:
-            outputs = outputs + ops.cast(self.output_bias, self.compute_dtype)
-        return outputs
+        return self.output_dense(context)
 
     def call(
         self,
@@ -391,8 +416,7 @@ class MultiHeadAttention(keras.layers.Layer):
         _checks.check_last_dim("query", query, self.hidden_dim, self, "Use one width per layer.")
         if key_value is not None:
             _checks.check_rank("key_value", key_value, 3, self)
-            expected = self.key_kernel.shape[0]
-            _checks.check_last_dim("key_value", key_value, expected, self)
+            _checks.check_last_dim("key_value", key_value, self.key_value_dim, self)
         if padding_mask is not None:
             _checks.check_rank("padding_mask", padding_mask, 2, self)
         if attention_mask is not None:
@@ -461,3 +485,13 @@ def _jax_on_accelerator():
     import jax
 
     return jax.devices()[0].platform in ("gpu", "tpu")
+
+
+def _skip_next_load(layer):
+    """Makes Keras' next `layer.load_own_variables(store)` call (the file has nothing for the sublayer: its values
+    came with the parent's) a no-op, once; the layer's own method is back afterwards."""
+
+    def skip_once(store):
+        del layer.load_own_variables
+
+    layer.load_own_variables = skip_once

@@ -7,8 +7,8 @@ model too big for one device's memory holds `1 / n` of each on each of `n` devic
 
 | variable (path ends with)                      | shape          | split on         |
 |------------------------------------------------|----------------|------------------|
-| `query_kernel`, `key_kernel`, `value_kernel`   | `(d, h, k)`    | `h` (heads)      |
-| `output_kernel` (attention output)             | `(h, k, d)`    | `h` (heads)      |
+| `query/kernel`, `key/kernel`, `value/kernel`   | `(d, h, k)`    | `h` (heads)      |
+| `…attention/output/kernel` (attention output)  | `(h, k, d)`    | `h` (heads)      |
 | `up/kernel`, `gate/kernel` (feed-forward in)   | `(d, f)`       | `f` (hidden)     |
 | `down/kernel` (feed-forward out)               | `(f, d)`       | `f` (hidden)     |
 | `token_embedding/embeddings`                   | `(V, d)`       | `d` (width)      |
@@ -64,8 +64,8 @@ def layout_map(device_mesh, model_axis="model"):
     layouts = keras.distribution.LayoutMap(device_mesh)
     # Keys are anchored on the names the layers give their own weights (and on `token_embedding`, the name
     # every backbone gives its TokenEmbedding), so each variable matches at most one key.
-    layouts[r"(.*/)?(query|key|value)_kernel"] = (None, model_axis, None)  # (d, h, k)
-    layouts[r"(.*/)?output_kernel"] = (model_axis, None, None)  # (h, k, d)
+    layouts[r"(.*/)?(query|key|value)/kernel"] = (None, model_axis, None)  # (d, h, k)
+    layouts[r"(.*/)?[^/]*attention/output/kernel"] = (model_axis, None, None)  # (h, k, d)
     layouts[r"(.*/)?(up|gate)/kernel"] = (None, model_axis)  # (d, f)
     layouts[r"(.*/)?down/kernel"] = (model_axis, None)  # (f, d)
     layouts[r"(.*/)?token_embedding/embeddings"] = (None, model_axis)  # (V, d)

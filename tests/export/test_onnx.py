@@ -340,7 +340,9 @@ def test_verify_raises_on_a_tampered_model(bert_exports, tmp_path):
     weight = next(initializers[name] for node in proto.graph.node if node.op_type in ("MatMul", "Gemm")
                   for name in node.input if name in initializers)
     values = numpy_helper.to_array(weight).copy()
-    values[0] += 0.05  # one input row of one projection
+    # The whole projection tripled: a small local edit can fall under the tolerance (one query weight moved these
+    # logits by 8e-5) or be ignored outright (a constant added to a key unit shifts softmax rows by a constant).
+    values *= 3.0
     weight.CopyFrom(numpy_helper.from_array(values, weight.name))
     onnx.save(proto, str(copy / "model.onnx"))
     with pytest.raises(onnx_export.OnnxParityError, match=r"graph 'model' output 'logits' shape .* max abs diff"):

@@ -117,7 +117,9 @@ def test_exhaustive_beam_search_returns_the_argmax_sequence(rotary_gpt):
     """With as many beams as there are prefixes (V^(N-1)), beam search keeps every prefix,
     so it must return the sequence of highest total log-probability; all V^N sequences
     are enumerated to check."""
-    vocabulary, steps, prompt = 61, 2, [1, 6]
+    # A prompt whose best sequence does not start with the greedy token, by a clear margin (0.22 in total
+    # log-probability over the runner-up) for the fixture's random weights.
+    vocabulary, steps, prompt = 61, 2, [1, 19]
     best = generate(rotary_gpt, [prompt], strategy="beam", num_beams=vocabulary ** (steps - 1), max_new_tokens=steps,
                     length_penalty=0.0, **FAST)
     grid = np.stack(np.meshgrid(*[np.arange(vocabulary)] * steps, indexing="ij"), -1).reshape(-1, steps)

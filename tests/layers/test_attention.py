@@ -8,8 +8,8 @@ from tests.harness import REFERENCE_ATOL, assert_config_round_trip, randomize_we
 
 def _reference(layer, query, key_value=None, **kwargs):
     names = ("query", "key", "value", "output")
-    kernels = [weight(layer, f"{n}_kernel") for n in names]
-    biases = [weight(layer, f"{n}_bias") for n in names] if layer.use_bias else [None] * 4
+    kernels = [weight(layer, f"{n}/kernel") for n in names]
+    biases = [weight(layer, f"{n}/bias") for n in names] if layer.use_bias else [None] * 4
     key_value = query if key_value is None else key_value
     return reference.attention(
         query.astype(np.float64), key_value.astype(np.float64), *kernels, *biases, **kwargs

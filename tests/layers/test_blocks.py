@@ -7,8 +7,8 @@ from tests.harness import REFERENCE_ATOL, assert_config_round_trip, randomize_we
 
 
 def _attention_ref(block, prefix, query, key_value, mask):
-    kernels = [weight(block, f"{prefix}/{n}_kernel") for n in ("query", "key", "value", "output")]
-    biases = [weight(block, f"{prefix}/{n}_bias") for n in ("query", "key", "value", "output")]
+    kernels = [weight(block, f"{prefix}/{n}/kernel") for n in ("query", "key", "value", "output")]
+    biases = [weight(block, f"{prefix}/{n}/bias") for n in ("query", "key", "value", "output")]
     return reference.attention(query, key_value, *kernels, *biases, mask=mask)[0]
 
 

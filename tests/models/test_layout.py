@@ -28,7 +28,7 @@ RTOL, ATOL = 1e-5, 1e-6
 # Rank >= 2 variables the map leaves replicated on purpose (small); any other one must be split, so a new
 # layer whose kernels escape the map fails here.
 REPLICATED = r".*(position_embedding/embeddings|segment_embedding/embeddings|relative_position_bias/embeddings" \
-             r"|(query|key|value)_bias|pooler/dense/kernel|masked_lm_head/transform/kernel)"
+             r"|(query|key|value)/bias|pooler/dense/kernel|masked_lm_head/transform/kernel)"
 BATCH, LENGTH = 2, 8
 
 
@@ -126,15 +126,15 @@ def test_kernels_are_split_over_the_model_axis(results, family):
     split, escaped = results[family]["split"], results[family]["escaped"]
     assert escaped == []
     expected = {  # path suffix: (spec, shape of each of the two shards)
-        "self_attention/query_kernel": (["None", "model", "None"], [32, 1, 16]),
-        "self_attention/value_kernel": (["None", "model", "None"], [32, 1, 16]),
-        "self_attention/output_kernel": (["model", "None", "None"], [1, 16, 32]),
+        "self_attention/query/kernel": (["None", "model", "None"], [32, 1, 16]),
+        "self_attention/value/kernel": (["None", "model", "None"], [32, 1, 16]),
+        "self_attention/output/kernel": (["model", "None", "None"], [1, 16, 32]),
         "feed_forward/up/kernel": (["None", "model"], [32, (128 if family == "bert" else 64) // 2]),
         "feed_forward/down/kernel": (["model", "None"], [(128 if family == "bert" else 64) // 2, 32]),
         "token_embedding/embeddings": (["None", "model"], [128, 16]),
     }
     if family == "seq2seq":
-        expected["cross_attention/key_kernel"] = (["None", "model", "None"], [32, 1, 16])
+        expected["cross_attention/key/kernel"] = (["None", "model", "None"], [32, 1, 16])
         expected["token_embedding/reverse_embeddings"] = (["model", "None"], [16, 128])
     for suffix, (spec, shard_shape) in expected.items():
         paths = [path for path in split if path.endswith(suffix)]
@@ -157,7 +157,7 @@ def test_split_model_computes_what_one_device_does(results, family):
 @pytest.mark.slow
 def test_an_uneven_split_names_the_variable_while_building(results):
     message = results["indivisible_error"]
-    assert "decoder_block_0/self_attention/query_kernel" in message and "(32, 1, 32)" in message
+    assert "decoder_block_0/self_attention/query/kernel" in message and "(32, 1, 32)" in message
     assert "'model' mesh axis of size 2" in message
 
 

@@ -132,7 +132,7 @@ def test_data_and_model_parallel_on_two_devices_match_one_device(tmp_path):
     assert set(map(str, _result(tmp_path / "data")["shardings"].values())) <= {"[]", "[None]", "[None, None]",
                                                                                   "[None, None, None]"}
     shardings = _result(tmp_path / "model")["shardings"]  # the weights really are split over the 2 devices
-    assert shardings["decoder_block_0/self_attention/query_kernel"] == [None, "model", None]
+    assert shardings["decoder_block_0/self_attention/query/kernel"] == [None, "model", None]
     assert shardings["decoder_block_0/feed_forward/down/kernel"] == ["model", None]
     assert shardings["token_embedding/embeddings"] == [None, "model"]
 
