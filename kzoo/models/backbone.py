@@ -91,6 +91,18 @@ class Backbone(keras.Model):
         inputs = {name: keras.ops.convert_to_tensor(value) for name, value in inputs.items()}
         return self._forward(inputs, return_attention_scores=True)["attention_scores"]
 
+    def enable_lora(self, rank, alpha=None, targets=("query", "value")):
+        """Low-rank adapters on the `targets` projections of every block, everything else frozen
+        (`kzoo.models.lora.enable_lora`): afterwards only the adapters (and a task's head) train.
+
+        Args:
+            rank: int, the adapters' rank. alpha: float, their scale is `alpha / rank` (default: `rank`).
+            targets: attention "query", "key", "value", "output" and feed-forward "up", "gate", "down".
+        """
+        from kzoo.models.lora import enable_lora
+
+        return enable_lora(self, rank, alpha, targets)
+
     def count_params_by_layer(self):
         """`{layer name: parameter count}` for the top-level layers (for reports)."""
         return {layer.name: layer.count_params() for layer in self.layers if layer.weights}
