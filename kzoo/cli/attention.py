@@ -11,16 +11,9 @@ import argparse
 import os
 import sys
 
-from kzoo.cli.common import one_line, positive_int, tokenizer_files
+from kzoo.cli.common import int_list, one_line, positive_int, tokenizer_files
 
 PAGE_NAME = "attention.html"
-
-
-def _index_list(text):
-    try:
-        return [int(part) for part in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected indices separated by commas, e.g. 0,3,-1, got {text!r}") from None
 
 
 def _window(text):
@@ -51,8 +44,10 @@ def register(commands):
     parser.add_argument("--target", help="seq2seq: the decoder's text (default: the model's own greedy output)")
     parser.add_argument("--tokenizer", nargs="+", metavar="FILE",
                         help="tokenizer files or their directory (default: the run's tokenizer/ or the checkpoint's)")
-    parser.add_argument("--layers", type=_index_list, help="layers to draw, e.g. 0,11 or -1 (default: all)")
-    parser.add_argument("--heads", type=_index_list, help="heads to draw, e.g. 0,3 (default: all)")
+    parser.add_argument("--layers", type=int_list("layer indices (e.g. 0,-1)"),
+                        help="layers to draw, e.g. 0,11 or -1 (default: all)")
+    parser.add_argument("--heads", type=int_list("head indices (e.g. 0,3)"),
+                        help="heads to draw, e.g. 0,3 (default: all)")
     parser.add_argument("--window", type=_window, metavar="START:STOP",
                         help="only token positions START..STOP-1 (queries; and keys, for self-attention)")
     parser.add_argument("--max-labels", type=positive_int, default=40,

@@ -17,6 +17,18 @@ def positive_int(text):
     return value
 
 
+def int_list(what):
+    """argparse type: integers separated by spaces or commas ("5 6 7", "0,-1"); `what` names them in the error."""
+
+    def parse(text):
+        try:
+            return [int(part) for part in text.replace(",", " ").split()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} separated by spaces or commas, got {text!r}") from None
+
+    return parse
+
+
 def tokenizer_files(paths):
     """`{basename: path}` of a `--tokenizer` argument: files, or directories whose files are all taken."""
     files = {}

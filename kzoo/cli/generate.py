@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from kzoo.cli.common import one_line, tokenizer_files
+from kzoo.cli.common import int_list, one_line, tokenizer_files
 from kzoo.generate.options import STRATEGIES
 
 
@@ -23,13 +23,6 @@ def _early_stopping(text):
     if value is None:
         raise argparse.ArgumentTypeError(f"expected true, false or never, got {text!r}")
     return value
-
-
-def _id_list(text):
-    try:
-        return [int(part) for part in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected token ids separated by spaces or commas, got {text!r}") from None
 
 
 def register(commands):
@@ -45,7 +38,7 @@ def register(commands):
     prompts = parser.add_argument_group("prompts (one or more of)")
     prompts.add_argument("--prompt", action="append", default=[], help="a text prompt (repeatable)")
     prompts.add_argument("--prompts-file", help="a UTF-8 file with one text prompt per line")
-    prompts.add_argument("--ids", action="append", type=_id_list, default=[],
+    prompts.add_argument("--ids", action="append", type=int_list("token ids"), default=[],
                          help='a prompt as token ids, e.g. "5 6 7" (repeatable; ids in, ids out)')
     parser.add_argument("--tokenizer", nargs="+", metavar="FILE",
                         help="tokenizer files (vocab.json merges.txt | spiece.model | vocab.txt) or their directory "
@@ -61,7 +54,7 @@ def register(commands):
     options.add_argument("--early-stopping", type=_early_stopping, default=False,
                          help="beam stopping rule: true, false (default) or never")
     options.add_argument("--repetition-penalty", type=float, default=1.0, help="default 1.0 (off)")
-    options.add_argument("--stop-token-ids", type=_id_list,
+    options.add_argument("--stop-token-ids", type=int_list("token ids"),
                          help="ids that end a row, e.g. \"1\" or \"2,50256\" (default: the tokenizer's eos)")
     options.add_argument("--min-length", type=int, default=0, help="new tokens before a stop token (default 0)")
     options.add_argument("--seed", type=int, help="sampling seed (reproducible per backend)")

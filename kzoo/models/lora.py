@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from kzoo.models.backbone import backbone_of
+
 ATTENTION_TARGETS = ("query", "key", "value", "output")
 FEED_FORWARD_TARGETS = ("up", "gate", "down")
 TARGETS = ATTENTION_TARGETS + FEED_FORWARD_TARGETS
@@ -139,8 +141,7 @@ def load_adapters(model, path):
         raise ValueError(f"{path} is not a kzoo adapter file (save_adapters writes them): {error}") from error
     present = lora_settings(model)
     if present is None:
-        enable_lora(model.backbone if hasattr(model, "backbone") else model, settings["rank"], settings["alpha"],
-                    settings["targets"])
+        enable_lora(backbone_of(model), settings["rank"], settings["alpha"], settings["targets"])
     elif present != settings:
         raise ValueError(f"the model's adapters {present} differ from the file's {settings}.")
     variables = lora_variables(model)
