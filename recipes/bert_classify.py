@@ -25,7 +25,7 @@ import sys
 
 from kzoo import data, metrics, models
 from kzoo.recipes import (
-    RecipeModelConfig,
+    FineTuningModelConfig,
     RecipeParts,
     default_corpus,
     prepare_tokenizer,
@@ -53,8 +53,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: RecipeModelConfig = dataclasses.field(
-        default_factory=lambda: RecipeModelConfig(preset="bert_tiny", dropout=0.1))
+    model: FineTuningModelConfig = dataclasses.field(
+        default_factory=lambda: FineTuningModelConfig(preset="bert_tiny", dropout=0.1))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=300, batch_size=32, learning_rate=1e-3, warmup_steps=30, decay="linear", eval_every=100))

@@ -24,7 +24,7 @@ import dataclasses
 import sys
 
 from kzoo import data, metrics, models
-from kzoo.recipes import RecipeModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe
+from kzoo.recipes import FineTuningModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe
 from kzoo.train import TrainConfig
 from kzoo.visualize import tasks
 
@@ -45,8 +45,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: RecipeModelConfig = dataclasses.field(
-        default_factory=lambda: RecipeModelConfig(preset="bert_tiny", dropout=0.1))
+    model: FineTuningModelConfig = dataclasses.field(
+        default_factory=lambda: FineTuningModelConfig(preset="bert_tiny", dropout=0.1))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=300, batch_size=32, learning_rate=1e-3, warmup_steps=30, decay="linear", eval_every=100))

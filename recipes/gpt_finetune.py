@@ -29,7 +29,7 @@ import keras
 
 from kzoo import data, metrics, models, saving
 from kzoo.convert import from_checkpoint_directory, is_checkpoint_directory
-from kzoo.recipes import RecipeParts, default_corpus, report_reading, run_recipe, split_holdout
+from kzoo.recipes import AdapterOptions, RecipeParts, default_corpus, report_reading, run_recipe, split_holdout
 from kzoo.run_directory import RunDirectory
 from kzoo.text import tokenizer_from_files
 from kzoo.train import ConfigError, TrainConfig
@@ -39,8 +39,9 @@ DEFAULT_CHECKPOINT = RunDirectory.default("gpt_pretrain").model
 
 
 @dataclasses.dataclass
-class CheckpointChoice:
-    """The `model` section: which trained model to fine-tune (the architecture comes with it)."""
+class CheckpointChoice(AdapterOptions):
+    """The `model` section: which trained model to fine-tune (the architecture comes with it), and the adapter
+    options (`AdapterOptions`: LoRA, a quantized base)."""
 
     checkpoint: str = ""  # HF GPT-2 dir, keras-hub preset dir or kzoo .keras file; empty: runs/gpt_pretrain
 

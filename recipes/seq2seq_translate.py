@@ -24,7 +24,7 @@ import typing
 
 from kzoo import data, metrics, models
 from kzoo.recipes import (
-    RecipeModelConfig,
+    FineTuningModelConfig,
     RecipeParts,
     greedy_seq2seq_evaluator,
     prepare_tokenizer,
@@ -53,8 +53,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: RecipeModelConfig = dataclasses.field(
-        default_factory=lambda: RecipeModelConfig(preset="t5_tiny", dropout=0.0))
+    model: FineTuningModelConfig = dataclasses.field(
+        default_factory=lambda: FineTuningModelConfig(preset="t5_tiny", dropout=0.0))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         steps=600, batch_size=64, learning_rate=3e-3, warmup_steps=60, decay="cosine", eval_every=200,

@@ -21,11 +21,19 @@ from kzoo.recipes.evaluators import (
 )
 from kzoo.recipes.outputs import LoadedRun, RunLoadError, load_run
 from kzoo.recipes.reading import default_corpus, read_text_pairs, report_reading, require_filled, split_holdout
-from kzoo.recipes.runner import RecipeModelConfig, RecipeParts, parse_arguments, run_recipe
+from kzoo.recipes.runner import (
+    AdapterOptions,
+    FineTuningModelConfig,
+    RecipeModelConfig,
+    RecipeParts,
+    parse_arguments,
+    run_recipe,
+)
 from kzoo.recipes.vocabulary import prepare_tokenizer
 
 __all__ = [
-    "LoadedRun", "RecipeModelConfig", "RecipeParts", "RunLoadError", "default_corpus", "greedy_seq2seq_evaluator",
-    "load_run", "masked_lm_examples", "parse_arguments", "perplexity", "prepare_tokenizer", "read_text_pairs", "report_reading",
-    "require_filled", "run_recipe", "sample_generations", "split_holdout",
+    "AdapterOptions", "FineTuningModelConfig", "LoadedRun", "RecipeModelConfig", "RecipeParts", "RunLoadError",
+    "default_corpus", "greedy_seq2seq_evaluator", "load_run", "masked_lm_examples", "parse_arguments", "perplexity",
+    "prepare_tokenizer", "read_text_pairs", "report_reading", "require_filled", "run_recipe", "sample_generations",
+    "split_holdout",
 ]

@@ -62,6 +62,30 @@ class RecipeModelConfig:
         return arguments
 
 
+@dataclasses.dataclass
+class AdapterOptions:
+    """The `model` keys of a fine-tuning recipe that train low-rank adapters (LoRA) instead of every weight.
+
+    `lora_rank` > 0 adds rank-`lora_rank` adapters to the `lora_targets` projections of every block
+    (`kzoo.models.lora`) and freezes the rest of the backbone; `lora_alpha` scales them (`alpha / rank`, 0: the
+    rank, scale 1). `quantize` ("int8", "int4", "float8") quantizes the base weights first, so the adapters train
+    over a quantized base (QLoRA-style); it needs `lora_rank`.
+    """
+
+    lora_rank: int = 0  # 0: full fine-tuning
+    lora_alpha: float = 0.0  # 0: lora_rank (scale 1)
+    lora_targets: str = "query,value"  # comma-separated: query, key, value, output, up, gate, down
+    quantize: str = ""  # "", int8, int4, float8: the base's weights, before the adapters (needs lora_rank)
+
+
+@dataclasses.dataclass
+class FineTuningModelConfig(AdapterOptions, RecipeModelConfig):
+    """A fine-tuning recipe's `model` section: a preset (random weights) or a trained `checkpoint` to start from,
+    and the adapter options (`AdapterOptions`)."""
+
+    checkpoint: str = ""  # a kzoo .keras file, HF checkpoint or keras-hub preset directory; empty: the preset
+
+
 def _literal(text):
     for kind in (int, float):
         try:
