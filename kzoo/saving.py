@@ -19,10 +19,15 @@ memory (nothing is extracted or written, and nothing the file names is imported 
   model's parameter count is computed from its config (its family config validates every
   size; nothing is built) and must equal the number of values in the weights file (its
   dataset shapes, read from the HDF5 metadata only), which must in turn fit in the
-  member's bytes. A kzoo model nested in another Keras model may not declare more
-  parameters than the file holds. So an edited size (`num_layers: 100000`, a vocabulary
-  of 2**33, `num_layers: -1`) is refused in milliseconds instead of hanging, exhausting
-  memory, or loading a model that ignores the file's weights.
+  member's bytes. For a Keras-quantized model (`model.quantize`) the count is what its
+  quantized layers store, from the map of quantized layer paths in its backbone's `dtype`
+  (int8 kernels and their scales, int4 kernels packed two per byte with their scales and
+  zero points, float8 scales and histories: `kzoo.models.quantization.quantized_values`), and a
+  path in that map that is not one of the model's projections is refused. A kzoo model
+  nested in another Keras model may not declare more parameters than the file holds. So
+  an edited size (`num_layers: 100000`, a vocabulary of 2**33, `num_layers: -1`) is
+  refused in milliseconds instead of hanging, exhausting memory, or loading a model that
+  ignores the file's weights.
 
 Then Keras loads the model (`compile=...`, `safe_mode=...`) from the same open file the checks
 read, so a file swapped in at `path` after the checks is never what Keras reads. `safe_mode` is

@@ -8,7 +8,7 @@ Building the parser imports neither TensorFlow nor Keras, so `kzoo --help` and `
 
 import argparse
 
-from kzoo.cli import attention, convert, evaluate, export, generate, layers, models, smoke, train, vocab
+from kzoo.cli import attention, convert, evaluate, export, generate, layers, models, quantize, smoke, train, vocab
 from kzoo.cli.common import one_line
 from kzoo.cli.quiet import quiet_start
 
@@ -31,7 +31,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"kzoo {_version()}")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up notices")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (smoke, models, convert, vocab, train, evaluate, generate, attention, export, layers):
+    for module in (smoke, models, convert, vocab, train, evaluate, generate, attention, quantize, export, layers):
         module.register(commands)
     return parser
 

@@ -38,6 +38,7 @@ from kzoo.models.backbone import backbone_of, position_limit
 from kzoo.models.bert.backbone import BertBackbone
 from kzoo.models.bert.tasks import BertClassifier, BertSpanQA, BertTokenClassifier
 from kzoo.models.gpt.tasks import GPTCausalLM
+from kzoo.models.lora import lora_settings, merged_copy
 from kzoo.models.seq2seq.tasks import Seq2SeqLM
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -312,6 +313,8 @@ def export_savedmodel(
     """
     _check_model(model)
     _check_tokenizer(model, tokenizer)
+    adapters = lora_settings(model)
+    model = merged_copy(model)  # one matmul per projection in the served graph
     if isinstance(model, (BertClassifier, BertTokenClassifier)):
         labels = serving.class_labels(model, labels)
     settings = resolve_settings(model, tokenizer, settings)
@@ -344,6 +347,7 @@ def export_savedmodel(
             write_warmup_requests(os.path.join(extra, WARMUP_FILE), model_name, signatures)
         metadata = _metadata(model, signatures, _io_descriptions(staging, signatures), labels, settings, tokenizer,
                              tokenizer_files, model_name, version)
+        metadata["weights"] = _weights_description(model, adapters)
         with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as handle:
             json.dump(metadata, handle, indent=1)
         if os.path.exists(target):
@@ -353,6 +357,14 @@ def export_savedmodel(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(target, model_name, version, {s.name: s.doc for s in signatures})
+
+
+def _weights_description(model, adapters):
+    """`kzoo_export.json`'s `weights`: how the kernels are stored (Keras quantization modes) and adapters."""
+    modes = sorted({layer.quantization_mode for layer in model._flatten_layers() if layer.quantization_mode})
+    unmerged = any(getattr(layer, "lora_enabled", False) for layer in model._flatten_layers())
+    return {"quantization": modes or None,
+            "lora": None if adapters is None else {**adapters, "merged": not unmerged}}
 
 
 def _metadata(model, signatures, io_descriptions, labels, settings, tokenizer, tokenizer_files, model_name,

@@ -8,14 +8,22 @@ rebuilds them through their constructors and weight ties survive a reload.
 Both also count their parameters from a serialized config (`count_parameters`), without
 building anything: `kzoo.saving` checks a `.keras` file's declared sizes against the
 weights it holds before Keras builds the model.
+
+A quantized model (`model.quantize("int8" | "int4" | "float8")`) records which layers are
+quantized, and how, in its backbone's `dtype` (a `DTypePolicyMap` from layer paths to
+policies, `kzoo.models.quantization`), so it reloads quantized; its count is then the number
+of values the file stores (int8 kernels and scales, packed int4 kernels, float8 scales and
+histories).
 """
 
 import dataclasses
 import inspect
+import re
 
 import keras
 
 from kzoo.models.layout import layout_map
+from kzoo.models.quantization import quantization_adjustment, resolve_policy_maps, serialized_dtype_policy
 
 # Keys Keras' own `get_config` adds beside a kzoo model's constructor arguments.
 KERAS_CONFIG_KEYS = ("name", "trainable", "dtype")
@@ -39,6 +47,13 @@ class Backbone(keras.Model):
 
     config_class = None
 
+    def __init__(self, *args, dtype=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if dtype is not None:
+            # Keras' functional constructor drops `dtype`: set the backbone's own policy, which a task's head
+            # takes and which holds the map of quantized layers (`serialized_dtype_policy`) on reload.
+            self.dtype_policy = dtype
+
     @classmethod
     def family_config(cls, config):
         """The validated `config_class` of a serialized config (`get_config()`'s dict).
@@ -51,14 +66,44 @@ class Backbone(keras.Model):
 
     @classmethod
     def count_parameters(cls, config):
-        """The parameter count of the backbone that the serialized `config` builds (nothing is built)."""
-        return cls.family_config(config).parameter_count()
+        """The number of values the weights of the backbone that the serialized `config` builds hold (nothing is
+        built): its parameter count, adjusted for the quantized layers its `dtype` map names."""
+        family = cls.family_config(config)
+        return family.parameter_count() + quantization_adjustment(
+            cls.__name__, config.get("dtype"), lambda path: cls.projection_shape(family, path))
+
+    @classmethod
+    def projection_shape(cls, family, path):
+        """`(inputs, units)` of the kernel at layer path `path` (as `layer.path` names it) in the backbone that
+        the family config `family` builds, or None when it has no `Dense`/`EinsumDense` there.
+
+        kzoo's projections sit at `{stack}_block_{i}/{self_attention|cross_attention}/{query|key|value|output}`,
+        `{stack}_block_{i}/feed_forward/{up|gate|down}` and BERT's `pooler/dense`. A one-stack family accepts
+        either stack name here; a name its layers do not have changes the count, so the file is refused anyway.
+        """
+        match = _BLOCK_PATH.fullmatch(path)
+        if match is None:
+            use_pooler = getattr(family, "use_pooler", False)
+            return (family.hidden_dim, family.hidden_dim) if path == "pooler/dense" and use_pooler else None
+        stack, index, sublayer, name = match.groups()
+        two_stacks = hasattr(family, "num_encoder_layers")
+        depth = getattr(family, f"num_{stack}_layers") if two_stacks else family.num_layers
+        if int(index) >= depth or (sublayer == "cross_attention" and not (two_stacks and stack == "decoder")):
+            return None
+        d, f = family.hidden_dim, family.intermediate_dim
+        if sublayer == "feed_forward":
+            shapes = {"up": (d, f), "down": (f, d), **({"gate": (d, f)} if getattr(
+                family, "gated_feed_forward", False) else {})}
+        else:
+            width = family.num_heads * (getattr(family, "key_dim", None) or d // family.num_heads)
+            shapes = {"query": (d, width), "key": (d, width), "value": (d, width), "output": (width, d)}
+        return shapes.get(name)
 
     def get_config(self):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "dtype": serialized_dtype_policy(self, self),
             **{field.name: getattr(self, field.name) for field in dataclasses.fields(self.config_class)},
         }
 
@@ -68,7 +113,10 @@ class Backbone(keras.Model):
         cls.family_config(config)  # unknown keys and bad sizes: a ValueError naming them, before any layer is built
         if "dtype" in config and isinstance(config["dtype"], dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        backbone = cls(**config)
+        # The backbone's own policy stays the map, so that a task's head built around it finds its entries.
+        resolve_policy_maps(backbone._flatten_layers(include_self=False))
+        return backbone
 
     @classmethod
     def layout_map(cls, device_mesh, model_axis="model"):
@@ -146,10 +194,15 @@ class Task(keras.Model):
         self._config_names = tuple(arguments)
 
     def get_config(self):
+        backbone = keras.layers.serialize(self.backbone)
+        if any(layer.quantization_mode is not None for layer in self._flatten_layers(include_self=False)):
+            # The head's layers take the backbone's dtype policy, so the backbone's map of quantized layers covers
+            # them too: the whole model reloads quantized as it was saved.
+            backbone["config"]["dtype"] = serialized_dtype_policy(self, self.backbone)
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
+            "backbone": backbone,
             **{name: getattr(self, name) for name in self._config_names},
         }
 
@@ -158,7 +211,9 @@ class Task(keras.Model):
         config = dict(config)
         _check_keys(cls, config, cls._argument_names())
         config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
+        task = cls(**config)
+        resolve_policy_maps(task._flatten_layers())
+        return task
 
     @classmethod
     def _argument_names(cls):
@@ -174,8 +229,16 @@ class Task(keras.Model):
         return 0
 
     @classmethod
+    def head_projection_shapes(cls, backbone_config, arguments):
+        """`{layer path: (inputs, units)}` of the `Dense` kernels the task's head adds (`model.quantize` reaches
+        them too), given the backbone's `ModelConfig` and the task's serialized arguments (overridden by tasks
+        with such a head)."""
+        return {}
+
+    @classmethod
     def count_parameters(cls, config):
-        """The parameter count of the task model that the serialized `config` builds (nothing is built).
+        """The number of values the weights of the task model that the serialized `config` builds hold (nothing
+        is built): its parameter count, adjusted for the quantized layers its backbone's `dtype` map names.
 
         Raises ValueError on an unknown key, a backbone that is not a kzoo backbone, or an invalid size.
         """
@@ -187,7 +250,13 @@ class Task(keras.Model):
             raise ValueError(f"{cls.__name__}: `backbone` must be a serialized kzoo backbone, got "
                              f"{_describe(entry)}.")
         backbone_config = backbone_class.family_config(entry["config"])
-        return backbone_config.parameter_count() + cls.head_parameter_count(backbone_config, config)
+        heads = cls.head_projection_shapes(backbone_config, config)
+
+        def shape(path):
+            return heads.get(path) or backbone_class.projection_shape(backbone_config, path)
+
+        adjustment = quantization_adjustment(cls.__name__, entry["config"].get("dtype"), shape)
+        return backbone_config.parameter_count() + cls.head_parameter_count(backbone_config, config) + adjustment
 
 
 def backbone_of(model):
@@ -224,6 +293,10 @@ def count_serialized_parameters(entry):
     if not isinstance(entry.get("config"), dict):
         raise ValueError(f"{model_class.__name__}: its serialized `config` is not an object.")
     return model_class.count_parameters(entry["config"])
+
+
+# A projection inside a kzoo block, e.g. `decoder_block_3/cross_attention/value`, `encoder_block_0/feed_forward/up`.
+_BLOCK_PATH = re.compile(r"(encoder|decoder)_block_(\d+)/(self_attention|cross_attention|feed_forward)/(\w+)")
 
 
 def _check_keys(cls, config, valid):

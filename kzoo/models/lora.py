@@ -154,3 +154,30 @@ def load_adapters(model, path):
             raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, the model's {tuple(variable.shape)}.")
         variable.assign(arrays[name])
     return settings
+
+
+def merged_copy(model):
+    """`model` itself, or, when it has LoRA adapters on float kernels, a copy with every adapted kernel merged
+    (`W + (alpha / rank) A B`, computed by Keras' own `save_own_variables`, as `model.save` writes it), for export:
+    the graph then runs one matmul per projection and holds no adapter variables, and computes what the adapted
+    model computes (Keras' adapted layers use the same merged kernel).
+
+    Adapters on a quantized kernel stay unmerged: merging would quantize the sum again and change the outputs.
+
+    Raises:
+        ValueError: the copy built from the model's config does not have the model's layers.
+    """
+    adapted = [layer for layer in model._flatten_layers() if getattr(layer, "lora_enabled", False)]
+    if not adapted or any(layer.quantization_mode is not None for layer in adapted):
+        return model
+    copy = type(model).from_config(model.get_config())
+    # The same config builds the same layers in the same order (Keras checks each layer's variable count and
+    # shapes on load); an unnamed layer may get another automatic name.
+    for original, twin in zip(model._flatten_layers(), copy._flatten_layers(), strict=True):
+        if type(original) is not type(twin):
+            raise ValueError(f"cannot merge the adapters of {type(model).__name__}: its copy has a "
+                             f"{type(twin).__name__} where the model has {original.name!r}.")
+        store = {}
+        original.save_own_variables(store)
+        twin.load_own_variables(store)
+    return copy

@@ -207,6 +207,16 @@ def _json_safe(value):
     return str(value)
 
 
+def _check_quantization(model):
+    """Refuses a model Keras quantized to float8: tf2onnx has no float8 type. (int8/int4 models convert with parity,
+    but tf2onnx folds their dequantization into float weights, so the graph is no smaller; `--int8` on the float
+    model gives ONNX Runtime's own int8 graphs.)"""
+    modes = {layer.quantization_mode for layer in model._flatten_layers()} - {None}
+    if "float8" in modes:
+        raise OnnxExportError("a float8-quantized model cannot be exported to ONNX (tf2onnx has no float8 type); "
+                              "export the float model with --int8 for ONNX Runtime's int8 graphs instead.")
+
+
 def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True, labels=None):
     """Exports a kzoo model to ONNX graphs plus an `export.json` (see `kzoo.export.onnx`).
 
@@ -246,7 +256,10 @@ def export_onnx(model, output_dir, opset=DEFAULT_OPSET, decoding=True, labels=No
 
     from kzoo.export import serving
     from kzoo.models.backbone import backbone_of
+    from kzoo.models.lora import merged_copy
 
+    _check_quantization(model)
+    model = merged_copy(model)  # a LoRA model: one matmul per projection, as `model.save` writes it
     family, graphs = export_graphs(model, decoding)
     labels = serving.class_labels(model, labels)
     _check_opset(opset)

@@ -100,6 +100,14 @@ class BertPretrainer(_BertTask):
         next_sentence = dense_parameters(d, 2) if arguments.get("next_sentence_prediction", True) else 0
         return masked_lm + next_sentence
 
+    @classmethod
+    def head_projection_shapes(cls, backbone_config, arguments):
+        d = backbone_config.hidden_dim
+        shapes = {"masked_lm_head/transform": (d, d)}  # the output projection is the tied token embedding
+        if arguments.get("next_sentence_prediction", True):
+            shapes["next_sentence_head/logits"] = (d, 2)
+        return shapes
+
     def default_loss(self):
         # The MLM loss is the mean over real masked positions (BERT's), not over all `p` slots.
         losses = {"mlm_logits": keras.losses.SparseCategoricalCrossentropy(
@@ -136,6 +144,11 @@ class BertClassifier(_BertTask):
         classes = _positive_int_argument(cls.__name__, "num_classes", arguments.get("num_classes"))
         return dense_parameters(backbone_config.hidden_dim, classes)
 
+    @classmethod
+    def head_projection_shapes(cls, backbone_config, arguments):
+        classes = _positive_int_argument(cls.__name__, "num_classes", arguments.get("num_classes"))
+        return {"classification_head/logits": (backbone_config.hidden_dim, classes)}
+
 
 @keras.saving.register_keras_serializable(package="kzoo")
 class BertTokenClassifier(_BertTask):
@@ -160,6 +173,11 @@ class BertTokenClassifier(_BertTask):
         classes = _positive_int_argument(cls.__name__, "num_classes", arguments.get("num_classes"))
         return dense_parameters(backbone_config.hidden_dim, classes)
 
+    @classmethod
+    def head_projection_shapes(cls, backbone_config, arguments):
+        classes = _positive_int_argument(cls.__name__, "num_classes", arguments.get("num_classes"))
+        return {"token_classification_head/logits": (backbone_config.hidden_dim, classes)}
+
 
 @keras.saving.register_keras_serializable(package="kzoo")
 class BertSpanQA(_BertTask):
@@ -181,6 +199,10 @@ class BertSpanQA(_BertTask):
     @classmethod
     def head_parameter_count(cls, backbone_config, arguments):
         return dense_parameters(backbone_config.hidden_dim, 2)
+
+    @classmethod
+    def head_projection_shapes(cls, backbone_config, arguments):
+        return {"span_head/span_logits": (backbone_config.hidden_dim, 2)}
 
     def default_loss(self):
         return {
