@@ -9,6 +9,18 @@ optionally `--data.tokenizer_dir` (a BERT `vocab.txt`).
 
     kzoo train bert_ner                                       # defaults, ~2 minutes on 2 CPU cores
     python recipes/bert_ner.py --data.train_file=train.conll --data.eval_file=dev.conll --data.sequence_length=128
+    kzoo train bert_pretrain && kzoo train bert_ner --model.checkpoint=runs/bert_pretrain/model.keras
+
+Starting from a trained model: `--model.checkpoint=PATH` takes the backbone of a kzoo
+`.keras` file (e.g. bert_pretrain's `BertPretrainer`; its tokenizer is the `tokenizer/`
+folder beside it), a Hugging Face BERT directory or a keras-hub BERT preset directory,
+and the checkpoint's tokenizer instead of a trained vocabulary (`--data.tokenizer_dir`
+replaces it); the tagging head is new. The architecture comes with the
+checkpoint: `--model.preset` does not apply, `--model.overrides` is refused, and
+`--model.dropout` sets the new head's dropout only (the backbone keeps the
+checkpoint's, built into its layers). A word the checkpoint's vocabulary cannot spell
+becomes [UNK]; bert_pretrain's default vocabulary (trained on Python docstrings)
+spells every word of the default sentences in ~2-2.5 pieces.
 
 Each word's tag is predicted at its first sub-token (the other sub-tokens do not count
 in the loss). The tag vocabulary is saved as `tokenizer/labels.json` beside
@@ -29,6 +41,7 @@ from kzoo.recipes import (
     RecipeParts,
     default_corpus,
     prepare_tokenizer,
+    pretrained_start,
     report_reading,
     run_recipe,
 )
@@ -41,7 +54,7 @@ from kzoo.visualize import tasks
 class DataConfig:
     train_file: str = ""  # CoNLL file(s)/directory; empty: the default corpus
     eval_file: str = ""  # empty: the default corpus's test split (required with train_file)
-    tokenizer_dir: str = ""  # empty: train a WordPiece vocabulary
+    tokenizer_dir: str = ""  # empty: the checkpoint's tokenizer, else train a WordPiece vocabulary
     vocabulary_size: int = 1000
     sequence_length: int = 48  # sub-tokens; words beyond it are scored as "O"
     eval_examples: int = 400  # held-out sentences scored at each evaluation (0: all)
@@ -74,9 +87,12 @@ def read_sentences(config, workdir):
 
 
 def build(config, workdir):
+    start = pretrained_start(config.model, "bert", config.data.tokenizer_dir,
+                             sequence_length=config.data.sequence_length)  # None: random weights
     train_sentences, eval_sentences = read_sentences(config, workdir)
-    tokenizer, tokenizer_files = prepare_tokenizer("wordpiece", [" ".join(words) for words, _ in train_sentences],
-                                                   config.data.vocabulary_size, workdir, config.data.tokenizer_dir)
+    tokenizer, tokenizer_files = (start.tokenizer, start.tokenizer_files) if start else prepare_tokenizer(
+        "wordpiece", [" ".join(words) for words, _ in train_sentences], config.data.vocabulary_size, workdir,
+        config.data.tokenizer_dir)
     tags = data.LabelVocabulary.from_labels([tag for _, sentence_tags in train_sentences for tag in sentence_tags])
     labels_path = os.path.join(workdir, LABELS_FILE)
     os.makedirs(workdir, exist_ok=True)
@@ -100,10 +116,10 @@ def build(config, workdir):
                 "entity_scores": tasks.entity_table(scores),
                 "examples": tasks.ner_examples([words for words, _ in eval_sentences], gold, predicted)}
 
-    backbone = models.from_preset(config.model.preset, **{
+    backbone = start.backbone if start else models.from_preset(config.model.preset, **{
         **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
         "max_sequence_length": config.data.sequence_length})
-    model = models.BertTokenClassifier(backbone, num_classes=len(tags), dropout=config.model.dropout)
+    model = models.BertTokenClassifier(backbone, num_classes=len(tags), dropout=config.model.dropout)  # a new head
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[entity_f1],
                        attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files,

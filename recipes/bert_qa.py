@@ -11,6 +11,18 @@ optionally `--data.tokenizer_dir` (a BERT `vocab.txt`).
     kzoo train bert_qa                                        # defaults, ~2 minutes on 2 CPU cores
     python recipes/bert_qa.py --data.train_file=train-v1.1.json --data.eval_file=dev-v1.1.json \
         --data.sequence_length=384 --data.doc_stride=128 --model.preset=bert_base --train.steps=8000
+    kzoo train bert_pretrain && kzoo train bert_qa --model.checkpoint=runs/bert_pretrain/model.keras
+
+Starting from a trained model: `--model.checkpoint=PATH` takes the backbone of a kzoo
+`.keras` file (e.g. bert_pretrain's `BertPretrainer`; its tokenizer is the `tokenizer/`
+folder beside it), a Hugging Face BERT directory or a keras-hub BERT preset directory,
+and the checkpoint's tokenizer instead of a trained vocabulary (`--data.tokenizer_dir`
+replaces it); the span head is new. The architecture comes with the checkpoint:
+`--model.preset` does not apply, `--model.overrides` is refused, and the dropout is the
+checkpoint's (built into the backbone's layers; the span head has none), whatever
+`--model.dropout` says. A word the checkpoint's vocabulary cannot spell becomes [UNK];
+bert_pretrain's default vocabulary (trained on Python docstrings) spells every word of
+the default paragraphs and questions in ~2-2.5 pieces.
 
 Contexts longer than a window are split with `doc_stride`; a window without the answer
 targets [CLS]. Metrics: held-out start/end token accuracy (compiled), and SQuAD v1.1
@@ -24,7 +36,14 @@ import dataclasses
 import sys
 
 from kzoo import data, metrics, models
-from kzoo.recipes import FineTuningModelConfig, RecipeParts, default_corpus, prepare_tokenizer, run_recipe
+from kzoo.recipes import (
+    FineTuningModelConfig,
+    RecipeParts,
+    default_corpus,
+    prepare_tokenizer,
+    pretrained_start,
+    run_recipe,
+)
 from kzoo.train import TrainConfig
 from kzoo.visualize import tasks
 
@@ -33,7 +52,7 @@ from kzoo.visualize import tasks
 class DataConfig:
     train_file: str = ""  # SQuAD json; empty: the default corpus
     eval_file: str = ""  # empty: the default corpus's test split (required with train_file)
-    tokenizer_dir: str = ""  # empty: train a WordPiece vocabulary
+    tokenizer_dir: str = ""  # empty: the checkpoint's tokenizer, else train a WordPiece vocabulary
     vocabulary_size: int = 1000
     sequence_length: int = 64  # [CLS] question [SEP] context window [SEP]
     doc_stride: int = 32
@@ -72,9 +91,11 @@ def read_examples(config, workdir):
 
 
 def build(config, workdir):
+    start = pretrained_start(config.model, "bert", config.data.tokenizer_dir,
+                             sequence_length=config.data.sequence_length)  # None: random weights
     train_examples, eval_examples = read_examples(config, workdir)
     contexts = list(dict.fromkeys(example.context for example in train_examples))  # each paragraph once
-    tokenizer, tokenizer_files = prepare_tokenizer(
+    tokenizer, tokenizer_files = (start.tokenizer, start.tokenizer_files) if start else prepare_tokenizer(
         "wordpiece", contexts + [example.question for example in train_examples], config.data.vocabulary_size,
         workdir, config.data.tokenizer_dir)
     special = tokenizer.special_token_ids
@@ -99,10 +120,10 @@ def build(config, workdir):
                  for example, span in zip(eval_examples[:3], spans[:3], strict=True)]
         return {**metrics.squad_scores(answers, references), "examples": tasks.qa_examples(shown)}  # exact_match, f1
 
-    backbone = models.from_preset(config.model.preset, **{
+    backbone = start.backbone if start else models.from_preset(config.model.preset, **{
         **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
         "max_sequence_length": config.data.sequence_length})
-    model = models.BertSpanQA(backbone)
+    model = models.BertSpanQA(backbone)  # a new head
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(model=model, train_dataset=train_set, eval_dataset=eval_set, evaluators=[squad_f1],
                        attention_example=example, tokenizer=tokenizer, tokenizer_files=tokenizer_files)

@@ -27,11 +27,17 @@ import sys
 
 import keras
 
-from kzoo import data, metrics, models, saving
-from kzoo.convert import from_checkpoint_directory, is_checkpoint_directory
-from kzoo.recipes import AdapterOptions, RecipeParts, default_corpus, report_reading, run_recipe, split_holdout
+from kzoo import data, metrics, models
+from kzoo.recipes import (
+    AdapterOptions,
+    RecipeParts,
+    default_corpus,
+    load_pretrained,
+    report_reading,
+    run_recipe,
+    split_holdout,
+)
 from kzoo.run_directory import RunDirectory
-from kzoo.text import tokenizer_from_files
 from kzoo.train import ConfigError, TrainConfig
 from kzoo.visualize.tasks import escape_markdown, generation_settings
 
@@ -65,36 +71,19 @@ class Config:
         checkpoint_every=75))
 
 
-def files_in(folder):
-    """`{basename: path}` of the files in a tokenizer folder."""
-    if not os.path.isdir(folder):
-        raise ConfigError(f"no tokenizer folder {folder!r}: pass one with --data.tokenizer_dir.")
-    return {name: os.path.join(folder, name) for name in os.listdir(folder)}
-
-
-def load_checkpoint(path):
-    """`(GPTCausalLM, {tokenizer basename: path} or None, path)` from a HF/keras-hub dir or a `.keras` file."""
+def load_checkpoint(config):
+    """The `kzoo.recipes.Pretrained` to fine-tune: `--model.checkpoint` (default: gpt_pretrain's model.keras), a
+    `GPTCausalLM`, with its tokenizer (or `--data.tokenizer_dir`'s)."""
+    path = config.model.checkpoint
     if not path and not os.path.exists(DEFAULT_CHECKPOINT):
         raise ConfigError(f"no checkpoint at {DEFAULT_CHECKPOINT}: run `kzoo train gpt_pretrain` first "
                           "or pass --model.checkpoint=PATH (HF GPT-2 dir, keras-hub preset dir or .keras file).")
-    path = path or DEFAULT_CHECKPOINT
-    try:
-        if os.path.isfile(path) and path.endswith(".keras"):
-            # kzoo's one loading path: any refusal (kzoo's checks or Keras') is a one-line ModelFileError
-            model, files = saving.load_model(path, compile=False), None
-        elif is_checkpoint_directory(path):
-            imported = from_checkpoint_directory(path, family="gpt")
-            model, files = imported.model, imported.tokenizer_files
-        else:
-            raise ConfigError(f"model.checkpoint {path!r} is neither a .keras file nor a directory with config.json.")
-    except (ValueError, OSError, ImportError) as error:  # a checkpoint the user can replace: one line, exit 2
-        if isinstance(error, ConfigError):
-            raise
-        message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        raise ConfigError(message if path in message else f"model.checkpoint {path}: {message}") from error
-    if not isinstance(model, models.GPTCausalLM):
-        raise ConfigError(f"model.checkpoint {path!r} holds a {type(model).__name__}, not a GPTCausalLM.")
-    return model, files, path
+    pretrained = load_pretrained(path or DEFAULT_CHECKPOINT, "gpt", config.data.tokenizer_dir,
+                                 sequence_length=config.data.sequence_length)
+    if not isinstance(pretrained.model, models.GPTCausalLM):
+        raise ConfigError(f"model.checkpoint {pretrained.path!r} holds a {type(pretrained.model).__name__}, "
+                          "not a GPTCausalLM.")
+    return pretrained
 
 
 def read_documents(config, workdir):
@@ -136,15 +125,13 @@ def continuations(model, tokenizer, prompts, config):
 
 
 def build(config, workdir):
-    model, tokenizer_files, path = load_checkpoint(config.model.checkpoint)
-    if config.data.tokenizer_dir or tokenizer_files is None:  # a .keras file: the recipe's tokenizer/ beside it
-        tokenizer_files = files_in(config.data.tokenizer_dir or RunDirectory(os.path.dirname(path)).tokenizer)
-    tokenizer = tokenizer_from_files(tokenizer_files)
+    pretrained = load_checkpoint(config)  # its tokenizer has exactly as many ids as the model
+    model, tokenizer, tokenizer_files = pretrained.model, pretrained.tokenizer, pretrained.tokenizer_files
     train_texts, eval_texts = read_documents(config, workdir)
-    eos, size = tokenizer.special_token_ids.get("eos"), model.backbone.vocabulary_size
-    if tokenizer.vocabulary_size != size or eos is None:
-        raise ConfigError(f"the tokenizer ({tokenizer.vocabulary_size} ids, end token {eos}) does not fit the model "
-                          f"({size} ids): pass the checkpoint's own with --data.tokenizer_dir.")
+    eos = tokenizer.special_token_ids.get("eos")
+    if eos is None:
+        raise ConfigError(f"the tokenizer ({tokenizer.vocabulary_size} ids) has no end token, which separates the "
+                          "documents: pass the checkpoint's own with --data.tokenizer_dir.")
     options = dict(sequence_length=config.data.sequence_length, eos_id=eos, batch_size=config.train.batch_size)
     train_set = data.causal_lm_dataset(train_texts, tokenizer, shuffle=True, seed=config.train.seed, **options)
     eval_set = data.causal_lm_dataset(eval_texts, tokenizer, **options)

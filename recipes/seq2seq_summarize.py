@@ -18,6 +18,17 @@ optionally `--data.eval_files` (else every tenth training pair is held out) and
     python recipes/seq2seq_summarize.py --data.train_files=news.tsv --data.source_column=article \\
         --data.vocabulary_kind=sentencepiece_unigram --data.vocabulary_size=8000 \\
         --data.encoder_sequence_length=512 --data.decoder_sequence_length=64
+    python recipes/seq2seq_summarize.py --model.checkpoint=path/to/t5-small --data.train_files=news.tsv \\
+        --data.source_column=article --data.encoder_sequence_length=512 --data.decoder_sequence_length=64
+
+Starting from a trained model: `--model.checkpoint=PATH` takes the encoder-decoder of
+a kzoo `.keras` file (a `Seq2SeqLM`; its tokenizer is the `tokenizer/` folder beside
+it) or of a Hugging Face T5 directory, its LM head included, and the checkpoint's
+tokenizer instead of a trained vocabulary (`--data.tokenizer_dir` replaces it). The
+architecture comes with the checkpoint: `--model.preset` does not apply,
+`--model.overrides` is refused, and the dropout is the checkpoint's (built into its
+layers), whatever `--model.dropout` says. The sequence lengths must fit the model's
+positions (T5's relative positions take any length).
 
 Metrics: held-out loss and token accuracy (teacher forcing); ROUGE-1/2/L F-measures of
 greedy summaries of the first `--data.decode_examples` held-out documents, with a few
@@ -34,6 +45,7 @@ from kzoo.recipes import (
     RecipeParts,
     greedy_seq2seq_evaluator,
     prepare_tokenizer,
+    pretrained_start,
     read_text_pairs,
     run_recipe,
 )
@@ -49,7 +61,7 @@ class DataConfig:
     eval_files: str = ""  # empty: the default test split, or every tenth training pair for user data
     source_column: str = "document"
     target_column: str = "summary"
-    tokenizer_dir: str = ""  # empty: train a SentencePiece vocabulary on sources + targets
+    tokenizer_dir: str = ""  # empty: the checkpoint's tokenizer, else a SentencePiece one trained on sources + targets
     vocabulary_kind: str = "sentencepiece"  # BPE pieces (see above), or "sentencepiece_unigram" (T5)
     vocabulary_size: int = 320
     encoder_sequence_length: int = 64  # tokens, EOS included; longer texts are truncated
@@ -68,8 +80,11 @@ class Config:
 
 
 def build(config, workdir):
+    start = pretrained_start(config.model, "seq2seq", config.data.tokenizer_dir, exact_vocabulary=False,
+                             encoder_sequence_length=config.data.encoder_sequence_length,
+                             decoder_sequence_length=config.data.decoder_sequence_length)  # None: random weights
     train_pairs, eval_pairs = read_text_pairs("summarization", config.data, workdir)
-    tokenizer, tokenizer_files = prepare_tokenizer(
+    tokenizer, tokenizer_files = (start.tokenizer, start.tokenizer_files) if start else prepare_tokenizer(
         config.data.vocabulary_kind, [text for pair in train_pairs for text in pair], config.data.vocabulary_size,
         workdir, config.data.tokenizer_dir)
     pad, eos = tokenizer.pad_id, tokenizer.special_token_ids["eos"]
@@ -80,9 +95,13 @@ def build(config, workdir):
                                      drop_remainder=True, **options)
     eval_set = data.seq2seq_dataset(eval_pairs, tokenizer, **options)
 
-    arguments = {**config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
-                 "max_sequence_length": max(config.data.encoder_sequence_length, config.data.decoder_sequence_length)}
-    model = models.Seq2SeqLM(models.from_preset(config.model.preset, **arguments))
+    if start:  # Seq2SeqLM adds no weights: its LM head is the backbone's (tied or not)
+        backbone = start.backbone
+    else:
+        backbone = models.from_preset(config.model.preset, **{
+            **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
+            "max_sequence_length": max(config.data.encoder_sequence_length, config.data.decoder_sequence_length)})
+    model = models.Seq2SeqLM(backbone)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(
         model=model, train_dataset=train_set, eval_dataset=eval_set,

@@ -12,6 +12,17 @@ every tenth training pair is held out) and `--data.tokenizer_dir` (a `spiece.mod
 
     python recipes/seq2seq_translate.py                      # defaults, ~4-5 minutes on 2 CPU cores
     python recipes/seq2seq_translate.py --model.preset=t5_small --data.train_files=my.tsv --data.vocabulary_size=8000
+    kzoo train seq2seq_translate && kzoo train seq2seq_translate --data.train_files=more.tsv \\
+        --model.checkpoint=runs/seq2seq_translate/model.keras --train.output_dir=runs/translate_more
+
+Starting from a trained model: `--model.checkpoint=PATH` takes the encoder-decoder of
+a kzoo `.keras` file (a `Seq2SeqLM`; its tokenizer is the `tokenizer/` folder beside
+it) or of a Hugging Face T5 directory, its LM head included, and the checkpoint's
+tokenizer instead of a trained vocabulary (`--data.tokenizer_dir` replaces it). The
+architecture comes with the checkpoint: `--model.preset` does not apply,
+`--model.overrides` is refused, and the dropout is the checkpoint's (built into its
+layers), whatever `--model.dropout` says. The sequence lengths must fit the model's
+positions (T5's relative positions take any length).
 
 Metrics: held-out loss and token accuracy (teacher forcing); corpus BLEU (a fraction,
 on whitespace tokens, with sacrebleu's default "exp" smoothing) of greedy translations
@@ -28,6 +39,7 @@ from kzoo.recipes import (
     RecipeParts,
     greedy_seq2seq_evaluator,
     prepare_tokenizer,
+    pretrained_start,
     read_text_pairs,
     run_recipe,
 )
@@ -43,7 +55,7 @@ class DataConfig:
     eval_files: str = ""  # empty: the default test split, or every tenth training pair for user data
     source_column: str = "source"
     target_column: str = "target"
-    tokenizer_dir: str = ""  # empty: train a SentencePiece vocabulary on sources + targets
+    tokenizer_dir: str = ""  # empty: the checkpoint's tokenizer, else a SentencePiece one trained on sources + targets
     vocabulary_kind: str = "sentencepiece_unigram"  # or "sentencepiece" (BPE pieces)
     vocabulary_size: int = 96
     encoder_sequence_length: int = 32  # tokens, EOS included; longer texts are truncated
@@ -67,8 +79,11 @@ def bleu(hypotheses, references):
 
 
 def build(config, workdir):
+    start = pretrained_start(config.model, "seq2seq", config.data.tokenizer_dir, exact_vocabulary=False,
+                             encoder_sequence_length=config.data.encoder_sequence_length,
+                             decoder_sequence_length=config.data.decoder_sequence_length)  # None: random weights
     train_pairs, eval_pairs = read_text_pairs("translation", config.data, workdir)
-    tokenizer, tokenizer_files = prepare_tokenizer(
+    tokenizer, tokenizer_files = (start.tokenizer, start.tokenizer_files) if start else prepare_tokenizer(
         config.data.vocabulary_kind, [text for pair in train_pairs for text in pair], config.data.vocabulary_size,
         workdir, config.data.tokenizer_dir)
     pad, eos = tokenizer.pad_id, tokenizer.special_token_ids["eos"]
@@ -79,9 +94,13 @@ def build(config, workdir):
                                      drop_remainder=True, **options)
     eval_set = data.seq2seq_dataset(eval_pairs, tokenizer, **options)
 
-    arguments = {**config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
-                 "max_sequence_length": max(config.data.encoder_sequence_length, config.data.decoder_sequence_length)}
-    model = models.Seq2SeqLM(models.from_preset(config.model.preset, **arguments))
+    if start:  # Seq2SeqLM adds no weights: its LM head is the backbone's (tied or not)
+        backbone = start.backbone
+    else:
+        backbone = models.from_preset(config.model.preset, **{
+            **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
+            "max_sequence_length": max(config.data.encoder_sequence_length, config.data.decoder_sequence_length)})
+    model = models.Seq2SeqLM(backbone)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(
         model=model, train_dataset=train_set, eval_dataset=eval_set,

@@ -4,6 +4,7 @@
     reading     the offline default corpus, user csv/tsv pairs, held-out splits, what a reader skipped
     vocabulary  prepare_tokenizer: the user's vocabulary files or one trained on the training texts
     evaluators  perplexity, sample generations, greedy seq2seq outputs scored by a metric, masked-LM guesses
+    pretrained  load_pretrained: the trained model a fine-tuning recipe starts from (--model.checkpoint), its tokenizer
     outputs     model.keras, tokenizer/ and result.json written when a run ends; load_run reads a run back
     index       the recipe scripts by name (`kzoo train NAME`): the top-level recipes/ folder, installed
                 as `kzoo.recipes.scripts`
@@ -20,6 +21,7 @@ from kzoo.recipes.evaluators import (
     sample_generations,
 )
 from kzoo.recipes.outputs import LoadedRun, RunLoadError, load_run
+from kzoo.recipes.pretrained import Pretrained, load_pretrained, pretrained_start
 from kzoo.recipes.reading import default_corpus, read_text_pairs, report_reading, require_filled, split_holdout
 from kzoo.recipes.runner import (
     AdapterOptions,
@@ -32,8 +34,8 @@ from kzoo.recipes.runner import (
 from kzoo.recipes.vocabulary import prepare_tokenizer
 
 __all__ = [
-    "AdapterOptions", "FineTuningModelConfig", "LoadedRun", "RecipeModelConfig", "RecipeParts", "RunLoadError",
-    "default_corpus", "greedy_seq2seq_evaluator", "load_run", "masked_lm_examples", "parse_arguments", "perplexity",
-    "prepare_tokenizer", "read_text_pairs", "report_reading", "require_filled", "run_recipe", "sample_generations",
-    "split_holdout",
+    "AdapterOptions", "FineTuningModelConfig", "LoadedRun", "Pretrained", "RecipeModelConfig", "RecipeParts",
+    "RunLoadError", "default_corpus", "greedy_seq2seq_evaluator", "load_pretrained", "load_run", "masked_lm_examples",
+    "parse_arguments", "perplexity", "prepare_tokenizer", "pretrained_start", "read_text_pairs", "report_reading",
+    "require_filled", "run_recipe", "sample_generations", "split_holdout",
 ]
