@@ -1,10 +1,12 @@
 """The files and folders of a `kzoo train` run directory: the one place their names are spelled.
 
     runs/<recipe>/
-        model.keras           the trained task model (written last, atomically)
+        model.keras           the trained task model (written last, atomically; a LoRA run's adapters merged)
+        adapters.npz          a LoRA run's adapter weights alone (`kzoo.models.lora.load_adapters` applies them)
         tokenizer/            the tokenizer files, and labels.json for a classifier or tagger
         config.yaml, .json    the resolved recipe config (`kzoo eval` reads it back)
         result.json           the final report: steps, losses, eval metrics, paths
+        heldout.npz           the first held-out examples (inputs, targets, weights) for later checks
         history.jsonl         one JSON record per logged step
         checkpoints/step-N/   what an exact resume needs
         logs/                 TensorBoard event files
@@ -12,9 +14,9 @@
         vocab/, data/         a trained vocabulary and the offline default corpus, when the recipe made them
 
 The training loop (`kzoo.train`) writes `history.jsonl`, `checkpoints/`, `logs/` and holds `.lock`; the
-recipe runner (`kzoo.recipes`) writes `config.yaml`, `model.keras`, `tokenizer/` and `result.json`, and
-`kzoo.recipes.outputs.load_run` reads a finished run back for `kzoo export` and `kzoo generate`; `kzoo eval`
-reads `config.yaml`. Every one of them asks a `RunDirectory` for the path.
+recipe runner (`kzoo.recipes`) writes `config.yaml`, `model.keras`, `adapters.npz`, `tokenizer/`, `heldout.npz` and
+`result.json`, and `kzoo.recipes.outputs.load_run` reads a finished run back for `kzoo export` and
+`kzoo generate`; `kzoo eval` reads `config.yaml`. Every one of them asks a `RunDirectory` for the path.
 
 This module imports nothing from kzoo, so any package may use it.
 """
@@ -24,10 +26,12 @@ import os
 
 RUNS_FOLDER = "runs"  # `kzoo train NAME` writes to runs/NAME unless --train.output_dir says otherwise
 MODEL_FILE = "model.keras"
+ADAPTERS_FILE = "adapters.npz"  # a LoRA run's adapters alone, beside the merged model.keras
 TOKENIZER_DIR = "tokenizer"
 LABELS_FILE = "labels.json"  # in tokenizer/ of a classifier or tagger run; beside an export's model too
 CONFIG_NAME = "config"  # config.yaml (read back by `kzoo eval`) and config.json
 RESULT_FILE = "result.json"
+HELDOUT_FILE = "heldout.npz"  # `kzoo.recipes.heldout`: read by `kzoo export --int8 --verify`
 HISTORY_FILE = "history.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
@@ -54,10 +58,12 @@ class RunDirectory:
     root: str
 
     model = _inside(MODEL_FILE)
+    adapters = _inside(ADAPTERS_FILE)
     tokenizer = _inside(TOKENIZER_DIR)
     labels = _inside(TOKENIZER_DIR, LABELS_FILE)
     config = _inside(f"{CONFIG_NAME}.yaml")
     result = _inside(RESULT_FILE)
+    heldout = _inside(HELDOUT_FILE)
     history = _inside(HISTORY_FILE)
     checkpoints = _inside(CHECKPOINTS_DIR)
     logs = _inside(LOGS_DIR)

@@ -5,7 +5,10 @@
     vocabulary  prepare_tokenizer: the user's vocabulary files or one trained on the training texts
     evaluators  perplexity, sample generations, greedy seq2seq outputs scored by a metric, masked-LM guesses
     pretrained  load_pretrained: the trained model a fine-tuning recipe starts from (--model.checkpoint), its tokenizer
-    outputs     model.keras, tokenizer/ and result.json written when a run ends; load_run reads a run back
+    adapters    LoRA adapters over an optionally quantized backbone (--model.lora_rank, --model.quantize)
+    outputs     model.keras, tokenizer/, adapters.npz and result.json written when a run ends; load_run reads
+                a run back
+    heldout     heldout.npz: a sample of the held-out examples, which kzoo export's int8 gate scores
     index       the recipe scripts by name (`kzoo train NAME`): the top-level recipes/ folder, installed
                 as `kzoo.recipes.scripts`
 

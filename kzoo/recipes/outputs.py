@@ -1,9 +1,9 @@
 """What a recipe run leaves behind: written by the runner when training ends, read back by `load_run`.
 
-`save_model_and_tokenizer` and `save_result` write a run directory's `model.keras`, `tokenizer/` and
-`result.json`; `load_run` reads the model, tokenizer and class names of a run directory (or of a lone .keras
-file, or an imported checkpoint directory) for `kzoo export`, `kzoo generate` and `kzoo attention`. The file
-names are `kzoo.run_directory`'s.
+`save_model_and_tokenizer`, `save_adapters` and `save_result` write a run directory's `model.keras`, `tokenizer/`,
+a LoRA run's `adapters.npz` and `result.json`; `load_run` reads the model, tokenizer and class names of a run
+directory (or of a lone .keras file, or an imported checkpoint directory) for `kzoo export`, `kzoo generate` and
+`kzoo attention`. The file names are `kzoo.run_directory`'s.
 """
 
 import json
@@ -11,7 +11,7 @@ import os
 import shutil
 import typing
 
-from kzoo.run_directory import LABELS_FILE, MODEL_FILE, TOKENIZER_DIR, RunDirectory
+from kzoo.run_directory import ADAPTERS_FILE, LABELS_FILE, MODEL_FILE, TOKENIZER_DIR, RunDirectory
 
 
 def save_model_and_tokenizer(output_dir, model, files):
@@ -29,6 +29,19 @@ def save_model_and_tokenizer(output_dir, model, files):
         if os.path.abspath(path) != os.path.abspath(os.path.join(run.tokenizer, basename)):
             shutil.copyfile(path, os.path.join(run.tokenizer, basename))
     return {"model": run.model, "tokenizer_dir": run.tokenizer}
+
+
+def save_adapters(output_dir, model):
+    """Writes the LoRA adapters of `model` alone as `<output_dir>/adapters.npz` (`kzoo.models.lora.save_adapters`:
+    the adapter weights, rank, alpha and targets; `load_adapters` applies them to a fresh copy of the base model);
+    returns `{"adapters": path}`. Written under a temporary name and renamed into place, like the model."""
+    from kzoo.models.lora import save_adapters as write
+
+    run = RunDirectory(output_dir)
+    partial = os.path.join(run.root, f".partial-{ADAPTERS_FILE}")
+    write(model, partial)
+    os.replace(partial, run.adapters)
+    return {"adapters": run.adapters}
 
 
 def save_result(output_dir, result):

@@ -4,9 +4,13 @@ A recipe module defines a config dataclass (sections `model`, `data`, `train`) a
 `build(config, workdir) -> RecipeParts`; its `main(argv)` calls `run_recipe`. The
 runner parses `--config FILE.yaml` and dotted overrides, seeds everything, sets the
 precision policy, resolves the strategy, calls `build` under `strategy.scope()`,
-compiles with the kzoo optimizer, writes the resolved config beside the checkpoints
-and into TensorBoard, trains (resuming from the newest checkpoint in the output
-directory, if any), saves `<output_dir>/model.keras` and the tokenizer files, and
+adds a fine-tuning recipe's LoRA adapters over an optionally quantized backbone
+(`model.lora_rank`, `model.quantize`: `kzoo.recipes.adapters`), compiles with the
+kzoo optimizer (for the trainable weights: with LoRA, the adapters and the task head),
+writes the resolved config beside the checkpoints and into TensorBoard, trains
+(resuming from the newest checkpoint in the output directory, if any), saves
+`<output_dir>/model.keras` (a LoRA run's adapters merged, and alone in `adapters.npz`),
+the tokenizer files and a sample of the held-out examples (`kzoo.recipes.heldout`), and
 prints where everything is. The file names of a run directory are `kzoo.run_directory`'s.
 
 Resuming (`--train.resume`, default `auto`) is checked before anything is built or
@@ -26,7 +30,7 @@ import warnings
 
 from kzoo.messages import one_line
 from kzoo.recipes import outputs
-from kzoo.run_directory import CONFIG_NAME, RunDirectory
+from kzoo.run_directory import CONFIG_NAME, MODEL_FILE, RunDirectory
 from kzoo.train.config import (
     ConfigError,
     TrainConfig,
@@ -68,14 +72,14 @@ class AdapterOptions:
 
     `lora_rank` > 0 adds rank-`lora_rank` adapters to the `lora_targets` projections of every block
     (`kzoo.models.lora`) and freezes the rest of the backbone; `lora_alpha` scales them (`alpha / rank`, 0: the
-    rank, scale 1). `quantize` ("int8", "int4", "float8") quantizes the base weights first, so the adapters train
-    over a quantized base (QLoRA-style); it needs `lora_rank`.
+    rank, scale 1). `quantize` ("int8", "int4") quantizes the base weights first, so the adapters train over a
+    quantized base (QLoRA-style); it needs `lora_rank` (`kzoo.recipes.adapters`).
     """
 
     lora_rank: int = 0  # 0: full fine-tuning
     lora_alpha: float = 0.0  # 0: lora_rank (scale 1)
     lora_targets: str = "query,value"  # comma-separated: query, key, value, output, up, gate, down
-    quantize: str = ""  # "", int8, int4, float8: the base's weights, before the adapters (needs lora_rank)
+    quantize: str = ""  # "", int8, int4: the base's weights, before the adapters (needs lora_rank)
 
 
 @dataclasses.dataclass
@@ -137,11 +141,17 @@ def parse_arguments(name, config, argv, description=""):
         section = getattr(config, field.name)
         if dataclasses.is_dataclass(section) and section is not train:
             check_types(section, f"{field.name}.")
+    from kzoo.recipes import adapters  # imports Keras: not for --help
+
+    adapters.check_options(getattr(config, "model", None))  # LoRA / quantize values, before any data is read
     return config
 
 
-def run_recipe(name, config, build, argv=None, description="", evaluate_only=False):
+def run_recipe(name, config, build, argv=None, description="", evaluate_only=False, quantize=""):
     """Parses `argv` onto `config`, then trains (or only evaluates); returns the result dict.
+
+    `quantize` ("int8", "int4", "float8"; with `evaluate_only`) evaluates the newest checkpoint with its backbone
+    quantized after the weights are restored (`kzoo eval RUN --quantize MODE`).
 
     Errors the user can fix (config, data, checkpoints, an unwritable output folder) are
     printed as one line and the process exits with status 2; a diverged run exits with 3,
@@ -152,7 +162,11 @@ def run_recipe(name, config, build, argv=None, description="", evaluate_only=Fal
     try:
         with config_warnings_as_lines(f"kzoo train {name}"):
             config = parse_arguments(name, config, argv, description)
-        return _run(name, config, build, evaluate_only)
+        if quantize:
+            from kzoo.recipes import adapters
+
+            adapters.check_evaluation_quantize(getattr(config, "model", None), quantize)
+        return _run(name, config, build, evaluate_only, quantize)
     except (ConfigError, CheckpointError, ValueError) as error:
         _fail(name, error, 2)
     except OSError as error:  # a file or folder the run needs (its path is in the message)
@@ -195,7 +209,7 @@ def _sha256(path):
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def _run(name, config, build, evaluate_only):
+def _run(name, config, build, evaluate_only, quantize=""):
     from kzoo.train.checkpoint import run_lock
     from kzoo.train.loop import check_backend, check_writable
 
@@ -211,12 +225,13 @@ def _run(name, config, build, evaluate_only):
     multi_process = "TF_CONFIG" in os.environ or joins_hosts(config.train.coordinator_address)
     unlocked = evaluate_only or multi_process
     with contextlib.nullcontext() if unlocked else run_lock(config.train.output_dir):
-        return _run_unlocked(name, config, build, evaluate_only)
+        return _run_unlocked(name, config, build, evaluate_only, quantize)
 
 
-def _run_unlocked(name, config, build, evaluate_only):
+def _run_unlocked(name, config, build, evaluate_only, quantize=""):
     import keras
 
+    from kzoo.recipes import adapters
     from kzoo.train import optimization
     from kzoo.train import strategy as strategies
     from kzoo.train.checkpoint import CheckpointManager
@@ -238,6 +253,10 @@ def _run_unlocked(name, config, build, evaluate_only):
         with strategy.scope():
             parts = build(config, workdir)
             model = parts.model
+            # LoRA / a quantized base (the fine-tuning recipes' model.lora_* and model.quantize): before compile, so
+            # the optimizer is built for the adapters and the task head alone.
+            lora = adapters.apply_adapters(getattr(config, "model", None), model, parts.train_dataset,
+                                           verbose=chief and train.verbose, command=f"kzoo train {name}")
             model.compile(optimizer=optimization.build_optimizer(train, model.trainable_variables),
                           **parts.compile_arguments)
         trainer = Trainer(model, train, strategy, parts.train_dataset, parts.eval_dataset,
@@ -260,8 +279,11 @@ def _run_unlocked(name, config, build, evaluate_only):
             restored = trainer.checkpoints.restore_latest()
             if restored is None:
                 raise ConfigError(f"no checkpoint under {trainer.checkpoints.directory}: train first.")
+            if quantize:  # after the float weights are restored; the eval step is traced on first use
+                with strategy.scope():
+                    adapters.quantize_backbone(model, quantize)
             results = trainer.evaluate()
-            return {"step": restored["step"], "eval": results}
+            return {"step": restored["step"], "eval": results, "quantize": quantize or None}
         started = time.perf_counter()
         try:
             result = trainer.fit()
@@ -273,6 +295,11 @@ def _run_unlocked(name, config, build, evaluate_only):
         if chief:
             result.update(outputs.save_model_and_tokenizer(train.output_dir, model,
                                                            {**parts.tokenizer_files, **parts.extra_files}))
+            if lora:
+                result.update(outputs.save_adapters(train.output_dir, model), lora=lora)
+            from kzoo.recipes.heldout import save_heldout_sample
+
+            result["heldout"] = save_heldout_sample(train.output_dir, parts.eval_dataset)  # None: no held-out data
             _report(name, result)
             outputs.save_result(train.output_dir, result)
         return result
@@ -290,4 +317,14 @@ def _report(name, result):
           f"  eval: {evaluation or 'n/a'}\n"
           f"  checkpoint: {result['checkpoint']}\n"
           f"  model: {result['model']} (tokenizer files in {result['tokenizer_dir']})\n"
+          f"{_adapters_line(result)}"
           f"  TensorBoard: tensorboard --logdir {result['logdir']}")
+
+
+def _adapters_line(result):
+    """The report's line for the adapter file of a LoRA run (empty for a full fine-tuning)."""
+    if not result.get("adapters"):
+        return ""
+    lora = result["lora"]
+    return (f"  adapters: {result['adapters']} (LoRA rank {lora['rank']}, {lora['adapter_parameters']:,} weights; "
+            f"{MODEL_FILE} has them merged)\n")

@@ -125,3 +125,24 @@ def test_int8_quantization_reaches_every_projection(family):
     assert projections and all(layer.quantization_mode == "int8" for layer in projections)
     after = to_numpy(model(inputs))
     assert 0 < np.abs(after - before).max() < 0.01 * max(1.0, np.abs(before).max())
+
+
+@pytest.mark.slow
+def test_bert_base_classifier_rank_8_trains_the_adapters_and_its_head():
+    """BERT-base: query and value `(768, 12, 64)` kernels in 12 layers, adapters `A (768, 12, 8)`, `B (8, 64)`;
+    the classifier's own head (768 -> 2 logits, outside the backbone) trains too."""
+    model = models.BertClassifier(models.from_preset("bert_base", dropout=0.0), num_classes=2, dropout=0.0)
+    model.backbone.enable_lora(8)
+    adapters = (768 * 12 * 8 + 8 * 64) * 2 * 12
+    assert lora.count_lora_parameters(model) == adapters == 1_781_760
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == adapters + 768 * 2 + 2 == 1_783_298
+
+
+@pytest.mark.slow
+def test_t5_small_rank_8_adapts_self_and_cross_attention():
+    """T5-small: 8 heads of 64 over 512; query and value of 6 encoder self-attentions and 6 decoder self- and 6
+    cross-attentions (18 attention layers), adapters `A (512, 8, 8)`, `B (8, 64)`; the tied head adds nothing."""
+    model = models.Seq2SeqLM(models.from_preset("t5_small", dropout=0.0))
+    model.backbone.enable_lora(8)
+    assert lora.count_lora_parameters(model) == (512 * 8 * 8 + 8 * 64) * 2 * 18 == 1_198_080
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == 1_198_080
