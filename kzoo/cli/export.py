@@ -4,6 +4,13 @@ Examples:
     kzoo export runs/bert_classify --format savedmodel --output exports/models --name sentiment --verify
     kzoo export runs/gpt_pretrain --format savedmodel --output exports/models --max-new-tokens 48
     kzoo export runs/bert_classify --format onnx --output exports/onnx/sentiment --int8 --verify
+    kzoo export model.keras --format onnx --output out --int8 --verify --eval-examples runs/x/heldout.npz
+
+ONNX `--int8 --verify` is a gate: the int8 graphs are scored against the fp32 graphs with the task metric (accuracy,
+entity F1, exact span match, masked-token accuracy; greedy token agreement for generation) on the run's held-out
+sample (`heldout.npz`, written by `kzoo train`) or `--eval-examples`; more than `--int8-max-drop` points lost
+(default 1) prints the figures and exits with status 2. Without a held-out sample (a lone .keras file) the int8
+predictions are compared with the fp32 ones on random inputs, and the report says so.
 """
 
 import argparse
@@ -17,7 +24,11 @@ def register(commands):
         "export",
         help="export a trained model as a TF Serving SavedModel or an ONNX model",
         description="Export a kzoo model. SOURCE is a `kzoo train` output directory (model.keras and tokenizer/) "
-        "or a .keras file (add --tokenizer-dir for the text signatures).",
+        "or a .keras file (add --tokenizer-dir for the text signatures). ONNX --int8 --verify judges the int8 graphs "
+        "by the task metric (accuracy, entity F1, exact span match, masked-token accuracy; greedy token agreement "
+        "with fp32 for generation) on the run's held-out sample (heldout.npz) or --eval-examples, and exits with "
+        "status 2 when they lose more than --int8-max-drop points against the fp32 graphs; without a sample, int8 "
+        "predictions are compared with fp32 ones on random inputs (the report says which).",
     )
     parser.add_argument("source", help="a run directory (holds model.keras) or a .keras file")
     parser.add_argument("--format", choices=["savedmodel", "onnx"], default="savedmodel", help="default savedmodel")
@@ -42,8 +53,15 @@ def register(commands):
     onnx.add_argument("--opset", type=int, default=17, help="ONNX opset, 13-18 (default 17)")
     onnx.add_argument("--no-decoding", action="store_true",
                       help="GPT/seq2seq: only the forward graph, not the decoder-with-past graphs")
-    onnx.add_argument("--int8", action="store_true", help="also write int8 dynamically quantized graphs")
+    onnx.add_argument("--int8", action="store_true",
+                      help="also write int8 dynamically quantized graphs (with --verify: judged by the task metric)")
     onnx.add_argument("--int8-per-channel", action="store_true", help="int8 with one scale per output channel")
+    onnx.add_argument("--int8-max-drop", type=float, metavar="POINTS",
+                      help="with --int8 --verify: fail (status 2) when the int8 graphs' task metric on held-out "
+                      "examples is more than POINTS percentage points below the fp32 graphs' (default 1)")
+    onnx.add_argument("--eval-examples", metavar="FILE.npz",
+                      help="with --int8 --verify: the held-out sample to score (default: SOURCE/heldout.npz of a run "
+                      "directory; none: int8 vs fp32 agreement on random inputs)")
     onnx.add_argument("--verify-rtol", type=float, default=1e-3, help="ONNX --verify rtol (default 1e-3)")
     onnx.add_argument("--verify-atol", type=float, default=1e-4, help="ONNX --verify atol (default 1e-4)")
     parser.set_defaults(run=run)
@@ -75,9 +93,30 @@ def _savedmodel(args, model, tokenizer, files, labels):
     return 0
 
 
+def _held_out(args):
+    """(HeldoutSample or None, its name) for the int8 gate: --eval-examples, else SOURCE/heldout.npz of a run."""
+    from kzoo.recipes.heldout import load_heldout_sample
+    from kzoo.run_directory import RunDirectory
+
+    path = args.eval_examples
+    if path is None and os.path.isdir(args.source) and os.path.isfile(RunDirectory(args.source).heldout):
+        path = RunDirectory(args.source).heldout
+    if path is None:
+        return None, None
+    if not os.path.isfile(path):
+        raise ValueError(f"--eval-examples {path} does not exist; pass the heldout.npz of a `kzoo train` run.")
+    return load_heldout_sample(path), path
+
+
 def _onnx(args, model, tokenizer, files, labels):
+    import math
+
     from kzoo.export import onnx as onnx_export
 
+    max_drop = onnx_export.DEFAULT_MAX_DROP if args.int8_max_drop is None else args.int8_max_drop
+    if not math.isfinite(max_drop):
+        raise ValueError(f"--int8-max-drop must be a finite number of points, got {args.int8_max_drop}.")
+    held_out = _held_out(args) if args.int8 and args.verify else (None, None)
     metadata = onnx_export.export_onnx(model, args.output, opset=args.opset, decoding=not args.no_decoding,
                                        labels=labels)
     print(f"kzoo export: {type(model).__name__} -> {args.output} (opset {metadata['opset']}, "
@@ -104,6 +143,14 @@ def _onnx(args, model, tokenizer, files, labels):
         for name, path in files.items():
             shutil.copy(path, os.path.join(args.output, name))
         print(f"  tokenizer files copied beside the graphs: {', '.join(sorted(files))}")
+    if args.verify and args.int8:  # the int8 gate: last, so a failure leaves a complete export to inspect
+        sample, name = held_out
+        quality = onnx_export.int8_quality(args.output, sample, max_drop=max_drop, sample_name=name,
+                                           decoder_start_id=args.decoder_start_id)
+        print("\n".join(onnx_export.format_quality(quality)))
+        if not quality["passed"]:
+            print(f"kzoo export: {quality['reason']}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -117,6 +164,11 @@ def run(args):
         print("kzoo export: warning: --max-length is now --sequence-length; the old name will stop working in the "
               "next release.", file=sys.stderr)
         args.sequence_length = args.old_max_length
+    if (args.int8_max_drop is not None or args.eval_examples) and not (args.format == "onnx" and args.int8
+                                                                       and args.verify):
+        print("kzoo export: --int8-max-drop and --eval-examples set the ONNX int8 quality gate; add --format onnx "
+              "--int8 --verify.", file=sys.stderr)
+        return 2
     try:
         model, tokenizer, files, labels = load_run(args.source, args.tokenizer_dir, args.labels)
         export = _savedmodel if args.format == "savedmodel" else _onnx

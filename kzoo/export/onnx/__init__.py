@@ -12,6 +12,8 @@
                                     present = concat(past, new) out (Hugging Face `optimum` names)
       export.json                   opset, versions, model class, config, every graph's inputs/outputs
       labels.json                   BertClassifier / BertTokenClassifier: {"labels": [name of class 0, ...]}
+      *.int8.onnx                   with `quantize_onnx`: int8 weights; `int8_quality` judges them by the task
+                                    metric (recorded in export.json as `int8_quality`)
 
 Inputs keep the Keras input names (`token_ids`, `segment_ids`, `padding_mask`, ...) and
 dtype: int32 ids and masks (1 = real token), float32 keys/values. Batch and sequence axes
@@ -39,6 +41,8 @@ Modules, one job each (the SavedModel side is split the same way: `savedmodel`, 
     convert.py   `export_onnx`: tf2onnx conversion of each graph, `export.json` (`load_metadata` reads it)
     quantize.py  `quantize_onnx`: int8 dynamic quantization
     verify.py    `verify_onnx`: parity with Keras in ONNX Runtime; `summarize`, `verdict`
+    quality.py   `int8_quality`: the int8 graphs' task metric on held-out examples vs the fp32 graphs' (the gate
+                 of `kzoo export --int8 --verify`, default at most 1 point lost); `format_quality`
 
 `kzoo.export.onnx_generate.OnnxGenerator` is the client: it runs the decoding graphs with NumPy and onnxruntime.
 """
@@ -52,11 +56,12 @@ from kzoo.export.onnx.convert import (
     load_metadata,
 )
 from kzoo.export.onnx.graphs import DECODER_FILE, DECODER_WITH_PAST_FILE, ENCODER_FILE, MODEL_FILE
+from kzoo.export.onnx.quality import DEFAULT_MAX_DROP, format_quality, int8_quality
 from kzoo.export.onnx.quantize import INT8_SUFFIX, quantize_onnx
 from kzoo.export.onnx.verify import OnnxParityError, summarize, verdict, verify_onnx
 
 __all__ = [
-    "DECODER_FILE", "DECODER_WITH_PAST_FILE", "DEFAULT_OPSET", "ENCODER_FILE", "INT8_SUFFIX", "LABELS_FILE",
-    "METADATA_FILE", "MODEL_FILE", "OnnxExportError", "OnnxParityError", "export_onnx", "load_metadata",
-    "quantize_onnx", "summarize", "verdict", "verify_onnx",
+    "DECODER_FILE", "DECODER_WITH_PAST_FILE", "DEFAULT_MAX_DROP", "DEFAULT_OPSET", "ENCODER_FILE", "INT8_SUFFIX",
+    "LABELS_FILE", "METADATA_FILE", "MODEL_FILE", "OnnxExportError", "OnnxParityError", "export_onnx",
+    "format_quality", "int8_quality", "load_metadata", "quantize_onnx", "summarize", "verdict", "verify_onnx",
 ]
