@@ -30,8 +30,8 @@ def register(commands):
     parser.add_argument("source", help="a run directory (holds model.keras), a .keras file, or a Hugging Face "
                         "checkpoint / keras-hub preset directory")
     parser.add_argument("--mode", required=True, metavar="MODE",
-                        help="int8 (per-channel int8 kernels, ~4x smaller), int4 (two kernel values per byte) or "
-                        "float8 (float8 matmuls; the file does not shrink)")
+                        help="int8 (per-channel int8 kernels: projections ~4x smaller; embeddings stay float32), "
+                        "int4 (two kernel values per byte) or float8 (float8 matmuls; the file does not shrink)")
     parser.add_argument("--block-size", type=int,
                         help="int4: inputs per scale (default 128), or -1 for one scale per output unit")
     parser.add_argument("--output", required=True, help="the new run directory")
