@@ -142,6 +142,7 @@ def test_bert_ner_starts_from_a_hugging_face_directory(tmp_path):
         build(seq2seq_translate, "seq2seq_translate", tmp_path / "t5", checkpoint)
 
 
+@pytest.mark.backend("tensorflow")  # the loader's checks, before any backend work: one backend suffices
 @pytest.mark.parametrize("recipe, checkpoint, arguments, message", [
     (bert_classify, "gpt", [], "holds a GPTCausalLM (gpt family), not a bert model: pass a bert checkpoint"),
     (seq2seq_translate, "bert", [], "holds a BertPretrainer (bert family), not a seq2seq model"),
