@@ -22,6 +22,7 @@ import re
 
 import keras
 
+from kzoo.models import lora
 from kzoo.models.layout import layout_map
 from kzoo.models.quantization import quantization_adjustment, resolve_policy_maps, serialized_dtype_policy
 
@@ -147,9 +148,7 @@ class Backbone(keras.Model):
             rank: int, the adapters' rank. alpha: float, their scale is `alpha / rank` (default: `rank`).
             targets: attention "query", "key", "value", "output" and feed-forward "up", "gate", "down".
         """
-        from kzoo.models.lora import enable_lora
-
-        return enable_lora(self, rank, alpha, targets)
+        return lora.enable_lora(self, rank, alpha, targets)
 
     def count_params_by_layer(self):
         """`{layer name: parameter count}` for the top-level layers (for reports)."""

@@ -17,8 +17,6 @@ import math
 
 import numpy as np
 
-from kzoo.models.backbone import backbone_of
-
 ATTENTION_TARGETS = ("query", "key", "value", "output")
 FEED_FORWARD_TARGETS = ("up", "gate", "down")
 TARGETS = ATTENTION_TARGETS + FEED_FORWARD_TARGETS
@@ -140,8 +138,9 @@ def load_adapters(model, path):
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"{path} is not a kzoo adapter file (save_adapters writes them): {error}") from error
     present = lora_settings(model)
-    if present is None:
-        enable_lora(backbone_of(model), settings["rank"], settings["alpha"], settings["targets"])
+    if present is None:  # on the backbone (`Backbone.enable_lora`), so that a task's head stays trainable
+        backbone = getattr(model, "backbone", model)
+        backbone.enable_lora(settings["rank"], settings["alpha"], settings["targets"])
     elif present != settings:
         raise ValueError(f"the model's adapters {present} differ from the file's {settings}.")
     variables = lora_variables(model)
