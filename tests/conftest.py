@@ -58,4 +58,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         marker = item.get_closest_marker("backend")
         if marker and backend not in marker.args:
-            item.add_marker(pytest.mark.skip(reason=f"needs the {marker.args} backend, running {backend}"))
+            why = marker.kwargs.get("reason")  # what the test needs that backend for
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs the {marker.args} backend, running {backend}" + (f": {why}" if why else "")))

@@ -19,7 +19,7 @@ from kzoo.export import onnx as onnx_export
 from kzoo.export.onnx import quality
 from kzoo.recipes.heldout import HeldoutSample, load_heldout_sample, save_heldout_sample
 
-TF_ONLY = pytest.mark.backend("tensorflow")
+TF_ONLY = pytest.mark.backend("tensorflow", reason="ONNX export converts TensorFlow graphs (tf2onnx)")
 
 
 # === The held-out sample (both backends) ===

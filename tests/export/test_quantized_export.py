@@ -17,7 +17,7 @@ from kzoo.export import savedmodel, verify
 from kzoo.export.serving import ServingSettings
 from tests.export import savedmodel_fixtures as fixtures
 
-pytestmark = pytest.mark.backend("tensorflow")
+pytestmark = pytest.mark.backend("tensorflow", reason="SavedModel and ONNX exports trace TensorFlow graphs")
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ def _round_trip(model, inputs, path):
     return loaded
 
 
-@pytest.mark.backend("tensorflow")  # arithmetic on configs and file checks: the same under every backend
+@pytest.mark.backend("tensorflow", reason="counts from configs and checks on files, the same under every backend")
 @pytest.mark.parametrize(("name", "mode"), [(name, "int8") for name in sorted(MODELS) if name != "t5"] + [
     ("gpt", "int4"), ("gpt", "float8"), ("bart", "float8")])
 def test_the_declared_count_is_what_a_quantized_model_stores(name, mode):
@@ -207,7 +207,7 @@ EDITS = {
 }
 
 
-@pytest.mark.backend("tensorflow")  # arithmetic on configs and file checks: the same under every backend
+@pytest.mark.backend("tensorflow", reason="checks on edited files, the same under every backend")
 @pytest.mark.parametrize("case", sorted(EDITS))
 def test_edited_quantized_files_are_refused(case, int8_file, tmp_path):
     edit, message = EDITS[case]
@@ -257,7 +257,7 @@ def test_kzoo_quantize_writes_a_run_that_kzoo_generate_reads(gpt_run, tmp_path, 
     assert served == list(generate(quantized, prompts, tokenizer=tokenizer, max_new_tokens=5))
 
 
-@pytest.mark.backend("tensorflow")  # argument and file checks: the same under every backend
+@pytest.mark.backend("tensorflow", reason="argument and file checks, the same under every backend")
 def test_kzoo_quantize_refuses_bad_requests_in_one_line(gpt_run, tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "model.keras").write_bytes(b"")

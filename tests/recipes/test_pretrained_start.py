@@ -112,8 +112,9 @@ def test_seq2seq_translate_starts_from_a_t5_keras_file(checkpoints, tmp_path):
 
 
 def test_bert_ner_starts_from_a_hugging_face_directory(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    reason = "the Hugging Face fixture needs torch and transformers (the test extra: tools/setup.sh installs them)"
+    pytest.importorskip("torch", reason=reason)
+    pytest.importorskip("transformers", reason=reason)
     from kzoo.convert import from_checkpoint_directory
     from tests.convert.hf_fixtures import make_bert
 
@@ -142,7 +143,7 @@ def test_bert_ner_starts_from_a_hugging_face_directory(tmp_path):
         build(seq2seq_translate, "seq2seq_translate", tmp_path / "t5", checkpoint)
 
 
-@pytest.mark.backend("tensorflow")  # the loader's checks, before any backend work: one backend suffices
+@pytest.mark.backend("tensorflow", reason="the loader refuses before any backend work, the same under every backend")
 @pytest.mark.parametrize("recipe, checkpoint, arguments, message", [
     (bert_classify, "gpt", [], "holds a GPTCausalLM (gpt family), not a bert model: pass a bert checkpoint"),
     (seq2seq_translate, "bert", [], "holds a BertPretrainer (bert family), not a seq2seq model"),

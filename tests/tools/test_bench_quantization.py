@@ -65,7 +65,7 @@ def test_a_missing_classify_run_is_skipped_with_a_line(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.backend("tensorflow")  # once is enough: the tool runs its own TensorFlow processes
+@pytest.mark.backend("tensorflow", reason="the tool times TensorFlow exports in its own processes; once is enough")
 def test_quick_latency_run_times_every_variant(tmp_path):
     output = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, SCRIPT, "--quick", "--sections", "latency", "--models", "bert",
