@@ -49,13 +49,17 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tools.bench.timing import alternate, spread  # noqa: E402  (after ROOT is importable)
+
 SECTIONS = ("size", "latency", "accuracy", "lora")
 MODES = ("fp32", "int8", "int4")
 PRESETS = {False: {"bert": "bert_base", "gpt": "gpt2_small"}, True: {"bert": "bert_test", "gpt": "gpt_test"}}
@@ -382,27 +386,6 @@ def _variant_calls(args, artifacts, inputs):
             calls.pop(variant)
             errors[variant] = _error(error)
     return calls, errors
-
-
-def alternate(calls, rounds):
-    """Runs every `calls[name]()` once per round, the order rotating by one each round; returns {name: [seconds]}."""
-    names = list(calls)
-    times = {name: [] for name in names}
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - started)
-    return times
-
-
-def spread(values):
-    """{median, q1, q3} of `values` (inclusive quartiles; one value gives all three)."""
-    if len(values) == 1:
-        return {"median": values[0], "q1": values[0], "q3": values[0]}
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return {"median": median, "q1": q1, "q3": q3}
 
 
 def latency(args):

@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -94,7 +93,7 @@ def compare(model_name, args):
     """Alternates the two peers' steps; returns the row of one model."""
     import keras
 
-    from tools.bench import specs
+    from tools.bench import specs, timing
 
     spec = specs.SIZE_SETS[args.size_set][model_name]
     batch = specs.numpy_batch(spec)
@@ -105,12 +104,8 @@ def compare(model_name, args):
         for step in steps.values():
             for _ in range(args.warmup):
                 step()
-        times = {name: [] for name in steps}
-        for round_index in range(args.rounds):
-            for name in (("kzoo", "keras_hub") if round_index % 2 == 0 else ("keras_hub", "kzoo")):
-                started = time.perf_counter()
-                steps[name]()
-                times[name].append((time.perf_counter() - started) / args.steps_per_call)
+        times = {name: [seconds / args.steps_per_call for seconds in values]
+                 for name, values in timing.alternate(steps, args.rounds).items()}  # the order flips every round
     ratios = sorted(hub / kzoo for kzoo, hub in zip(times["kzoo"], times["keras_hub"], strict=True))
     quartile = len(ratios) // 4
     return {

@@ -1,4 +1,5 @@
-"""Step timing, the measured CPU matmul ceilings, and the TensorFlow import blocker of the workers."""
+"""Step timing, variants alternated in one process, the measured CPU matmul ceilings, and the TensorFlow import
+blocker of the workers."""
 
 import importlib.abc
 import statistics
@@ -40,6 +41,27 @@ def time_steps(step, warmup, timed, sync_every=1):
     result = summarize(first, warmup_s, times, cpu_times, losses)
     result["sync_every"] = sync_every
     return result
+
+
+def alternate(calls, rounds):
+    """Runs every `calls[name]()` once per round, the order rotating by one each round; returns {name: [seconds]}."""
+    names = list(calls)
+    times = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def spread(values):
+    """{median, q1, q3} of `values` (inclusive quartiles; one value gives all three)."""
+    if len(values) == 1:
+        return {"median": values[0], "q1": values[0], "q3": values[0]}
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return {"median": median, "q1": q1, "q3": q3}
 
 
 def summarize(first, warmup_s, times, cpu_times, losses):
