@@ -63,6 +63,13 @@ def load_backbone(reader, hf_config, dtype=None):
     return backbone
 
 
+def load_model(reader, hf_config, dtype=None):
+    """A `BertPretrainer` when the file has the masked-LM head, else a `BertBackbone`."""
+    if has_pretraining_heads(reader):
+        return load_pretrainer(reader, hf_config, dtype)
+    return load_backbone(reader, hf_config, dtype)
+
+
 def has_pretraining_heads(reader):
     return reader.has("cls.predictions.transform.dense.weight")
 

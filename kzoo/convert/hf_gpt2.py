@@ -68,7 +68,8 @@ def load_backbone(reader, hf_config, dtype=None):
     return backbone
 
 
-def load_causal_lm(reader, hf_config, dtype=None):
+def load_model(reader, hf_config, dtype=None):
+    """A `GPTCausalLM` (the LM head is tied to the token embedding)."""
     backbone = load_backbone(reader, hf_config, dtype)
     _assign.tied_copy(reader, "lm_head.weight", backbone.token_embedding.embeddings, "the word embeddings")
     return GPTCausalLM(backbone)

@@ -158,7 +158,7 @@ def _bart_attention(layer, reader, name):
                                       (("query", "q"), ("key", "k"), ("value", "v"), ("output", "out"))})
 
 
-def load_lm(reader, hf_config, dtype=None):
+def load_model(reader, hf_config, dtype=None):
     """A `Seq2SeqLM` from a T5 or BART checkpoint."""
     model_type = hf_config.get("model_type")
     if model_type == "t5":

@@ -7,12 +7,20 @@ with the checkpoint's tokenizer files.
 """
 
 import dataclasses
+import importlib
 
-from kzoo.convert import hf_bert, hf_gpt2, hf_seq2seq
 from kzoo.convert.hf_checkpoint import WeightReader, check_all_assigned, read_hf_checkpoint, recording_assignments
 
+# model_type -> (kzoo family, the converter module under kzoo.convert). Each converter module has
+# `load_model(reader, hf_config, dtype)`, which returns the kzoo model with exactly the parts the file has.
+CONVERTERS = {
+    "bert": ("bert", "hf_bert"),
+    "gpt2": ("gpt", "hf_gpt2"),
+    "t5": ("seq2seq", "hf_seq2seq"),
+    "bart": ("seq2seq", "hf_seq2seq"),
+}
 # model_type -> kzoo family
-SUPPORTED = {"bert": "bert", "gpt2": "gpt", "t5": "seq2seq", "bart": "seq2seq"}
+SUPPORTED = {model_type: family for model_type, (family, _) in CONVERTERS.items()}
 
 
 @dataclasses.dataclass
@@ -61,23 +69,16 @@ def from_huggingface(directory, family=None, allow_pickle=False, dtype=None):
             f"{directory}: checkpoint model_type {model_type!r} is not supported; kzoo imports "
             f"{sorted(SUPPORTED)}."
         )
-    found = SUPPORTED[model_type]
+    found, module = CONVERTERS[model_type]
     if family is not None and family != found:
         raise ValueError(
             f"{directory} holds a {model_type!r} checkpoint ({found} family), not a {family!r} model; "
             f"pass family={found!r} or choose the right checkpoint."
         )
     reader = WeightReader(checkpoint.weights)
+    converter = importlib.import_module(f"kzoo.convert.{module}")
     with recording_assignments() as assigned:
-        if model_type == "bert":
-            if hf_bert.has_pretraining_heads(reader):
-                model = hf_bert.load_pretrainer(reader, checkpoint.config, dtype)
-            else:
-                model = hf_bert.load_backbone(reader, checkpoint.config, dtype)
-        elif model_type == "gpt2":
-            model = hf_gpt2.load_causal_lm(reader, checkpoint.config, dtype)
-        else:
-            model = hf_seq2seq.load_lm(reader, checkpoint.config, dtype)
+        model = converter.load_model(reader, checkpoint.config, dtype)
     reader.finish()
     check_all_assigned(model, assigned, directory)
     return ImportedModel(model, found, checkpoint.config, checkpoint.tokenizer_files)

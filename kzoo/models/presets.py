@@ -78,6 +78,9 @@ _PRESETS = [
                       intermediate_dim=3072, **_BART),
         "BART base", 139_420_416,
     ),
+    # BERT-family variants (RoBERTa, DistilBERT, ELECTRA).
+    # GPT-family variants (Llama-style decoders).
+    # Seq2seq variants (Marian).
     # Small sizes for the recipes' offline defaults (a few minutes on two CPU cores).
     Preset(
         "gpt_tiny", "gpt",
