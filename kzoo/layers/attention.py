@@ -12,7 +12,7 @@ from keras import ops
 from kzoo.layers import _checks
 from kzoo.layers.cache_updates import write_at
 from kzoo.layers.embeddings import RotaryEmbedding
-from kzoo.layers.masks import causal_mask, combine_masks
+from kzoo.layers.masks import causal_mask, combine_masks, sliding_window_mask
 
 # Replaces the logits of masked positions (in float32). Finite, so that a row whose
 # keys are all masked never produces NaN; such rows are then zeroed.
@@ -34,6 +34,18 @@ class MultiHeadAttention(keras.layers.Layer):
     A query whose keys are all masked gets zero probabilities (and a zero context)
     instead of NaN or an average over padding.
 
+    Grouped-query attention (Ainslie et al. 2023; Llama 2/3, Mistral, Qwen2): with
+    `num_key_value_heads` `h_kv < h`, the key and value projections have `h_kv` heads and
+    each serves `g = h / h_kv` consecutive query heads (query head `i` reads key/value
+    head `i // g`, as transformers' `repeat_kv` pairs them). Only the `h_kv` heads are
+    projected, cached and returned as `present`; below, `h` in key/value/cache shapes is
+    `h_kv`. The explicit path groups the queries `(b, s, h_kv, g, k)` instead of copying
+    keys and values `g` times.
+
+    Sliding window (Mistral): with `sliding_window` `w`, query position `p` sees only keys
+    at positions `> p - w` (itself and the `w - 1` before it, transformers' mask), on top
+    of the causal and padding masks; positions count from the start of the cache or past.
+
     KV cache (incremental decoding): pass `cache` `(b, 2, t_max, h, k)` (keys, values)
     with `cache_update_index` (int or scalar tensor). The new keys/values of the `s`
     query tokens are written at `cache_update_index`, attention runs over the cache,
@@ -50,23 +62,32 @@ class MultiHeadAttention(keras.layers.Layer):
     `(b, t_past + s, h, k)`. Zero-length pasts (`t_past = 0`, see `empty_past`) make
     it a prefill pass.
 
-    The four projections are Keras `EinsumDense` sublayers named `query`, `key`, `value` (kernels `(d, h, k)`,
-    biases `(h, k)`) and `output` (kernel `(h, k, d_out)`), so Keras' `enable_lora` and `quantize` reach them
-    (`kzoo.models.lora`); `.keras` files of the earlier layout, where the layer owned the eight variables itself,
-    still load (`load_own_variables`).
+    The four projections are Keras `EinsumDense` sublayers named `query` (kernel `(d, h, k)`), `key`, `value`
+    (kernels `(d, h_kv, k)`; biases `(h or h_kv, k)`) and `output` (kernel `(h, k, d_out)`), so Keras'
+    `enable_lora` and `quantize` reach them (`kzoo.models.lora`); `.keras` files of the earlier layout, where the
+    layer owned the eight variables itself, still load (`load_own_variables`).
 
     Args:
         num_heads: int, number of heads.
         key_dim: int or None, size of each head; None means `d / num_heads`, which
             then must divide evenly.
         output_dim: int or None, width of the output; None means the query width.
-        use_bias: bool, biases on the four projections (False for T5).
+        use_bias: bool, biases on the query, key and value projections (False for T5
+            and Llama; True for Qwen2).
+        output_bias: bool or None, bias on the output projection; None follows
+            `use_bias` (Qwen2 has q/k/v biases and none on the output).
+        num_key_value_heads: int or None, key/value heads (grouped-query attention);
+            must divide `num_heads`. None: `num_heads` (the attribute holds the number).
         dropout: float, dropout on the attention probabilities.
         attention_scale: float or None, logit multiplier; None means `1/sqrt(k)`
             (T5 uses 1.0: its scale is folded into the initialization).
         rotary_max_wavelength: float or None, apply rotary position embedding with
             this base to queries and keys (self attention); None disables it.
         rotary_dim: int or None, features per head that rotate (None: all).
+        rotary_scaling: None or a Hugging Face `rope_scaling` dict ("linear",
+            "dynamic", "llama3", "yarn"), see `RotaryEmbedding`; needs rotary positions.
+        sliding_window: int or None, how many positions (the query's own included)
+            each query sees in self attention (Mistral); None: all.
         kernel_initializer, bias_initializer: initializers of the projections.
 
     Example:
@@ -86,10 +107,21 @@ class MultiHeadAttention(keras.layers.Layer):
         rotary_dim=None,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        num_key_value_heads=None,
+        output_bias=None,
+        sliding_window=None,
+        rotary_scaling=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         _checks.check_positive_int("num_heads", num_heads, self.name)
+        _checks.check_positive_int("num_key_value_heads", num_key_value_heads, self.name, allow_none=True)
+        _checks.check_positive_int("sliding_window", sliding_window, self.name, allow_none=True)
+        num_key_value_heads = num_heads if num_key_value_heads is None else num_key_value_heads
+        _checks.check_divisible("num_heads", num_heads, "num_key_value_heads", num_key_value_heads, self.name)
+        if rotary_scaling is not None and rotary_max_wavelength is None:
+            raise ValueError(f"MultiHeadAttention '{self.name}': `rotary_scaling` scales rotary positions; set "
+                             "`rotary_max_wavelength` too (or drop `rotary_scaling`).")
         _checks.check_positive_int("key_dim", key_dim, self.name, allow_none=True)
         _checks.check_positive_int("output_dim", output_dim, self.name, allow_none=True)
         _checks.check_rate("dropout", dropout, self.name)
@@ -97,6 +129,10 @@ class MultiHeadAttention(keras.layers.Layer):
         self.key_dim = key_dim
         self.output_dim = output_dim
         self.use_bias = use_bias
+        self.output_bias = output_bias
+        self.num_key_value_heads = num_key_value_heads
+        self.sliding_window = sliding_window
+        self.rotary_scaling = rotary_scaling
         self.dropout = dropout
         self.attention_scale = attention_scale
         self.rotary_max_wavelength = rotary_max_wavelength
@@ -110,9 +146,11 @@ class MultiHeadAttention(keras.layers.Layer):
             self.rotary_embedding = RotaryEmbedding(
                 max_wavelength=rotary_max_wavelength,
                 rotary_dim=rotary_dim,
+                scaling=rotary_scaling,
                 dtype=self.dtype_policy,
                 name="rotary_embedding",
             )
+            self.rotary_scaling = self.rotary_embedding.scaling  # validated, "type" spelled "rope_type"
 
     def build(self, query_shape, key_value_shape=None):
         if len(query_shape) != 3 or query_shape[-1] is None:
@@ -130,26 +168,29 @@ class MultiHeadAttention(keras.layers.Layer):
         self.key_value_dim = int(key_value_shape[-1])
         width = self.output_dim or self.hidden_dim
         heads = (self.num_heads, self.head_dim)
+        key_value_heads = (self.num_key_value_heads, self.head_dim)
+        output_bias = self.use_bias if self.output_bias is None else self.output_bias
         # Keras EinsumDense sublayers, so that Keras' own LoRA (`enable_lora`) and quantization
         # (`quantize("int8")`) reach the attention projections as they reach the feed-forward's Dense layers.
         self.query_dense = self._projection("query", "bsd,dhk->bshk", heads, "hk", self.hidden_dim)
-        self.key_dense = self._projection("key", "bsd,dhk->bshk", heads, "hk", self.key_value_dim)
-        self.value_dense = self._projection("value", "bsd,dhk->bshk", heads, "hk", self.key_value_dim)
-        self.output_dense = self._projection("output", "bshk,hkd->bsd", (width,), "d", heads)
+        self.key_dense = self._projection("key", "bsd,dhk->bshk", key_value_heads, "hk", self.key_value_dim)
+        self.value_dense = self._projection("value", "bsd,dhk->bshk", key_value_heads, "hk", self.key_value_dim)
+        self.output_dense = self._projection("output", "bshk,hkd->bsd", (width,), "d", heads, output_bias)
         self.built = True
 
     @property
     def projections(self):
-        """The four `EinsumDense` projections: query, key, value `(d, h, k)` kernels, output `(h, k, d_out)`."""
+        """The four `EinsumDense` projections: query `(d, h, k)`, key and value `(d, h_kv, k)` kernels, output
+        `(h, k, d_out)`."""
         return self.query_dense, self.key_dense, self.value_dense, self.output_dense
 
-    def _projection(self, name, equation, output_shape, bias_axes, input_width):
+    def _projection(self, name, equation, output_shape, bias_axes, input_width, use_bias=None):
         # A plain EinsumDense, not a subclass: Keras quantizes only its own layer types (`type(layer) is
         # EinsumDense`).
         layer = keras.layers.EinsumDense(
             equation,
             output_shape=(None,) + tuple(output_shape),
-            bias_axes=bias_axes if self.use_bias else None,
+            bias_axes=bias_axes if (self.use_bias if use_bias is None else use_bias) else None,
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
@@ -162,24 +203,26 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def load_own_variables(self, store):
         """Loads a `.keras` file written before the projections were sublayers: it holds the four kernels
-        (query, key, value, output), then the four biases, as this layer's own variables."""
+        (query, key, value, output), then the biases, as this layer's own variables."""
         if len(store) == 0:  # the current layout: each projection loads its own variables
             return
-        expected = 8 if self.use_bias else 4
+        biased = [projection for projection in self.projections if projection.bias is not None]
+        expected = 4 + len(biased)
         if len(store) != expected:
             raise ValueError(f"MultiHeadAttention '{self.name}' expected {expected} variables in this file's "
                              f"layout, found {len(store)}: the file was saved from a different layer.")
         for index, projection in enumerate(self.projections):
             projection.kernel.assign(store[str(index)])
-            if self.use_bias:
-                projection.bias.assign(store[str(index + 4)])
             _skip_next_load(projection)
+        for index, projection in enumerate(biased):
+            projection.bias.assign(store[str(index + 4)])
 
     def _project_query(self, query):
         """`(b, s, d)` -> `(b, s, h, k)`."""
         return self.query_dense(query)
 
     def _project_key_value(self, key_value):
+        """`(b, t, d_kv)` -> keys and values `(b, t, h_kv, k)` each."""
         return self.key_dense(key_value), self.value_dense(key_value)
 
     def _project_output(self, context):
@@ -211,22 +254,26 @@ class MultiHeadAttention(keras.layers.Layer):
             use_causal_mask: bool, mask keys after each query's position.
             attention_bias: float, broadcastable to `(b, h, s, t)`, added to the
                 logits before masking (T5 relative position bias).
-            cache: float `(b, 2, t_max, h, k)` or None.
+            cache: float `(b, 2, t_max, h_kv, k)` or None.
             cache_update_index: int or int scalar tensor, where the new keys go.
             return_attention_scores: bool, also return the probabilities.
             training: bool, enables dropout.
             past_key_value: None, or a pair `(keys, values)` of float
-                `(b, t_past, h, k)` for self attention; `padding_mask` then covers
+                `(b, t_past, h_kv, k)` for self attention; `padding_mask` then covers
                 `t = t_past + s` keys. Not combinable with `cache`.
 
         Returns:
             `outputs` `(b, s, output_dim)`, followed by the updated `cache` when a
-            cache was given (or `present` `(keys, values)`, each `(b, t_past + s, h, k)`,
+            cache was given (or `present` `(keys, values)`, each `(b, t_past + s, h_kv, k)`,
             when `past_key_value` was given), followed by the attention probabilities
             `(b, h, s, t)` when `return_attention_scores` is set.
         """
         self._validate(query, key_value, padding_mask, attention_mask, cache, cache_update_index)
         self._validate_past(past_key_value, key_value, cache)
+        if self.sliding_window is not None and (key_value is not None or (
+                cache is not None and cache_update_index is None)):
+            raise ValueError(f"MultiHeadAttention '{self.name}': `sliding_window` is for self attention; build "
+                             "cross attention without it.")
         query_heads = self._project_query(query)  # (b, s, h, k)
         start = 0 if cache_update_index is None else cache_update_index
         present = None
@@ -235,10 +282,10 @@ class MultiHeadAttention(keras.layers.Layer):
             present = (key_heads, value_heads)
             start = ops.shape(past_key_value[0])[1]
         elif cache is not None and cache_update_index is None:
-            key_heads, value_heads = cache[:, 0], cache[:, 1]  # (b, t, h, k) each
+            key_heads, value_heads = cache[:, 0], cache[:, 1]  # (b, t, h_kv, k) each
         else:
             source = query if key_value is None else key_value
-            key_heads, value_heads = self._project_key_value(source)  # (b, t, h, k) each
+            key_heads, value_heads = self._project_key_value(source)  # (b, t, h_kv, k) each
             if self.rotary_embedding is not None:
                 query_heads = self.rotary_embedding(query_heads, start_index=start)
                 key_heads = self.rotary_embedding(key_heads, start_index=start)
@@ -257,6 +304,9 @@ class MultiHeadAttention(keras.layers.Layer):
                 ops.cast(start, "int32") + query_length
             )
             causal = ops.broadcast_to(filled[None, :], (query_length, key_length))
+        if self.sliding_window is not None:
+            window = sliding_window_mask(query_length, key_length, self.sliding_window, start)
+            causal = window if causal is None else ops.logical_and(causal, window)
         mask = combine_masks(padding_mask, attention_mask, causal)
         if return_attention_scores or not self._can_fuse(training):
             outputs, scores = self._attend(query_heads, key_heads, value_heads, mask, attention_bias, training)
@@ -303,6 +353,8 @@ class MultiHeadAttention(keras.layers.Layer):
             mask = ops.broadcast_to(mask, (batch, query_length, ops.shape(key_heads)[1]))
             kernel_mask = mask[:, None, :, :]
         bias = None if attention_bias is None else ops.cast(attention_bias, dtype)
+        # Grouped-query attention needs no copies here: the kernel pairs query head i with key/value head
+        # i // (h / h_kv) itself.
         context = ops.dot_product_attention(
             query_heads, key_heads, value_heads, bias=bias, mask=kernel_mask, scale=self._scale()
         )  # (b, s, h, k)
@@ -313,7 +365,16 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def _attend(self, query_heads, key_heads, value_heads, mask, attention_bias, training):
         query_heads = query_heads * ops.cast(self._scale(), query_heads.dtype)
-        logits = ops.einsum("bshk,bthk->bhst", query_heads, key_heads)
+        groups = self.num_heads // self.num_key_value_heads
+        if groups == 1:
+            logits = ops.einsum("bshk,bthk->bhst", query_heads, key_heads)
+        else:
+            # Group the queries by the key/value head they read, (b, s, h, k) -> (b, s, h_kv, g, k) (n = h_kv):
+            # one batched matmul per key/value head, with no copy of the keys.
+            batch, query_length = ops.shape(query_heads)[0], ops.shape(query_heads)[1]
+            grouped = ops.reshape(query_heads, (batch, query_length, self.num_key_value_heads, groups, self.head_dim))
+            logits = ops.einsum("bsngk,btnk->bngst", grouped, key_heads)
+            logits = ops.reshape(logits, (batch, self.num_heads, query_length, ops.shape(key_heads)[1]))
         logits = ops.cast(logits, "float32")
         if attention_bias is not None:
             logits = logits + ops.cast(attention_bias, "float32")
@@ -327,7 +388,13 @@ class MultiHeadAttention(keras.layers.Layer):
             probabilities = ops.where(mask, ops.softmax(logits, axis=-1), 0.0)
         probabilities = ops.cast(probabilities, self.compute_dtype)
         dropped = self.dropout_layer(probabilities, training=training)
-        context = ops.einsum("bhst,bthk->bshk", dropped, value_heads)
+        if groups == 1:
+            context = ops.einsum("bhst,bthk->bshk", dropped, value_heads)
+        else:
+            shape = ops.shape(dropped)  # (b, h, s, t) -> (b, h_kv, g, s, t)
+            dropped = ops.reshape(dropped, (shape[0], self.num_key_value_heads, groups, shape[2], shape[3]))
+            context = ops.einsum("bngst,btnk->bsngk", dropped, value_heads)
+            context = ops.reshape(context, (shape[0], shape[2], self.num_heads, self.head_dim))
         return self._project_output(context), probabilities  # (b, s, d_out), (b, h, s, t)
 
     def _update_cache(self, cache, key_heads, value_heads, index):
@@ -340,11 +407,11 @@ class MultiHeadAttention(keras.layers.Layer):
 
         The queries and the new keys are rotated (rotary models) from position
         `t_past`; the new keys/values follow the past ones along the time axis:
-        `(b, t_past, h, k)` + `(b, s, h, k)` -> `(b, t_past + s, h, k)`.
+        `(b, t_past, h_kv, k)` + `(b, s, h_kv, k)` -> `(b, t_past + s, h_kv, k)`.
         """
         past_keys, past_values = past_key_value
         past_length = ops.shape(past_keys)[1]
-        key_heads, value_heads = self._project_key_value(query)  # (b, s, h, k) each
+        key_heads, value_heads = self._project_key_value(query)  # (b, s, h_kv, k) each
         if self.rotary_embedding is not None:
             query_heads = self.rotary_embedding(query_heads, start_index=past_length)
             key_heads = self.rotary_embedding(key_heads, start_index=past_length)
@@ -366,29 +433,29 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"MultiHeadAttention '{self.name}': `past_key_value` must be a pair (keys, values), "
                 f"got {type(past_key_value).__name__}."
             )
-        expected = (self.num_heads, self.head_dim)
+        expected = (self.num_key_value_heads, self.head_dim)
         for name, tensor in zip(("keys", "values"), past_key_value, strict=True):
             _checks.check_rank(f"past_key_value {name}", tensor, 4, self)
             got = tuple(tensor.shape[2:])
             if any(g is not None and g != e for g, e in zip(got, expected, strict=True)):
                 raise ValueError(
                     f"MultiHeadAttention '{self.name}': past {name} must have shape (batch, past_length, "
-                    f"{self.num_heads}, {self.head_dim}), got {tuple(tensor.shape)}."
+                    f"{self.num_key_value_heads}, {self.head_dim}), got {tuple(tensor.shape)}."
                 )
 
     def empty_past(self, batch_size, dtype=None):
-        """Zero-length past `(keys, values)`, each `(batch_size, 0, h, k)`: a prefill pass."""
+        """Zero-length past `(keys, values)`, each `(batch_size, 0, h_kv, k)`: a prefill pass."""
         if not self.built:
             raise ValueError(
                 f"MultiHeadAttention '{self.name}' is not built yet; call it once (or "
                 "build it) before creating a past."
             )
-        shape = (batch_size, 0, self.num_heads, self.head_dim)
+        shape = (batch_size, 0, self.num_key_value_heads, self.head_dim)
         empty = ops.zeros(shape, dtype or self.compute_dtype)
         return empty, empty
 
     def compute_cache(self, key_value):
-        """Projects `key_value` `(b, t, d_kv)` once into a fixed cache `(b, 2, t, h, k)`.
+        """Projects `key_value` `(b, t, d_kv)` once into a fixed cache `(b, 2, t, h_kv, k)`.
 
         Used for cross attention while decoding: the encoder outputs do not change
         between steps, so their keys and values are computed once.
@@ -402,13 +469,13 @@ class MultiHeadAttention(keras.layers.Layer):
         return ops.stack(self._project_key_value(key_value), axis=1)
 
     def empty_cache(self, batch_size, max_length, dtype=None):
-        """Zeros `(batch_size, 2, max_length, h, k)` to fill during decoding."""
+        """Zeros `(batch_size, 2, max_length, h_kv, k)` to fill during decoding."""
         if not self.built:
             raise ValueError(
                 f"MultiHeadAttention '{self.name}' is not built yet; call it once (or "
                 "build it) before creating a cache."
             )
-        shape = (batch_size, 2, max_length, self.num_heads, self.head_dim)
+        shape = (batch_size, 2, max_length, self.num_key_value_heads, self.head_dim)
         return ops.zeros(shape, dtype or self.compute_dtype)
 
     def _validate(self, query, key_value, padding_mask, attention_mask, cache, cache_update_index):
@@ -428,12 +495,12 @@ class MultiHeadAttention(keras.layers.Layer):
             )
         if cache is not None:
             _checks.check_rank("cache", cache, 5, self)
-            expected = (2, self.num_heads, self.head_dim)
+            expected = (2, self.num_key_value_heads, self.head_dim)
             got = (cache.shape[1], cache.shape[3], cache.shape[4])
             if any(g is not None and g != e for g, e in zip(got, expected, strict=True)):
                 raise ValueError(
                     f"MultiHeadAttention '{self.name}': `cache` must have shape (batch, 2, "
-                    f"max_length, {self.num_heads}, {self.head_dim}), got {tuple(cache.shape)}."
+                    f"max_length, {self.num_key_value_heads}, {self.head_dim}), got {tuple(cache.shape)}."
                 )
 
     def get_config(self):
@@ -450,6 +517,10 @@ class MultiHeadAttention(keras.layers.Layer):
                 "rotary_dim": self.rotary_dim,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "num_key_value_heads": self.num_key_value_heads,
+                "output_bias": self.output_bias,
+                "sliding_window": self.sliding_window,
+                "rotary_scaling": self.rotary_scaling,
             }
         )
         return config

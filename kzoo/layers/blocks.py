@@ -1,7 +1,7 @@
 """Transformer encoder and decoder blocks, pre-norm or post-norm.
 
 Legend for shape comments: b batch, s query length, t key length, d model width,
-h heads.
+h heads, h_kv key/value heads (grouped-query attention; `h` without it), k head size.
 """
 
 import keras
@@ -32,6 +32,16 @@ class _TransformerBlock(keras.layers.Layer):
         attention_scale: float or None, see `MultiHeadAttention`.
         rotary_max_wavelength, rotary_dim: rotary positions in self attention.
         kernel_initializer, bias_initializer: initializers of all projections.
+        num_key_value_heads: int or None, key/value heads of every attention
+            (grouped-query attention, see `MultiHeadAttention`); None: `num_heads`.
+        attention_use_bias: bool or None, biases on the query/key/value projections;
+            None follows `use_bias` (Qwen2: True with `use_bias=False`).
+        attention_output_bias: bool or None, bias on the attention output projection;
+            None follows `attention_use_bias`.
+        sliding_window: int or None, self attention sees only that many positions
+            (the query's own included), Mistral; None: all.
+        rotary_scaling: None or a Hugging Face `rope_scaling` dict for the rotary
+            positions of self attention (see `RotaryEmbedding`).
     """
 
     def __init__(
@@ -53,6 +63,11 @@ class _TransformerBlock(keras.layers.Layer):
         rotary_dim=None,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        num_key_value_heads=None,
+        attention_use_bias=None,
+        attention_output_bias=None,
+        sliding_window=None,
+        rotary_scaling=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -83,6 +98,11 @@ class _TransformerBlock(keras.layers.Layer):
         self.rotary_dim = rotary_dim
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.num_key_value_heads = num_key_value_heads
+        self.attention_use_bias = attention_use_bias
+        self.attention_output_bias = attention_output_bias
+        self.sliding_window = sliding_window
+        self.rotary_scaling = rotary_scaling
         self.supports_masking = True
 
     def _check_inputs_shape(self, inputs_shape):
@@ -98,14 +118,20 @@ class _TransformerBlock(keras.layers.Layer):
             )
 
     def _attention(self, name, rotary):
+        """Self attention (`rotary=True`: rotary positions and the sliding window, when set) or cross attention."""
+        use_bias = self.use_bias if self.attention_use_bias is None else self.attention_use_bias
         return MultiHeadAttention(
             num_heads=self.num_heads,
             key_dim=self.key_dim,
-            use_bias=self.use_bias,
+            use_bias=use_bias,
+            output_bias=use_bias if self.attention_output_bias is None else self.attention_output_bias,
+            num_key_value_heads=self.num_key_value_heads,
             dropout=self.attention_dropout,
             attention_scale=self.attention_scale,
             rotary_max_wavelength=self.rotary_max_wavelength if rotary else None,
             rotary_dim=self.rotary_dim if rotary else None,
+            rotary_scaling=self.rotary_scaling if rotary else None,
+            sliding_window=self.sliding_window if rotary else None,
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
@@ -194,6 +220,11 @@ class _TransformerBlock(keras.layers.Layer):
                 "rotary_dim": self.rotary_dim,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "num_key_value_heads": self.num_key_value_heads,
+                "attention_use_bias": self.attention_use_bias,
+                "attention_output_bias": self.attention_output_bias,
+                "sliding_window": self.sliding_window,
+                "rotary_scaling": self.rotary_scaling,
             }
         )
         return config
@@ -284,16 +315,16 @@ class DecoderBlock(_TransformerBlock):
         use_cross_attention: bool, attend to `encoder_outputs` after self attention.
         (other arguments as in `_TransformerBlock`)
 
-    Incremental decoding: pass `self_attention_cache` `(b, 2, t_max, h, k)` and
+    Incremental decoding: pass `self_attention_cache` `(b, 2, t_max, h_kv, k)` and
     `cache_update_index`; the block writes the new tokens' keys and values, attends
     over the cache and returns it updated. `cross_attention_cache` (from
     `compute_cross_attention_cache`) saves re-projecting the encoder outputs each
     step. One token at a time gives the same outputs as the full causal pass.
 
     Growing past (the ONNX export form): pass `self_attention_past` `(keys, values)`,
-    each `(b, t_past, h, k)` (zero-length for a prefill, see `empty_self_attention_past`);
+    each `(b, t_past, h_kv, k)` (zero-length for a prefill, see `empty_self_attention_past`);
     the new tokens' keys/values are concatenated after them and the block returns
-    `present` `(keys, values)`, each `(b, t_past + s, h, k)`, in the place of the
+    `present` `(keys, values)`, each `(b, t_past + s, h_kv, k)`, in the place of the
     updated self-attention cache.
 
     Example:
@@ -346,8 +377,8 @@ class DecoderBlock(_TransformerBlock):
                 defaults to the Keras mask of `encoder_outputs`.
             self_attention_bias, cross_attention_bias: float, broadcastable to
                 `(b, h, s, keys)`.
-            self_attention_cache: float `(b, 2, t_max, h, k)` or None.
-            cross_attention_cache: float `(b, 2, t, h, k)` or None.
+            self_attention_cache: float `(b, 2, t_max, h_kv, k)` or None.
+            cross_attention_cache: float `(b, 2, t, h_kv, k)` or None.
             cache_update_index: int or scalar tensor, position of the first token of
                 `inputs` (required with `self_attention_cache`).
             use_causal_mask: bool, True for autoregressive decoding.
@@ -356,7 +387,7 @@ class DecoderBlock(_TransformerBlock):
                 probabilities `(b, h, s, keys)`.
             training: bool, enables dropout.
             self_attention_past: None or `(keys, values)`, each float
-                `(b, t_past, h, k)`; `padding_mask` then covers `t_past + s` keys.
+                `(b, t_past, h_kv, k)`; `padding_mask` then covers `t_past + s` keys.
                 Not combinable with `self_attention_cache`.
 
         Returns:
@@ -448,17 +479,17 @@ class DecoderBlock(_TransformerBlock):
         return results[0] if len(results) == 1 else results
 
     def compute_cross_attention_cache(self, encoder_outputs):
-        """Keys and values of `encoder_outputs` `(b, t, d_enc)` -> `(b, 2, t, h, k)`."""
+        """Keys and values of `encoder_outputs` `(b, t, d_enc)` -> `(b, 2, t, h_kv, k)`."""
         if not self.use_cross_attention:
             raise ValueError(f"DecoderBlock '{self.name}' has no cross attention.")
         return self.cross_attention.compute_cache(encoder_outputs)
 
     def empty_self_attention_cache(self, batch_size, max_length, dtype=None):
-        """Zeros `(batch_size, 2, max_length, h, k)` for incremental decoding."""
+        """Zeros `(batch_size, 2, max_length, h_kv, k)` for incremental decoding."""
         return self.self_attention.empty_cache(batch_size, max_length, dtype)
 
     def empty_self_attention_past(self, batch_size, dtype=None):
-        """Zero-length `(keys, values)`, each `(batch_size, 0, h, k)`, for a prefill with
+        """Zero-length `(keys, values)`, each `(batch_size, 0, h_kv, k)`, for a prefill with
         `self_attention_past`."""
         return self.self_attention.empty_past(batch_size, dtype)
 

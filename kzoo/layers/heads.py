@@ -47,9 +47,10 @@ class MaskedLMHead(_Head):
     """BERT masked-LM head: transform, tied projection to the vocabulary, bias.
 
     `logits = norm(act(dense(h))) @ E^T + b` where `E` is the token embedding table
-    of the backbone (weights tied by passing that `TokenEmbedding`). With
-    `mask_positions`, only those positions are gathered first, so the vocabulary
-    projection runs on `p` positions instead of all `s`.
+    of the backbone (weights tied by passing that `TokenEmbedding`). The transform maps
+    the hidden size `d` to the table's width `e` (`d` for BERT; ELECTRA's generator has
+    embeddings narrower than its encoder). With `mask_positions`, only those positions
+    are gathered first, so the vocabulary projection runs on `p` positions instead of all `s`.
 
     Args:
         token_embedding: the backbone's `TokenEmbedding`; its table is the output
@@ -78,18 +79,14 @@ class MaskedLMHead(_Head):
 
     def build(self, inputs_shape, mask_positions_shape=None):
         self._check_hidden(inputs_shape, 3)
-        if self.hidden_dim != self.token_embedding.hidden_dim:
-            raise ValueError(
-                f"MaskedLMHead '{self.name}': hidden size {self.hidden_dim} differs from the "
-                f"tied token embedding's `hidden_dim`={self.token_embedding.hidden_dim}."
-            )
+        width = self.token_embedding.hidden_dim  # (d -> e): the tied table's width
         self.transform = _dense(
-            self.hidden_dim, "transform", self.dtype_policy, self.kernel_initializer,
+            width, "transform", self.dtype_policy, self.kernel_initializer,
             activation=ACTIVATIONS[self.activation],
         )
         self.transform.build(inputs_shape)
         self.norm = LayerNorm(epsilon=self.norm_epsilon, dtype=self.dtype_policy, name="norm")
-        self.norm.build(inputs_shape)
+        self.norm.build(tuple(inputs_shape[:-1]) + (width,))
         if not self.token_embedding.built:
             self.token_embedding.build()
         self.bias = self.add_weight(

@@ -18,6 +18,18 @@ def causal_mask(query_length, key_length, query_start=0):
     return ops.greater_equal(query_positions[:, None], key_positions[None, :])
 
 
+def sliding_window_mask(query_length, key_length, sliding_window, query_start=0):
+    """Boolean `(s, t)` mask letting query `i` see only keys after `query_start + i - sliding_window`.
+
+    With the causal mask this is Mistral's sliding window: each query sees itself and
+    the `sliding_window - 1` keys before it (transformers: `kv_idx > q_idx - sliding_window`).
+    Positions count as in `causal_mask`: keys from 0, queries from `query_start`.
+    """
+    query_positions = ops.cast(query_start, "int32") + ops.arange(query_length, dtype="int32")
+    key_positions = ops.arange(key_length, dtype="int32")
+    return ops.greater(key_positions[None, :], query_positions[:, None] - sliding_window)
+
+
 def combine_masks(key_padding_mask=None, attention_mask=None, causal=None):
     """ANDs the masks that are given into one boolean `(b or 1, s or 1, t)` mask.
 

@@ -96,8 +96,11 @@ class Backbone(keras.Model):
             shapes = {"up": (d, f), "down": (f, d), **({"gate": (d, f)} if getattr(
                 family, "gated_feed_forward", False) else {})}
         else:
-            width = family.num_heads * (getattr(family, "key_dim", None) or d // family.num_heads)
-            shapes = {"query": (d, width), "key": (d, width), "value": (d, width), "output": (width, d)}
+            head_dim = getattr(family, "key_dim", None) or d // family.num_heads
+            width = family.num_heads * head_dim
+            key_value_width = (getattr(family, "num_key_value_heads", None) or family.num_heads) * head_dim  # GQA
+            shapes = {"query": (d, width), "key": (d, key_value_width), "value": (d, key_value_width),
+                      "output": (width, d)}
         return shapes.get(name)
 
     def get_config(self):

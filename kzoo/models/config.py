@@ -113,10 +113,15 @@ def norm_parameters(hidden_dim, norm_type="layer"):
     return 2 * hidden_dim if norm_type == "layer" else hidden_dim
 
 
-def attention_parameters(hidden_dim, num_heads, head_dim, use_bias=True):
-    """`MultiHeadAttention`: query/key/value kernels `(d, h, k)`, output kernel `(h, k, d)`, biases."""
+def attention_parameters(hidden_dim, num_heads, head_dim, use_bias=True, num_key_value_heads=None, output_bias=None):
+    """`MultiHeadAttention`: query kernel `(d, h, k)`, key/value kernels `(d, h_kv, k)` (h_kv = `num_key_value_heads`,
+    None: h), output kernel `(h, k, d)`; query/key/value biases with `use_bias`, the output bias with `output_bias`
+    (None: `use_bias`)."""
     width = num_heads * head_dim
-    return 4 * hidden_dim * width + ((3 * width + hidden_dim) if use_bias else 0)
+    key_value_width = (num_key_value_heads or num_heads) * head_dim
+    output_bias = use_bias if output_bias is None else output_bias
+    kernels = 2 * hidden_dim * width + 2 * hidden_dim * key_value_width
+    return kernels + ((width + 2 * key_value_width) if use_bias else 0) + (hidden_dim if output_bias else 0)
 
 
 def feed_forward_parameters(hidden_dim, intermediate_dim, gated=False, use_bias=True):

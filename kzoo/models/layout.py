@@ -7,14 +7,18 @@ model too big for one device's memory holds `1 / n` of each on each of `n` devic
 
 | variable (path ends with)                      | shape          | split on         |
 |------------------------------------------------|----------------|------------------|
-| `query/kernel`, `key/kernel`, `value/kernel`   | `(d, h, k)`    | `h` (heads)      |
+| `query/kernel`                                 | `(d, h, k)`    | `h` (heads)      |
+| `key/kernel`, `value/kernel`                   | `(d, h_kv, k)` | `h_kv` (heads)   |
 | `…attention/output/kernel` (attention output)  | `(h, k, d)`    | `h` (heads)      |
 | `up/kernel`, `gate/kernel` (feed-forward in)   | `(d, f)`       | `f` (hidden)     |
 | `down/kernel` (feed-forward out)               | `(f, d)`       | `f` (hidden)     |
 | `token_embedding/embeddings`                   | `(V, d)`       | `d` (width)      |
 | `token_embedding/reverse_embeddings` (untied)  | `(d, V)`       | `d` (width)      |
 
-Each attention head and each feed-forward unit then lives on one device: the input
+With grouped-query attention (`h_kv` key/value heads, each serving `h / h_kv` consecutive query
+heads) a device holding key/value heads `[i, j)` holds exactly the query heads that read them, so
+the split stays local as long as the model axis divides `h_kv` (Llama 2/3 and TinyLlama: 8 or 4,
+Qwen2.5-0.5B: 2). Each attention head and each feed-forward unit then lives on one device: the input
 projections need no communication and the output projection ends in one all-reduce, which
 XLA's partitioner inserts from these layouts. The token table is split on its width rather
 than its vocabulary because vocabularies are sized by tokenizers (GPT-2's 50257 and BART's
@@ -64,7 +68,7 @@ def layout_map(device_mesh, model_axis="model"):
     layouts = keras.distribution.LayoutMap(device_mesh)
     # Keys are anchored on the names the layers give their own weights (and on `token_embedding`, the name
     # every backbone gives its TokenEmbedding), so each variable matches at most one key.
-    layouts[r"(.*/)?(query|key|value)/kernel"] = (None, model_axis, None)  # (d, h, k)
+    layouts[r"(.*/)?(query|key|value)/kernel"] = (None, model_axis, None)  # (d, h, k); key/value (d, h_kv, k)
     layouts[r"(.*/)?[^/]*attention/output/kernel"] = (model_axis, None, None)  # (h, k, d)
     layouts[r"(.*/)?(up|gate)/kernel"] = (None, model_axis)  # (d, f)
     layouts[r"(.*/)?down/kernel"] = (model_axis, None)  # (f, d)
@@ -81,7 +85,7 @@ def check_variable_layout(path, shape, layout):
         raise ValueError(f"ModelParallel: variable {path!r} has shape {tuple(shape)} but its layout "
                          f"{tuple(layout.axes)} has {len(layout.axes)} axes.")
     mesh = layout.device_mesh
-    for size, axis in zip(shape, layout.axes):
+    for size, axis in zip(shape, layout.axes, strict=True):
         names = () if axis is None else (axis,) if isinstance(axis, str) else tuple(axis)  # a dim may span axes
         parts = math.prod(mesh.shape[mesh.axis_names.index(name)] for name in names)
         if size % parts:

@@ -1,8 +1,10 @@
 """Named configurations with the published sizes, and `from_preset`.
 
 Each preset records the parameter count of the published model it reproduces (the
-backbone, embeddings included, as counted by the reference implementation); a test
-builds every preset and asserts the exact count.
+backbone, embeddings included, as counted by the reference implementation). Tests assert
+the exact count: small presets are built and counted; larger ones (up to 1.1B) by their
+config's analytic `parameter_count()`, a formula checked against a built one-layer copy of
+each (tests/models/test_presets.py).
 """
 
 import dataclasses
@@ -42,6 +44,11 @@ _BART = dict(
     vocabulary_size=50265, position_embedding="learned", position_offset=2, max_sequence_length=1024,
     activation="gelu", norm_epsilon=1e-5, scale_embeddings=False, embedding_norm=True,
 )
+# Llama-style decoders in the GPT family: rotary positions, RMSNorm, SwiGLU, no biases, no dropout.
+_LLAMA = dict(
+    position_embedding="rotary", norm_type="rms", gated_feed_forward=True, activation="silu", attention_bias=False,
+    attention_output_bias=False, feed_forward_bias=False, dropout=0.0,
+)
 
 _PRESETS = [
     # BERT (uncased English vocabulary); compact sizes from Turc et al. 2019.
@@ -79,8 +86,55 @@ _PRESETS = [
         "BART base", 139_420_416,
     ),
     # BERT-family variants (RoBERTa, DistilBERT, ELECTRA).
+    Preset(
+        "roberta_base", "bert",
+        _bert(12, 768, 12, vocabulary_size=50265, num_segments=1, position_offset=2, norm_epsilon=1e-5),
+        "RoBERTa base (RobertaModel, with pooler; byte-level BPE, 514 position rows: positions start at 2)",
+        124_645_632,
+    ),
+    Preset(
+        "distilbert_base_uncased", "bert", _bert(6, 768, 12, num_segments=0, use_pooler=False),
+        "DistilBERT base uncased (no segment embedding, no pooler)", 66_362_880,
+    ),
+    Preset(
+        "electra_base_discriminator", "bert", _bert(12, 768, 12, use_pooler=False),
+        "ELECTRA base discriminator (ElectraModel: no pooler; 768-wide embeddings)", 108_891_648,
+    ),
+    Preset(
+        "electra_small_discriminator", "bert", _bert(12, 256, 4, embedding_dim=128, use_pooler=False),
+        "ELECTRA small discriminator (ElectraModel: 128-wide embeddings projected to 256, no pooler)", 13_483_008,
+    ),
     # GPT-family variants (Llama-style decoders).
+    Preset(
+        "smollm2_135m", "gpt",
+        GPTConfig(vocabulary_size=49152, num_layers=30, num_heads=9, num_key_value_heads=3, hidden_dim=576,
+                  intermediate_dim=1536, max_sequence_length=8192, rotary_max_wavelength=100000.0,
+                  norm_epsilon=1e-5, **_LLAMA),
+        "SmolLM2-135M (Llama-style, grouped-query attention, tied embeddings)", 134_515_008,
+    ),
+    Preset(
+        "qwen2_5_0_5b", "gpt",
+        GPTConfig(vocabulary_size=151936, num_layers=24, num_heads=14, num_key_value_heads=2, hidden_dim=896,
+                  intermediate_dim=4864, max_sequence_length=32768, rotary_max_wavelength=1000000.0,
+                  norm_epsilon=1e-6, **{**_LLAMA, "attention_bias": True}),
+        "Qwen2.5-0.5B (Llama-style with query/key/value biases, tied embeddings)", 494_032_768,
+    ),
+    Preset(
+        "tinyllama_1_1b", "gpt",
+        GPTConfig(vocabulary_size=32000, num_layers=22, num_heads=32, num_key_value_heads=4, hidden_dim=2048,
+                  intermediate_dim=5632, max_sequence_length=2048, rotary_max_wavelength=10000.0,
+                  norm_epsilon=1e-5, tie_word_embeddings=False, **_LLAMA),
+        "TinyLlama-1.1B (Llama 2 architecture, grouped-query attention, untied output)", 1_100_048_384,
+    ),
     # Seq2seq variants (Marian).
+    Preset(
+        "opus_mt_en_de", "seq2seq",
+        Seq2SeqConfig(vocabulary_size=58101, num_heads=8, hidden_dim=512, intermediate_dim=2048,
+                      max_sequence_length=512, sinusoidal_layout="split", store_position_table=True,
+                      norm_epsilon=1e-5, activation="silu", scale_embeddings=True),
+        "Marian OPUS-MT en-de (MarianMTModel; its two frozen 512x512 sinusoidal tables counted, as transformers "
+        "does; the final_logits_bias buffer is Seq2SeqLM's)", 74_410_496,
+    ),
     # Small sizes for the recipes' offline defaults (a few minutes on two CPU cores).
     Preset(
         "gpt_tiny", "gpt",
@@ -102,6 +156,12 @@ _PRESETS = [
         GPTConfig(vocabulary_size=128, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
                   max_sequence_length=64),
         "tiny GPT for tests",
+    ),
+    Preset(
+        "llama_test", "gpt",
+        GPTConfig(vocabulary_size=128, num_layers=2, num_heads=4, num_key_value_heads=2, hidden_dim=32,
+                  intermediate_dim=48, max_sequence_length=64, tie_word_embeddings=False, **_LLAMA),
+        "tiny Llama-style decoder (grouped-query attention, untied output) for tests",
     ),
     Preset(
         "t5_test", "seq2seq",

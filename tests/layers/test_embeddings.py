@@ -9,6 +9,7 @@ from kzoo.layers import (
     SinusoidalPositionEmbedding,
     TokenEmbedding,
 )
+from kzoo.layers.embeddings import rotary_scaling_with_context
 from tests import reference
 from tests.harness import REFERENCE_ATOL, assert_config_round_trip, to_numpy, weight
 
@@ -166,3 +167,86 @@ def test_rotary_preserves_dot_products_of_equal_offsets(rng):
         for m in (2, 5, 11)
     ]
     np.testing.assert_allclose(dots, dots[0], atol=1e-4)
+
+
+# === Rotary scaling (rope_scaling kinds) against transformers' own frequency functions ===
+
+ROPE_CASES = {
+    "linear": {"rope_type": "linear", "factor": 2.5},
+    "dynamic": {"rope_type": "dynamic", "factor": 3.0},
+    "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 32},
+    "yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32},
+    "yarn+mscale": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32, "mscale": 0.707,
+                    "mscale_all_dim": 1.0, "beta_fast": 16.0, "beta_slow": 2.0, "truncate": False},
+    "yarn+attention_factor": {"rope_type": "yarn", "factor": 3.0, "original_max_position_embeddings": 20,
+                              "attention_factor": 0.8},
+}
+HEAD_DIM, BASE, CONTEXT = 16, 500.0, 64  # CONTEXT: transformers' max_position_embeddings
+
+
+def _transformers_frequencies(scaling, sequence_length):
+    """`(inv_freq, attention_factor)` from transformers' `ROPE_INIT_FUNCTIONS` (an independent reference)."""
+    transformers = pytest.importorskip("transformers", reason="the test extra installs transformers")
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    config = transformers.LlamaConfig(hidden_size=2 * HEAD_DIM, num_attention_heads=2, head_dim=HEAD_DIM,
+                                      max_position_embeddings=CONTEXT, rope_theta=BASE, rope_scaling=dict(scaling))
+    inverse, attention_factor = ROPE_INIT_FUNCTIONS[scaling["rope_type"]](config, "cpu", seq_len=sequence_length)
+    return inverse.numpy().astype(np.float64), float(attention_factor)
+
+
+def _rotate_half(x, positions, inverse, attention_factor):
+    """x (b, s, h, k) rotated by `positions[:, None] * inverse`, pairs (i, i + k/2), cos/sin times the factor."""
+    angles = positions[:, None] * inverse[None, :]
+    cos, sin = (np.concatenate([f(angles)] * 2, -1)[None, :, None, :] * attention_factor for f in (np.cos, np.sin))
+    half = x.shape[-1] // 2
+    return x * cos + np.concatenate([-x[..., half:], x[..., :half]], -1) * sin
+
+
+def test_rotary_scaling_frequencies_and_attention_factor_match_transformers():
+    for case, hf_scaling in ROPE_CASES.items():
+        scaling = rotary_scaling_with_context(hf_scaling, CONTEXT)  # transformers' fallback
+        layer = RotaryEmbedding(max_wavelength=BASE, scaling=scaling)
+        lengths = (CONTEXT, 3 * CONTEXT + 5) if case == "dynamic" else (None,)
+        for length in lengths:
+            want, want_factor = _transformers_frequencies(hf_scaling, length)
+            got, got_factor = layer.inverse_frequencies(HEAD_DIM, length or 1)
+            np.testing.assert_allclose(to_numpy(got), want, rtol=1e-5, err_msg=case)
+            assert got_factor == pytest.approx(want_factor, rel=1e-6), case
+        assert_config_round_trip(layer)
+
+
+@pytest.mark.parametrize("case", ["llama3", "yarn+mscale", "dynamic"])
+def test_scaled_rotary_rotates_by_the_scaled_angles(rng, case):
+    """Applied to queries/keys: positions `start ..` times the scaled frequencies, cos/sin times the attention
+    factor; "dynamic" uses the length reached, `start + s` (here beyond the trained context)."""
+    scaling = rotary_scaling_with_context(ROPE_CASES[case], CONTEXT)  # transformers' fallback
+    layer = RotaryEmbedding(max_wavelength=BASE, scaling=scaling)
+    x = rng.normal(size=(2, 3, 2, HEAD_DIM)).astype("float32")
+    start = 90
+    inverse, attention_factor = _transformers_frequencies(ROPE_CASES[case], start + 3)
+    want = _rotate_half(x.astype(np.float64), np.arange(start, start + 3, dtype=np.float64), inverse,
+                        attention_factor)
+    np.testing.assert_allclose(to_numpy(layer(x, start_index=start)), want, atol=1e-4)  # angles ~90 rad in fp32
+
+
+BAD_SCALINGS = [
+    ({"rope_type": "ntk", "factor": 2.0}, r"unknown rotary scaling 'rope_type'='ntk'; valid kinds are \['dynamic', "),
+    ({"factor": 2.0}, r"unknown rotary scaling 'rope_type'=None"),
+    ({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8},
+     r"'llama3' has missing key\(s\) \['low_freq_factor', 'high_freq_factor'\]"),
+    ({"rope_type": "linear", "factor": 2.0, "beta_fast": 3}, r"'linear' has unknown key\(s\) \['beta_fast'\]"),
+    ({"rope_type": "linear", "factor": -1.0}, r"'factor' must be a finite number > 0, got -1.0"),
+    ({"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 8.5}, r"must be a positive integer"),
+    ({"type": "linear", "rope_type": "dynamic", "factor": 2.0}, r"names two kinds"),
+    ("linear", r"must be None or a dict"),
+]
+
+
+@pytest.mark.backend("tensorflow", reason="argument checks run before any backend op")
+def test_bad_rotary_scaling_is_refused_in_one_line():
+    for scaling, message in BAD_SCALINGS:
+        with pytest.raises(ValueError, match=message) as error:
+            RotaryEmbedding(scaling=scaling)
+        assert "\n" not in str(error.value)

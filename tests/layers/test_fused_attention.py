@@ -188,3 +188,28 @@ def test_fused_gpt_under_bfloat16_matches_the_explicit_path(rng, fused_calls):
     # bfloat16 keeps 8 bits of mantissa: the two paths round differently, within a few ulps.
     np.testing.assert_allclose(fused[real], explicit[real], atol=0.05, rtol=0.05)
     assert np.mean(np.abs(fused[real] - explicit[real])) < 0.01
+
+
+def test_fused_grouped_query_attention_with_a_sliding_window_equals_the_explicit_path(rng, fused_calls):
+    """The kernel pairs query head i with key/value head i // (h / h_kv) itself, as the explicit path does; with
+    a KV cache holding only the key/value heads too."""
+    b, s, d = 3, 9, 24
+    layer = MultiHeadAttention(num_heads=6, num_key_value_heads=2, rotary_max_wavelength=100.0, sliding_window=4,
+                               rotary_scaling={"rope_type": "linear", "factor": 2.0})
+    x = rng.normal(size=(b, s, d)).astype("float32")
+    padding = _left_and_right_padding(b, s)
+    layer(x)
+    randomize_weights(layer)
+    fused_calls.clear()
+    fused = layer(x, padding_mask=padding, use_causal_mask=True)
+    assert fused_calls == [layer.name]
+    explicit, _ = layer(x, padding_mask=padding, use_causal_mask=True, return_attention_scores=True)
+    np.testing.assert_allclose(to_numpy(fused), to_numpy(explicit), atol=2e-6)
+
+    cache = layer.empty_cache(b, s + 2)
+    fused, fused_cache = layer(x, cache=cache, cache_update_index=2, use_causal_mask=True)
+    explicit, explicit_cache, _ = layer(x, cache=cache, cache_update_index=2, use_causal_mask=True,
+                                        return_attention_scores=True)
+    assert fused_cache.shape == (b, 2, s + 2, 2, 4)
+    np.testing.assert_allclose(to_numpy(fused), to_numpy(explicit), atol=2e-6)
+    np.testing.assert_array_equal(to_numpy(fused_cache), to_numpy(explicit_cache))

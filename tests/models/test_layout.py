@@ -30,6 +30,7 @@ RTOL, ATOL = 1e-5, 1e-6
 REPLICATED = r".*(position_embedding/embeddings|segment_embedding/embeddings|relative_position_bias/embeddings" \
              r"|(query|key|value)/bias|pooler/dense/kernel|masked_lm_head/transform/kernel)"
 BATCH, LENGTH = 2, 8
+FAMILIES = ("bert", "gpt", "seq2seq", "llama")
 
 
 def _task(family):
@@ -45,8 +46,8 @@ def _task(family):
         x = {"token_ids": ids(), "segment_ids": np.zeros_like(mask), "padding_mask": mask,
              "mask_positions": np.tile(np.arange(3, dtype="int32"), (BATCH, 1))}
         return model, x, {"mlm_logits": ids(3)}
-    if family == "gpt":
-        return models.GPTCausalLM(models.from_preset("gpt_test", dropout=0.0)), \
+    if family in ("gpt", "llama"):  # llama_test: 4 query heads, 2 key/value heads, untied output
+        return models.GPTCausalLM(models.from_preset(f"{family}_test", dropout=0.0)), \
             {"token_ids": ids(), "padding_mask": mask}, ids()
     backbone = models.from_preset("t5_test", dropout=0.0, tie_word_embeddings=False)  # untied: reverse_embeddings
     x = {"encoder_token_ids": ids(), "encoder_padding_mask": mask, "decoder_token_ids": ids(),
@@ -83,7 +84,7 @@ def _model_parallel_run():
     layouts = models.Backbone.layout_map(mesh)
     distribution = ShapeCheckedModelParallel(layout_map=layouts, batch_dim_name="batch")
     results = {"devices": len(jax.devices())}
-    for family in ("bert", "gpt", "seq2seq"):
+    for family in FAMILIES:
         keras.utils.set_random_seed(1)
         model, x, y = _task(family)
         weights = model.get_weights()
@@ -95,7 +96,7 @@ def _model_parallel_run():
             split, escaped = _sharding_report(sharded_model, layouts)
             sharded_outputs, sharded_losses = _outputs_and_losses(sharded_model, x, y)
         trained_weights_error = max(float(np.max(np.abs(a - b)))
-                                    for a, b in zip(model.get_weights(), sharded_model.get_weights()))
+                                    for a, b in zip(model.get_weights(), sharded_model.get_weights(), strict=True))
         results[family] = {
             "split": split, "escaped": escaped, "losses": losses, "sharded_losses": sharded_losses,
             "trained_weights_error": trained_weights_error,
@@ -119,8 +120,8 @@ def results():
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow  # the shared subprocess (about 30 s on two CPU cores) runs six models
-@pytest.mark.parametrize("family", ["bert", "gpt", "seq2seq"])
+@pytest.mark.slow  # the shared subprocess (about 30 s on two CPU cores) runs eight models
+@pytest.mark.parametrize("family", FAMILIES)
 def test_kernels_are_split_over_the_model_axis(results, family):
     assert results["devices"] == 2
     split, escaped = results[family]["split"], results[family]["escaped"]
@@ -136,6 +137,16 @@ def test_kernels_are_split_over_the_model_axis(results, family):
     if family == "seq2seq":
         expected["cross_attention/key/kernel"] = (["None", "model", "None"], [32, 1, 16])
         expected["token_embedding/reverse_embeddings"] = (["model", "None"], [16, 128])
+    if family == "llama":  # 4 query heads of 8, 2 key/value heads (one per device), gated feed-forward of 48
+        expected.update({
+            "self_attention/query/kernel": (["None", "model", "None"], [32, 2, 8]),
+            "self_attention/value/kernel": (["None", "model", "None"], [32, 1, 8]),
+            "self_attention/output/kernel": (["model", "None", "None"], [2, 8, 32]),
+            "feed_forward/up/kernel": (["None", "model"], [32, 24]),
+            "feed_forward/gate/kernel": (["None", "model"], [32, 24]),
+            "feed_forward/down/kernel": (["model", "None"], [24, 32]),
+            "token_embedding/reverse_embeddings": (["model", "None"], [16, 128]),
+        })
     for suffix, (spec, shard_shape) in expected.items():
         paths = [path for path in split if path.endswith(suffix)]
         assert paths, f"no split variable ends with {suffix}"
@@ -145,10 +156,10 @@ def test_kernels_are_split_over_the_model_axis(results, family):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["bert", "gpt", "seq2seq"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_split_model_computes_what_one_device_does(results, family):
     result = results[family]
-    for outputs, sharded_outputs in zip(result["outputs"], result["sharded_outputs"]):
+    for outputs, sharded_outputs in zip(result["outputs"], result["sharded_outputs"], strict=True):
         np.testing.assert_allclose(sharded_outputs, outputs, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(result["sharded_losses"], result["losses"], rtol=RTOL)
     assert result["trained_weights_error"] <= ATOL

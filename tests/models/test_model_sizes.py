@@ -15,7 +15,10 @@ BAD_SIZES = [  # (preset, field, value, what the message says)
     ("gpt_test", "dropout", 1.5, "`dropout` must be a rate in [0, 1), got 1.5"),
     ("gpt_test", "pad_vocabulary_to_multiple_of", 0, "`pad_vocabulary_to_multiple_of` must be a positive integer"),
     ("bert_test", "num_layers", "2", "`num_layers` must be a positive integer, got '2'"),
-    ("bert_test", "num_segments", -2, "`num_segments` must be a positive integer, got -2"),
+    ("bert_test", "num_segments", -2, "`num_segments` must be a non-negative integer (0: no segment embedding, as "
+                                      "DistilBERT), got -2"),
+    ("bert_test", "position_offset", -1, "`position_offset` must be a non-negative integer (RoBERTa: 2, BERT: 0)"),
+    ("bert_test", "embedding_dim", 0, "`embedding_dim` must be a positive integer, got 0"),
     ("bert_test", "max_sequence_length", 0, "`max_sequence_length` must be a positive integer, got 0"),
     ("bert_test", "activation", "tanh", "unknown `activation`='tanh'"),
     ("bert_test", "use_pooler", "yes", "`use_pooler` must be true or false"),

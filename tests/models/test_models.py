@@ -116,6 +116,68 @@ def test_gpt_padded_vocabulary_computes_what_the_unpadded_model_computes(tmp_pat
     assert restored.backbone.get_config()["pad_vocabulary_to_multiple_of"] == 64
 
 
+# Llama-style variants of the GPT family, on the llama_test preset (GQA 4 -> 2 heads, untied output).
+LLAMA_VARIANTS = {
+    "llama": {},
+    "qwen2": dict(attention_bias=True, tie_word_embeddings=True),
+    "mistral": dict(sliding_window=3, rotary_scaling={"rope_type": "yarn", "factor": 2.0}),
+}
+
+
+@pytest.mark.parametrize("variant", list(LLAMA_VARIANTS))
+def test_llama_style_backbone_counts_exactly_and_round_trips(tmp_path, variant):
+    backbone = models.from_preset("llama_test", **LLAMA_VARIANTS[variant])
+    config = models.get_preset("llama_test").config.replace(**LLAMA_VARIANTS[variant])
+    assert backbone.count_params() == config.parameter_count()
+    # Every projection kernel's (inputs, units) is what the analytic shape says (quantized sizes use it).
+    kernels = {w.path.rsplit("/kernel", 1)[0]: tuple(w.shape) for w in backbone.weights if w.path.endswith("/kernel")}
+    assert kernels["decoder_block_0/self_attention/key"] == (32, 2, 8)  # (d, h_kv, k)
+    for path, shape in kernels.items():
+        inputs = int(np.prod(shape[:-2])) if path.endswith(("query", "key", "value")) else int(np.prod(shape[:-1]))
+        assert models.GPTBackbone.projection_shape(config, path) == (inputs, int(np.prod(shape)) // inputs), path
+    has_bias = {name: any(w.path.endswith(f"self_attention/{name}/bias") for w in backbone.weights)
+                for name in ("query", "output")}
+    assert has_bias == {"query": variant == "qwen2", "output": False}
+    assert not any("feed_forward" in w.path and w.path.endswith("bias") for w in backbone.weights)
+    lm = models.GPTCausalLM(backbone)
+    inputs = gpt_inputs()
+    restored = assert_keras_file_round_trip(lm, inputs, tmp_path)
+    assert restored.backbone.get_config() == backbone.get_config()
+
+
+def test_untied_output_projection_has_its_own_kernel():
+    backbone = models.from_preset("llama_test")
+    hidden = np.random.default_rng(0).normal(size=(1, 2, 32)).astype("float32")
+    kernel = to_numpy(backbone.token_embedding.reverse_embeddings)
+    np.testing.assert_allclose(to_numpy(backbone.token_logits(hidden)), hidden @ kernel, atol=1e-5)
+    backbone.token_embedding.embeddings.assign(np.zeros((128, 32), "float32"))  # the input table alone
+    np.testing.assert_allclose(to_numpy(backbone.token_logits(hidden)), hidden @ kernel, atol=1e-5)
+
+
+@pytest.mark.backend("tensorflow", reason="config validation runs before any backend op")
+def test_gpt_variant_fields_are_validated_naming_the_field():
+    config = models.get_preset("llama_test").config
+    cases = [
+        (dict(num_key_value_heads=3), r"`num_key_value_heads`=3 must divide `num_heads`=4; choose among \[1, 2, 4\]"),
+        (dict(num_key_value_heads=0), r"`num_key_value_heads` must be a positive integer"),
+        (dict(sliding_window=0), r"`sliding_window` must be a positive integer, got 0"),
+        (dict(norm_type="batch"), r"unknown `norm_type`='batch'"),
+        (dict(tie_word_embeddings="no"), r"`tie_word_embeddings` must be true or false"),
+        (dict(rotary_scaling={"rope_type": "linear"}), r"`rotary_scaling`: rotary scaling 'linear' has missing key"),
+        (dict(rotary_scaling={"rope_type": "linear", "factor": 2.0}, position_embedding="learned"),
+         r"`rotary_scaling` scales rotary positions; set `position_embedding`='rotary'"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ValueError, match=r"GPTConfig: " + message):
+            config.replace(**overrides)
+    # The trained context of "dynamic"/"yarn"/"llama3" defaults to max_sequence_length (transformers'
+    # max_position_embeddings), so the Hugging Face dict is taken as it is.
+    backbone = models.from_preset("llama_test", rotary_scaling={"rope_type": "dynamic", "factor": 2.0})
+    attention = backbone.decoder_blocks[0].self_attention
+    assert attention.rotary_embedding.scaling["original_max_position_embeddings"] == 64
+    assert backbone.get_config()["rotary_scaling"] == {"rope_type": "dynamic", "factor": 2.0}
+
+
 @pytest.mark.parametrize("design", list(SEQ2SEQ_DESIGNS))
 def test_seq2seq_designs_round_trip(tmp_path, design):
     backbone = seq2seq_backbone(design)
@@ -200,7 +262,7 @@ def test_config_fields_are_the_backbone_arguments(family):
 
 
 def test_backbone_config_round_trip():
-    for name in ("bert_test", "gpt_test", "t5_test"):
+    for name in ("bert_test", "gpt_test", "t5_test", "llama_test"):
         backbone = models.from_preset(name)
         arguments = models.get_preset(name).config.to_dict()
         assert {key: getattr(backbone, key) for key in arguments} == arguments  # its `# === Config ===` attributes

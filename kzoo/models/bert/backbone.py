@@ -1,4 +1,9 @@
-"""BERT encoder backbone: post-norm blocks, GELU, learned positions, segments, pooler."""
+"""BERT encoder backbone: post-norm blocks, GELU, learned positions, segments, pooler.
+
+The BERT-family variants are configurations of this one backbone: RoBERTa / XLM-RoBERTa
+(`position_offset=2`, one segment), DistilBERT (`num_segments=0`, no pooler, 6 layers) and the
+ELECTRA discriminator (no pooler; `embedding_dim` below `hidden_dim` adds `embeddings_projection`).
+"""
 
 import keras
 
@@ -12,14 +17,20 @@ class BertBackbone(Backbone):
     """The BERT encoder (Devlin et al. 2019).
 
     Inputs (dict): `token_ids` int `(b, s)`, `segment_ids` int `(b, s)` (0 for
-    sentence A, 1 for B), `padding_mask` int/bool `(b, s)` (1 for real tokens).
+    sentence A, 1 for B; accepted and ignored with `num_segments=0`), `padding_mask`
+    int/bool `(b, s)` (1 for real tokens; sequences are right-padded).
     Outputs (dict): `sequence_output` `(b, s, hidden_dim)` and, unless built with
     `use_pooler=False`, `pooled_output` `(b, hidden_dim)` (tanh dense on the [CLS] position).
 
+    Embeddings: `token + segment + position` (each `embedding_dim` wide), LayerNorm, dropout,
+    then `embeddings_projection` (dense to `hidden_dim`) when `embedding_dim` differs from
+    `hidden_dim`. Token `i` takes position row `position_offset + i`.
+
     Args: the fields of `BertConfig` (vocabulary_size, num_layers, num_heads,
         hidden_dim, intermediate_dim, max_sequence_length, num_segments, dropout,
-        attention_dropout, activation, norm_epsilon, initializer_range, use_pooler),
-        and `dtype`. Invalid sizes raise ValueError naming the field.
+        attention_dropout, activation, norm_epsilon, initializer_range, use_pooler,
+        position_offset, embedding_dim), and `dtype`. Invalid sizes raise ValueError naming
+        the field.
 
     Example:
         >>> backbone = kzoo.models.from_preset("bert_tiny")
@@ -43,23 +54,34 @@ class BertBackbone(Backbone):
         norm_epsilon=1e-12,
         initializer_range=0.02,
         use_pooler=True,
+        position_offset=0,
+        embedding_dim=None,
         dtype=None,
         **kwargs,
     ):
-        self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
+        config = self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
+        width = config.embedding_width
         # === Layers ===
         initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.token_embedding = layers.TokenEmbedding(
-            vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="token_embedding"
+            vocabulary_size, width, embeddings_initializer=initializer, dtype=dtype, name="token_embedding"
         )
-        self.segment_embedding = layers.SegmentEmbedding(
-            num_segments, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="segment_embedding"
-        )
+        self.segment_embedding = None  # DistilBERT has none: its `segment_ids` input is then ignored
+        if num_segments:
+            self.segment_embedding = layers.SegmentEmbedding(
+                num_segments, width, embeddings_initializer=initializer, dtype=dtype, name="segment_embedding"
+            )
         self.position_embedding_layer = layers.PositionEmbedding(
-            max_sequence_length, initializer=initializer, dtype=dtype, name="position_embedding"
+            max_sequence_length, initializer=initializer, position_offset=position_offset, dtype=dtype,
+            name="position_embedding",
         )
         self.embeddings_norm = layers.LayerNorm(norm_epsilon, dtype=dtype, name="embeddings_norm")
         self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
+        self.embeddings_projection = None
+        if config.projects_embeddings:  # ELECTRA: embeddings narrower than the encoder
+            self.embeddings_projection = keras.layers.Dense(
+                hidden_dim, kernel_initializer=initializer, dtype=dtype, name="embeddings_projection"
+            )
         self.encoder_blocks = [
             layers.EncoderBlock(
                 num_heads,
@@ -101,11 +123,25 @@ class BertBackbone(Backbone):
         self.norm_epsilon = norm_epsilon
         self.initializer_range = initializer_range
         self.use_pooler = use_pooler
+        self.position_offset = position_offset
+        self.embedding_dim = embedding_dim
+
+    @classmethod
+    def projection_shape(cls, family, path):
+        """As `Backbone.projection_shape`, plus ELECTRA's `embeddings_projection` `(embedding_dim, hidden_dim)`."""
+        if path == "embeddings_projection":
+            return (family.embedding_width, family.hidden_dim) if family.projects_embeddings else None
+        return super().projection_shape(family, path)
 
     def _forward(self, inputs, return_attention_scores=False, training=None):
         tokens = self.token_embedding(inputs["token_ids"])
-        x = tokens + self.segment_embedding(inputs["segment_ids"]) + self.position_embedding_layer(tokens)
+        if self.segment_embedding is None:
+            x = tokens + self.position_embedding_layer(tokens)
+        else:
+            x = tokens + self.segment_embedding(inputs["segment_ids"]) + self.position_embedding_layer(tokens)
         x = self.embeddings_dropout(self.embeddings_norm(x), training=training)
+        if self.embeddings_projection is not None:
+            x = self.embeddings_projection(x)
         scores = []
         for block in self.encoder_blocks:
             # Scores only when asked: without them the attention may run a fused kernel.

@@ -1,7 +1,8 @@
 """BERT task models: pretraining (MLM + NSP), classification, tagging, span QA.
 
 Each takes a `BertBackbone`, adds a head, and has a default `compile()` with the
-loss and metrics of its task, so any BERT checkpoint loads into any of them.
+loss and metrics of its task, so any BERT checkpoint loads into any of them, the
+variants' (RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA) included.
 """
 
 import keras
@@ -26,9 +27,9 @@ def _pooled_output(backbone, task):
     if backbone.pooler is None:
         raise ValueError(
             f"{task} reads the pooled [CLS] output, but this BertBackbone has no pooler (use_pooler=False, e.g. "
-            "imported from a checkpoint saved without pooler weights, such as a BertForMaskedLM file). Use a "
-            "backbone with a pooler (BertBackbone(..., use_pooler=True) trains a new one), or a task that reads "
-            "sequence_output."
+            "DistilBERT, ELECTRA, or imported from a checkpoint saved without pooler weights, such as a "
+            "BertForMaskedLM file). Pass next_sentence_prediction=False, or use a backbone with a pooler "
+            "(BertBackbone(..., use_pooler=True) trains a new one)."
         )
     return "pooled_output"
 
@@ -49,7 +50,8 @@ class BertPretrainer(_BertTask):
 
     Inputs: the backbone's inputs plus `mask_positions` int `(b, p)`, the positions
     whose tokens were masked. Outputs: `mlm_logits` `(b, p, vocabulary_size)` (tied to
-    the token embedding) and `nsp_logits` `(b, 2)` from the pooled output.
+    the token embedding; the head's transform maps `hidden_dim` to the embedding width,
+    which differs for ELECTRA-style backbones) and `nsp_logits` `(b, 2)` from the pooled output.
     Targets for `fit`: `{"mlm_logits": masked token ids (b, p), "nsp_logits": (b,)}`;
     pass `sample_weight={"mlm_logits": mask_weights}` so padded predictions count zero.
     The total loss is the sum of both cross-entropies.
@@ -58,7 +60,8 @@ class BertPretrainer(_BertTask):
         backbone: a `BertBackbone` (with a pooler when `next_sentence_prediction`).
         next_sentence_prediction: bool; False builds the masked-LM head only (outputs
             `mlm_logits` alone): the model of a Hugging Face `BertForMaskedLM` file,
-            which has no next-sentence head.
+            which has no next-sentence head, and of the variants' masked-LM files
+            (RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA's generator), pretrained without one.
     """
 
     default_learning_rate = 1e-4
@@ -95,15 +98,16 @@ class BertPretrainer(_BertTask):
 
     @classmethod
     def head_parameter_count(cls, backbone_config, arguments):
-        d = backbone_config.hidden_dim
-        masked_lm = dense_parameters(d, d) + norm_parameters(d) + backbone_config.vocabulary_size  # + output bias
+        d, e = backbone_config.hidden_dim, backbone_config.embedding_width
+        masked_lm = dense_parameters(d, e) + norm_parameters(e) + backbone_config.vocabulary_size  # + output bias
         next_sentence = dense_parameters(d, 2) if arguments.get("next_sentence_prediction", True) else 0
         return masked_lm + next_sentence
 
     @classmethod
     def head_projection_shapes(cls, backbone_config, arguments):
         d = backbone_config.hidden_dim
-        shapes = {"masked_lm_head/transform": (d, d)}  # the output projection is the tied token embedding
+        # The output projection is the tied token embedding.
+        shapes = {"masked_lm_head/transform": (d, backbone_config.embedding_width)}
         if arguments.get("next_sentence_prediction", True):
             shapes["next_sentence_head/logits"] = (d, 2)
         return shapes
@@ -122,32 +126,46 @@ class BertPretrainer(_BertTask):
 
 @keras.saving.register_keras_serializable(package="kzoo")
 class BertClassifier(_BertTask):
-    """Sequence (pair) classification from the pooled [CLS] output.
+    """Sequence (pair) classification from the [CLS] position.
+
+    With a pooler in the backbone (BERT, RoBERTa): dropout and a projection of the pooled
+    output. Without one (DistilBERT, ELECTRA, a `BertForMaskedLM` file): the head reads the
+    [CLS] vector of `sequence_output` itself, through dropout, a tanh dense layer of
+    `hidden_dim` units and dropout before the projection (the head RoBERTa, DistilBERT and
+    ELECTRA fine-tune with); that dense layer is part of the new head, trained from scratch
+    with it, never a pretrained part filled at random.
 
     Output: logits `(b, num_classes)`. Args: `backbone`, `num_classes`, `dropout`
-    (before the classifier, 0.1 as in BERT).
+    (before each projection, 0.1 as in BERT).
     """
 
     def __init__(self, backbone, num_classes, dropout=0.1, **kwargs):
-        pooled = _pooled_output(backbone, "BertClassifier")
+        has_pooler = backbone.pooler is not None
         self.classification_head = layers.ClassificationHead(
-            num_classes, dropout=dropout, kernel_initializer=_initializer(backbone),
-            dtype=backbone.dtype_policy, name="classification_head",
+            num_classes, dropout=dropout, intermediate_dim=None if has_pooler else backbone.hidden_dim,
+            kernel_initializer=_initializer(backbone), dtype=backbone.dtype_policy, name="classification_head",
         )
         inputs = _backbone_inputs()
-        logits = self.classification_head(backbone(inputs)[pooled])
+        features = backbone(inputs)
+        first = features["pooled_output"] if has_pooler else features["sequence_output"][:, 0, :]  # (b, d)
+        logits = self.classification_head(first)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self._store_config(backbone, num_classes=num_classes, dropout=dropout)
 
     @classmethod
     def head_parameter_count(cls, backbone_config, arguments):
         classes = _positive_int_argument(cls.__name__, "num_classes", arguments.get("num_classes"))
-        return dense_parameters(backbone_config.hidden_dim, classes)
+        d = backbone_config.hidden_dim
+        return dense_parameters(d, classes) + (0 if backbone_config.use_pooler else dense_parameters(d, d))
 
     @classmethod
     def head_projection_shapes(cls, backbone_config, arguments):
         classes = _positive_int_argument(cls.__name__, "num_classes", arguments.get("num_classes"))
-        return {"classification_head/logits": (backbone_config.hidden_dim, classes)}
+        d = backbone_config.hidden_dim
+        shapes = {"classification_head/logits": (d, classes)}
+        if not backbone_config.use_pooler:
+            shapes["classification_head/intermediate"] = (d, d)
+        return shapes
 
 
 @keras.saving.register_keras_serializable(package="kzoo")

@@ -1,8 +1,10 @@
-"""GPT-style decoder-only backbone: pre-norm causal blocks, tied embeddings."""
+"""GPT-style decoder-only backbone: pre-norm causal blocks; GPT-2 and, by configuration, Llama-style decoders."""
 
 import keras
 
 from kzoo import layers
+from kzoo.layers.embeddings import rotary_scaling_with_context
+from kzoo.layers.normalization import get_normalization
 from kzoo.models.backbone import Backbone
 from kzoo.models.gpt.config import GPTConfig
 
@@ -11,8 +13,12 @@ from kzoo.models.gpt.config import GPTConfig
 class GPTBackbone(Backbone):
     """The GPT-2 decoder stack (Radford et al. 2019), optionally with rotary positions.
 
+    Llama-style decoders (Touvron et al. 2023: RMSNorm, SwiGLU, rotary positions with
+    `rope_scaling`, grouped-query attention, untied output; Mistral's sliding window;
+    Qwen2's q/k/v biases) are the same stack configured by `GPTConfig`'s fields.
+
     Inputs (dict): `token_ids` int `(b, s)`, `padding_mask` int/bool `(b, s)`.
-    Output (dict): `sequence_output` `(b, s, hidden_dim)`, after the final LayerNorm.
+    Output (dict): `sequence_output` `(b, s, hidden_dim)`, after the final norm.
 
     Args: the fields of `GPTConfig`, and `dtype`. Invalid sizes raise ValueError naming the field.
         Each is kept as an attribute of the same name: `position_embedding` is the option
@@ -38,6 +44,15 @@ class GPTBackbone(Backbone):
         norm_epsilon=1e-5,
         initializer_range=0.02,
         pad_vocabulary_to_multiple_of=1,
+        num_key_value_heads=None,
+        norm_type="layer",
+        gated_feed_forward=False,
+        attention_bias=True,
+        attention_output_bias=True,
+        feed_forward_bias=True,
+        tie_word_embeddings=True,
+        rotary_scaling=None,
+        sliding_window=None,
         dtype=None,
         **kwargs,
     ):
@@ -48,6 +63,7 @@ class GPTBackbone(Backbone):
         self.token_embedding = layers.TokenEmbedding(
             vocabulary_size,
             hidden_dim,
+            tie_weights=tie_word_embeddings,
             embeddings_initializer=initializer,
             pad_to_multiple_of=pad_vocabulary_to_multiple_of,
             dtype=dtype,
@@ -66,17 +82,25 @@ class GPTBackbone(Backbone):
                 activation=activation,
                 dropout=dropout,
                 attention_dropout=dropout,
+                gated_feed_forward=gated_feed_forward,
                 norm_first=True,
+                norm_type=norm_type,
                 norm_epsilon=norm_epsilon,
+                use_bias=feed_forward_bias,
+                attention_use_bias=attention_bias,
+                attention_output_bias=attention_output_bias,
+                num_key_value_heads=num_key_value_heads,
+                sliding_window=sliding_window,
                 rotary_max_wavelength=rotary_max_wavelength if rotary else None,
                 rotary_dim=rotary_dim if rotary else None,
+                rotary_scaling=rotary_scaling_with_context(rotary_scaling, max_sequence_length) if rotary else None,
                 kernel_initializer=initializer,
                 dtype=dtype,
                 name=f"decoder_block_{index}",
             )
             for index in range(num_layers)
         ]
-        self.final_norm = layers.LayerNorm(norm_epsilon, dtype=dtype, name="final_norm")
+        self.final_norm = get_normalization(norm_type, norm_epsilon, "final_norm", dtype)
 
         # === Functional graph ===
         inputs = {
@@ -100,6 +124,15 @@ class GPTBackbone(Backbone):
         self.norm_epsilon = norm_epsilon
         self.initializer_range = initializer_range
         self.pad_vocabulary_to_multiple_of = pad_vocabulary_to_multiple_of
+        self.num_key_value_heads = num_key_value_heads
+        self.norm_type = norm_type
+        self.gated_feed_forward = gated_feed_forward
+        self.attention_bias = attention_bias
+        self.attention_output_bias = attention_output_bias
+        self.feed_forward_bias = feed_forward_bias
+        self.tie_word_embeddings = tie_word_embeddings
+        self.rotary_scaling = rotary_scaling
+        self.sliding_window = sliding_window
 
     def _forward(self, inputs, return_attention_scores=False, training=None):
         x = self.token_embedding(inputs["token_ids"])
@@ -126,8 +159,9 @@ class GPTBackbone(Backbone):
     # === Incremental decoding (used by kzoo.generate) ===
 
     def empty_cache(self, batch_size, max_length, dtype=None):
-        """Zero KV caches for `call_with_cache`: a list with one `(b, 2, max_length, h, k)`
-        tensor per decoder block, in the compute dtype unless `dtype` is given."""
+        """Zero KV caches for `call_with_cache`: a list with one `(b, 2, max_length, h_kv, k)`
+        tensor per decoder block (h_kv: `num_key_value_heads`, or `num_heads`), in the compute dtype unless
+        `dtype` is given."""
         return [block.empty_self_attention_cache(batch_size, max_length, dtype) for block in self.decoder_blocks]
 
     def call_with_cache(self, token_ids, cache=None, cache_update_index=0, padding_mask=None, position_ids=None):
@@ -141,7 +175,7 @@ class GPTBackbone(Backbone):
             token_ids: int `(b, s)`; with a cache, the tokens at buffer positions
                 `cache_update_index .. cache_update_index + s - 1`.
             cache: None for a full causal pass over `token_ids`, or the list from
-                `empty_cache` (one `(b, 2, t_max, h, k)` tensor per block).
+                `empty_cache` (one `(b, 2, t_max, h_kv, k)` tensor per block).
             cache_update_index: int or int32 scalar tensor, buffer position of the first
                 token (0 without a cache).
             padding_mask: bool/int `(b, t_max)` with a cache, `(b, s)` without; True for
@@ -182,7 +216,7 @@ class GPTBackbone(Backbone):
 
     def empty_past(self, batch_size, dtype=None):
         """Zero-length past keys/values for `call_with_past` (a prefill): a list with one
-        `(keys, values)` pair per decoder block, each `(batch_size, 0, h, k)`."""
+        `(keys, values)` pair per decoder block, each `(batch_size, 0, h_kv, k)`."""
         return [block.empty_self_attention_past(batch_size, dtype) for block in self.decoder_blocks]
 
     def call_with_past(self, token_ids, past_key_values, padding_mask=None, position_ids=None):
@@ -196,7 +230,7 @@ class GPTBackbone(Backbone):
         Args:
             token_ids: int `(b, s)`, the tokens at positions `t_past .. t_past + s - 1`.
             past_key_values: list with one `(keys, values)` pair per block, each float
-                `(b, t_past, h, k)` (`empty_past` for a prefill).
+                `(b, t_past, h_kv, k)` (`empty_past` for a prefill).
             padding_mask: bool/int `(b, t_past + s)`, True for real tokens (False for
                 left padding), over the past and the new tokens. None: all real.
             position_ids: int `(b, s)` position of each token for learned position
@@ -206,7 +240,7 @@ class GPTBackbone(Backbone):
 
         Returns:
             `(sequence_output, present)`: `(b, s, hidden_dim)` after the final norm, and
-            a list with one `(keys, values)` pair per block, each `(b, t_past + s, h, k)`.
+            a list with one `(keys, values)` pair per block, each `(b, t_past + s, h_kv, k)`.
         """
         if len(past_key_values) != len(self.decoder_blocks):
             raise ValueError(
@@ -229,5 +263,6 @@ class GPTBackbone(Backbone):
         return self.final_norm(x), present
 
     def token_logits(self, hidden):
-        """Vocabulary logits `(..., V)` from hidden states, with the tied token embedding."""
+        """Vocabulary logits `(..., V)` from hidden states: the tied token embedding's transpose, or the untied
+        `(d, V)` output kernel (`tie_word_embeddings=False`)."""
         return self.token_embedding(hidden, reverse=True)

@@ -1,4 +1,4 @@
-"""Encoder-decoder backbone: one implementation for the Transformer, T5 and BART designs."""
+"""Encoder-decoder backbone: one implementation for the Transformer, T5, BART, mBART and Marian designs."""
 
 import math
 
@@ -39,6 +39,8 @@ class Seq2SeqBackbone(Backbone):
         max_sequence_length=512,
         position_embedding="sinusoidal",
         position_offset=0,
+        sinusoidal_layout="interleaved",
+        store_position_table=False,
         relative_buckets=32,
         relative_max_distance=128,
         norm_type="layer",
@@ -71,6 +73,7 @@ class Seq2SeqBackbone(Backbone):
         self.encoder_position, self.decoder_position = self._position_layers(
             position_embedding, max_sequence_length, position_offset, num_heads,
             relative_buckets, relative_max_distance, initializer, dtype,
+            dict(layout=sinusoidal_layout, stored=store_position_table),
         )
         self.encoder_embedding_norm = self.decoder_embedding_norm = None
         if embedding_norm:
@@ -114,6 +117,8 @@ class Seq2SeqBackbone(Backbone):
         self.max_sequence_length = max_sequence_length
         self.position_embedding = position_embedding
         self.position_offset = position_offset
+        self.sinusoidal_layout = sinusoidal_layout
+        self.store_position_table = store_position_table
         self.relative_buckets = relative_buckets
         self.relative_max_distance = relative_max_distance
         self.norm_type = norm_type
@@ -132,11 +137,15 @@ class Seq2SeqBackbone(Backbone):
         self.initializer_range = initializer_range
 
     @staticmethod
-    def _position_layers(kind, max_sequence_length, offset, num_heads, buckets, max_distance, initializer, dtype):
-        """The (encoder, decoder) position layers of one design."""
+    def _position_layers(kind, max_sequence_length, offset, num_heads, buckets, max_distance, initializer, dtype,
+                         sinusoidal):
+        """The (encoder, decoder) position layers of one design (`sinusoidal`: the layout and
+        stored options of sinusoidal ones)."""
         if kind == "sinusoidal":
             return tuple(
-                layers.SinusoidalPositionEmbedding(max_sequence_length, dtype=dtype, name=f"{side}_position_embedding")
+                layers.SinusoidalPositionEmbedding(
+                    max_sequence_length, dtype=dtype, name=f"{side}_position_embedding", **sinusoidal
+                )
                 for side in ("encoder", "decoder")
             )
         if kind == "learned":

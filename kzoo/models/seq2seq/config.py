@@ -1,7 +1,8 @@
-"""Encoder-decoder sizes and design switches covering the original Transformer, T5 and BART."""
+"""Encoder-decoder sizes and design switches covering the original Transformer, T5, BART, mBART and Marian."""
 
 import dataclasses
 
+from kzoo.layers.embeddings import SINUSOIDAL_LAYOUTS
 from kzoo.models.config import (
     ACTIVATIONS,
     NORM_TYPES,
@@ -19,21 +20,33 @@ POSITION_EMBEDDINGS = ("sinusoidal", "learned", "relative")
 class Seq2SeqConfig(ModelConfig):
     """Fields of `Seq2SeqBackbone`. Defaults are the original Transformer (base).
 
-    Design switches, with the values of the three published designs:
+    Design switches, with the values of the published designs (mT5 and Flan-T5 are T5 v1.1):
 
-    | field | Transformer | T5 v1.0 / v1.1 | BART |
-    |---|---|---|---|
-    | position_embedding | "sinusoidal" | "relative" | "learned" (position_offset=2) |
-    | norm_type / norm_first | layer / post | rms / pre | layer / post |
-    | activation / gated_feed_forward | relu / no | relu / no, gelu_tanh / yes | gelu / no |
-    | use_bias | yes | no | yes |
-    | attention_scale | 1/sqrt(k) | 1.0 | 1/sqrt(k) |
-    | scale_embeddings (x sqrt(d)) | yes | no | no |
-    | embedding_norm | no | no | yes |
-    | tie_word_embeddings | yes | yes (v1.0), no (v1.1) | yes |
-    | scale_decoder_outputs (x d^-0.5 before the LM head) | no | yes (v1.0), no (v1.1) | no |
+    | field | Transformer | T5 v1.0 / v1.1 | BART | mBART | Marian (OPUS-MT) |
+    |---|---|---|---|---|---|
+    | position_embedding | "sinusoidal" | "relative" | "learned" (offset 2) | "learned" (offset 2) | "sinusoidal" |
+    | sinusoidal_layout / store_position_table | interleaved / no | - | - | - | split / yes |
+    | norm_type / norm_first | layer / post | rms / pre | layer / post | layer / pre | layer / post |
+    | activation / gated_feed_forward | relu / no | relu / no, gelu_tanh / yes | gelu / no | gelu / no | silu / no |
+    | use_bias | yes | no | yes | yes | yes |
+    | attention_scale | 1/sqrt(k) | 1.0 | 1/sqrt(k) | 1/sqrt(k) | 1/sqrt(k) |
+    | scale_embeddings (x sqrt(d)) | yes | no | no | yes | yes |
+    | embedding_norm | no | no | yes | yes | no |
+    | tie_word_embeddings | yes | yes (v1.0), no (v1.1) | yes | yes | yes |
+    | scale_decoder_outputs (x d^-0.5 before the LM head) | no | yes (v1.0), no (v1.1) | no | no | no |
 
-    Pre-norm stacks end with a final norm (T5); post-norm ones do not.
+    Pre-norm stacks end with a final norm (T5, mBART); post-norm ones do not.
+
+    Sinusoidal positions: `sinusoidal_layout` "interleaved" alternates sine and cosine
+    features (the paper), "split" puts all sines first (Marian). `store_position_table`
+    keeps the two `(max_sequence_length, hidden_dim)` tables as frozen weights instead of
+    computing them on every call. transformers' `MarianMTModel` holds them as frozen
+    `nn.Parameter`s and counts them in `num_parameters()` (2 x 512 x 512 = 524,288 of the
+    74,410,496 of opus-mt-en-de), so a Marian config stores them: the kzoo model then holds,
+    and `parameter_count` counts, exactly the values the reference counts, and the count
+    stays equal to the weights a `.keras` file holds (which `kzoo.saving` checks). Marian's
+    `final_logits_bias` is a buffer there, not counted; in kzoo it is the task's
+    (`Seq2SeqLM(logits_bias=True)`), outside the backbone count.
     """
 
     vocabulary_size: int = 37000
@@ -46,6 +59,8 @@ class Seq2SeqConfig(ModelConfig):
     max_sequence_length: int = 512
     position_embedding: str = "sinusoidal"
     position_offset: int = 0
+    sinusoidal_layout: str = "interleaved"
+    store_position_table: bool = False
     relative_buckets: int = 32
     relative_max_distance: int = 128
     norm_type: str = "layer"
@@ -69,6 +84,11 @@ class Seq2SeqConfig(ModelConfig):
         self._optional_positive_int("key_dim")
         self._heads_divide_width(self.key_dim)
         self._choice("position_embedding", POSITION_EMBEDDINGS)
+        self._choice("sinusoidal_layout", SINUSOIDAL_LAYOUTS)
+        self._bools("store_position_table")
+        if self.store_position_table and self.position_embedding != "sinusoidal":
+            self._fail(f"`store_position_table` applies to sinusoidal positions only; set it to False with "
+                       f"position_embedding={self.position_embedding!r}.")
         offset = self.position_offset
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             self._fail(f"`position_offset` must be a non-negative integer, got {self.position_offset!r}.")
@@ -89,7 +109,7 @@ class Seq2SeqConfig(ModelConfig):
         head_dim = self.key_dim or d // heads
         tokens = embedding_parameters(self.vocabulary_size, d, tie_weights=self.tie_word_embeddings)
         positions = {
-            "sinusoidal": 0,
+            "sinusoidal": 2 * self.max_sequence_length * d if self.store_position_table else 0,
             "learned": 2 * (self.max_sequence_length + self.position_offset) * d,
             "relative": 2 * self.relative_buckets * heads,
         }[self.position_embedding]

@@ -34,8 +34,8 @@ class Seq2SeqDecodingAdapter(DecodingAdapter):
         self.max_sequence_length = self.backbone.max_sequence_length
 
     def logits(self, hidden):
-        """float32 `(B, V)` logits from `(B, d)` decoder hidden states."""
-        return ops.cast(self.backbone.token_logits(hidden), "float32")
+        """float32 `(B, V)` logits from `(B, d)` decoder hidden states (the task's logits bias included)."""
+        return ops.cast(self.model.token_logits(hidden), "float32")
 
     def check_lengths(self, prompts, options):
         """Raises ValueError when the encoder prompt or the decoder output overflows the positions."""
