@@ -1,4 +1,8 @@
-"""Hugging Face BERT (`model_type: bert`) -> kzoo `BertBackbone` / `BertPretrainer`."""
+"""Hugging Face BERT (`model_type: bert`) -> kzoo `BertBackbone` / `BertPretrainer`.
+
+`load_encoder` and `load_masked_lm_head` also serve the variants whose files keep BERT's tensor
+names under another prefix (RoBERTa / XLM-RoBERTa: `roberta.`, ELECTRA: `electra.`).
+"""
 
 from kzoo.convert import _assign
 from kzoo.models import BertBackbone, BertPretrainer
@@ -22,8 +26,10 @@ def config_from_hf(hf):
     )
 
 
-def _prefix(reader):
-    return "bert." if reader.has("bert.embeddings.word_embeddings.weight") else ""
+def model_prefix(reader, name):
+    """`"{name}."` when the file holds a task model (`bert.`, `roberta.`, `electra.` before the encoder's
+    tensors), "" for a bare encoder file (`BertModel`, `RobertaModel`, `ElectraModel`)."""
+    return f"{name}." if reader.has(f"{name}.embeddings.word_embeddings.weight") else ""
 
 
 def load_backbone(reader, hf_config, dtype=None):
@@ -33,15 +39,29 @@ def load_backbone(reader, hf_config, dtype=None):
     `BertModel(add_pooling_layer=False)` files have none): a part the file lacks is not built,
     so nothing is left at its random initial value.
     """
-    p = _prefix(reader)
+    return load_encoder(reader, config_from_hf(hf_config), model_prefix(reader, "bert"), dtype)
+
+
+def load_encoder(reader, arguments, p, dtype=None):
+    """A `BertBackbone(**arguments)` filled from BERT-named tensors under the prefix `p`.
+
+    Builds the pooler only when the file has `{p}pooler.dense`; the segment embedding
+    (`token_type_embeddings`) when `arguments` has segments; the embedding projection
+    (ELECTRA's `{p}embeddings_project`) when `embedding_dim` differs from `hidden_dim`.
+    """
     has_pooler = reader.has(f"{p}pooler.dense.weight")
-    backbone = BertBackbone(**config_from_hf(hf_config), use_pooler=has_pooler, dtype=dtype)
+    backbone = BertBackbone(**arguments, use_pooler=has_pooler, dtype=dtype)
     _assign.embedding(backbone.token_embedding.embeddings, reader, f"{p}embeddings.word_embeddings.weight")
-    _assign.embedding(backbone.segment_embedding.embeddings, reader, f"{p}embeddings.token_type_embeddings.weight")
+    if backbone.segment_embedding is not None:
+        _assign.embedding(
+            backbone.segment_embedding.embeddings, reader, f"{p}embeddings.token_type_embeddings.weight"
+        )
     _assign.embedding(
         backbone.position_embedding_layer.position_embeddings, reader, f"{p}embeddings.position_embeddings.weight"
     )
     _assign.norm(backbone.embeddings_norm, reader, f"{p}embeddings.LayerNorm")
+    if backbone.embeddings_projection is not None:
+        _assign.dense(backbone.embeddings_projection, reader, f"{p}embeddings_project")
     for index, block in enumerate(backbone.encoder_blocks):
         layer = f"{p}encoder.layer.{index}"
         _assign.attention(
@@ -85,15 +105,21 @@ def load_pretrainer(reader, hf_config, dtype=None):
             "(pooler.dense), which that head reads; kzoo cannot represent it without inventing the pooler."
         )
     model = BertPretrainer(backbone, next_sentence_prediction=next_sentence)
-    head = model.masked_lm_head
-    _assign.dense(head.transform, reader, "cls.predictions.transform.dense")
-    _assign.norm(head.norm, reader, "cls.predictions.transform.LayerNorm")
-    _assign.embedding(head.bias, reader, "cls.predictions.bias")
-    # The decoder is tied to the word embeddings (and its bias to the head's bias).
-    _assign.tied_copy(
-        reader, "cls.predictions.decoder.weight", backbone.token_embedding.embeddings, "the word embeddings"
-    )
-    _assign.tied_copy(reader, "cls.predictions.decoder.bias", head.bias, "cls.predictions.bias")
+    load_masked_lm_head(model, reader, transform="cls.predictions.transform.dense",
+                        norm="cls.predictions.transform.LayerNorm", bias="cls.predictions.bias",
+                        decoder="cls.predictions.decoder")
     if next_sentence:
         _assign.dense(model.next_sentence_head.output_dense, reader, "cls.seq_relationship")
     return model
+
+
+def load_masked_lm_head(model, reader, transform, norm, bias, decoder):
+    """Fills the `masked_lm_head` of the `BertPretrainer` `model`: the `transform` dense, its `norm` and the
+    output `bias` (full tensor names for the bias, prefixes for the others). The `decoder` projection is tied
+    to the word embeddings (its bias to `bias`); a file that stores them anyway must repeat those exactly."""
+    head = model.masked_lm_head
+    _assign.dense(head.transform, reader, transform)
+    _assign.norm(head.norm, reader, norm)
+    _assign.embedding(head.bias, reader, bias)
+    _assign.tied_copy(reader, f"{decoder}.weight", model.backbone.token_embedding.embeddings, "the word embeddings")
+    _assign.tied_copy(reader, f"{decoder}.bias", head.bias, bias)

@@ -3,7 +3,9 @@
 This module knows nothing about BERT, GPT-2 or T5. It
 
   * reads a checkpoint directory (`config.json`, the weights, tokenizer files)
-    into plain Python and NumPy objects (`read_hf_checkpoint`);
+    into plain Python and NumPy objects (`read_hf_checkpoint`); safetensors
+    weights are read lazily, one tensor when a converter takes it, so that an
+    import never holds the whole checkpoint beside the model it fills;
   * gives per-architecture converters a `WeightReader` that records which
     checkpoint tensors were used, so that no weight is ever skipped silently;
   * offers `assign` (shape-checked variable assignment) and the small layout
@@ -16,9 +18,13 @@ This module knows nothing about BERT, GPT-2 or T5. It
 Nothing is ever downloaded: the directory must already exist locally (for
 example one made with `save_pretrained`, or a snapshot of a Hub repository).
 
-Weights are read from safetensors files by default. PyTorch `.bin` files are
-pickles, which can run arbitrary code when loaded, so they are only read when
-the caller passes `allow_pickle=True`.
+Weights are read from safetensors files by default (headers parsed and checked
+up front, tensor bytes read with plain file reads on demand: not through the
+`safetensors` package's `safe_open`, whose memory map keeps every page it has
+read resident in the process until the file is closed, which for a whole
+checkpoint is a second copy of it in the peak RSS). PyTorch `.bin`
+files are pickles, which can run arbitrary code when loaded, so they are only
+read when the caller passes `allow_pickle=True`; they are loaded whole.
 """
 
 import contextlib
@@ -46,6 +52,9 @@ TOKENIZER_FILES = (
     "merges.txt",
     "spiece.model",
     "sentencepiece.bpe.model",
+    "tokenizer.model",
+    "source.spm",
+    "target.spm",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -58,17 +67,20 @@ _MAX_SUGGESTIONS = 10
 
 @dataclasses.dataclass
 class HFCheckpoint:
-    """A Hugging Face checkpoint directory, read into memory.
+    """A Hugging Face checkpoint directory: its config, its tensors and its tokenizer files.
 
     Attributes:
         directory: Absolute path of the checkpoint directory.
         config: The parsed `config.json`.
-        weights: Every tensor of the checkpoint by its exact name in the file.
-            Floating-point tensors (float64/32/16, bfloat16, float8) are
-            float32 NumPy arrays; integer and boolean tensors (rare buffers)
-            keep their dtype. Weights that Hugging Face ties (e.g. an LM head
-            sharing the word embeddings) are often stored only once; they are
-            returned exactly as stored, nothing is added.
+        weights: Every tensor of the checkpoint by its exact name in the file,
+            a read-only mapping. Floating-point tensors (float64/32/16, bfloat16,
+            float8) are float32 NumPy arrays; integer and boolean tensors (rare
+            buffers) keep their dtype. For safetensors files it is a lazy
+            `SafetensorsWeights`: each access reads that one tensor from disk
+            and keeps nothing; for `.bin` pickles a dict loaded up front.
+            Weights that Hugging Face ties (e.g. an LM head sharing the word
+            embeddings) are often stored only once; they are returned exactly
+            as stored, nothing is added.
         tokenizer_files: Basename -> absolute path for each tokenizer file in
             `TOKENIZER_FILES` that exists in the directory.
         weights_format: "safetensors" or "pytorch" (a pickled `.bin`).
@@ -76,7 +88,7 @@ class HFCheckpoint:
 
     directory: str
     config: dict
-    weights: dict[str, np.ndarray]
+    weights: Mapping[str, np.ndarray]
     tokenizer_files: dict[str, str]
     weights_format: str
 
@@ -104,8 +116,7 @@ def read_hf_checkpoint(path, allow_pickle=False) -> HFCheckpoint:
             not a JSON object; no usable weight file is present; only `.bin`
             weights exist and `allow_pickle` is False; a weight file is
             malformed.
-        ImportError: `safetensors` (or, for `.bin` files, `torch`) is not
-            installed.
+        ImportError: `.bin` files are read and `torch` is not installed.
     """
     directory = os.path.abspath(os.fspath(path))
     if not os.path.exists(directory):
@@ -171,7 +182,8 @@ def _read_weights(directory, allow_pickle):
     if SAFETENSORS_FILE in present:
         return _read_safetensors(os.path.join(directory, SAFETENSORS_FILE)), "safetensors"
     if SAFETENSORS_INDEX_FILE in present:
-        return _read_sharded(directory, SAFETENSORS_INDEX_FILE, _read_safetensors), "safetensors"
+        entries = _read_sharded(directory, SAFETENSORS_INDEX_FILE, _safetensors_entries)
+        return SafetensorsWeights(entries), "safetensors"
     pickled = [name for name in (PYTORCH_FILE, PYTORCH_INDEX_FILE) if name in present]
     if pickled and not allow_pickle:
         raise ValueError(
@@ -204,7 +216,11 @@ def directory_listing(directory, limit=30):
 
 
 def _read_sharded(directory, index_name, read_shard):
-    """Reads every shard listed in the `weight_map` of a sharded checkpoint's index."""
+    """Reads every shard listed in the `weight_map` of a sharded checkpoint's index.
+
+    `read_shard(path)` returns a shard's `name -> value` (arrays for `.bin` pickles,
+    `_TensorEntry` locations for safetensors); the shards' mappings are merged.
+    """
     index_path = os.path.join(directory, index_name)
     try:
         with open(index_path, encoding="utf-8") as f:
@@ -240,28 +256,7 @@ def _to_float32(array):
     array = np.asarray(array)
     if array.dtype.kind in "biu":
         return array
-    return array.astype(np.float32)
-
-
-def _read_safetensors(path):
-    """Reads a safetensors file into NumPy, floats as float32.
-
-    `safetensors.numpy` cannot create bfloat16 (or float8) arrays, since NumPy has
-    no such dtypes; files with them are decoded by `_read_safetensors_raw`.
-    """
-    try:
-        import safetensors.numpy
-    except ImportError as e:
-        raise ImportError(
-            "Reading Hugging Face checkpoints needs the `safetensors` package: pip install safetensors"
-        ) from e
-    try:
-        tensors = safetensors.numpy.load_file(path)
-    except TypeError:  # "data type 'bfloat16' not understood" and the like.
-        tensors = _read_safetensors_raw(path)
-    except Exception as e:
-        raise ValueError(f"Could not read safetensors file {path!r}: {e}") from e
-    return {name: _to_float32(value) for name, value in tensors.items()}
+    return array.astype(np.float32, copy=False)
 
 
 # safetensors dtype codes (format spec: little-endian, C order) -> NumPy dtypes.
@@ -280,53 +275,177 @@ _SAFETENSORS_DTYPES = {
     "BOOL": "?",
 }
 _FLOAT8_DTYPES = {"F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+# Bytes per element of the dtypes NumPy lacks.
+_RAW_ITEMSIZE = {"BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+# A safetensors header is JSON of at most this size (the format's own limit is 100 MB).
+_MAX_HEADER_BYTES = 100_000_000
 
 
-def _read_safetensors_raw(path):
-    """Decodes a safetensors file by hand; used for dtypes NumPy lacks.
+@dataclasses.dataclass(frozen=True)
+class _TensorEntry:
+    """Where one tensor lies in a safetensors file: `nbytes` bytes at absolute `offset`."""
+
+    path: str
+    dtype: str  # safetensors code, e.g. "BF16"
+    shape: tuple
+    offset: int
+    nbytes: int
+
+
+def _safetensors_entries(path):
+    """Parses a safetensors header into `name -> _TensorEntry`, reading no tensor data.
 
     Layout: an 8-byte little-endian header length `n`, `n` bytes of JSON header
     (`name -> {"dtype", "shape", "data_offsets": [begin, end]}`, offsets relative
-    to the end of the header), then the raw tensor bytes. bfloat16 is the upper
-    half of a float32, so it is widened by shifting the 16 bits left.
+    to the end of the header, plus an optional `__metadata__`), then the raw tensor
+    bytes. Every entry is checked here (known dtype, offsets inside the file, byte
+    count equal to the shape's), so a malformed file fails before any weight is used.
     """
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"{path!r} is not a safetensors file (only {len(data)} bytes).")
-    (header_size,) = struct.unpack("<Q", data[:8])
-    if 8 + header_size > len(data):
-        raise ValueError(f"{path!r} is not a safetensors file (header size {header_size} past end of file).")
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{path!r} is not a safetensors file (only {size} bytes).")
+        (header_size,) = struct.unpack("<Q", prefix)
+        if header_size > _MAX_HEADER_BYTES or 8 + header_size > size:
+            raise ValueError(f"{path!r} is not a safetensors file (header size {header_size} past end of file).")
+        raw_header = f.read(header_size)
     try:
-        header = json.loads(data[8 : 8 + header_size])
+        header = json.loads(raw_header)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path!r} has a malformed safetensors header: {e}") from e
-    buffer = memoryview(data)[8 + header_size :]
-    tensors = {}
+    if not isinstance(header, dict):
+        raise ValueError(f"{path!r} has a malformed safetensors header: not a JSON object.")
+    data_start, data_size = 8 + header_size, size - 8 - header_size
+    entries = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        dtype, shape = info["dtype"], tuple(info["shape"])
-        begin, end = info["data_offsets"]
-        raw = np.frombuffer(buffer[begin:end], dtype=np.uint8)
-        if dtype == "BF16":
-            bits = raw.view("<u2").astype(np.uint32) << 16
-            value = bits.view(np.float32)
-        elif dtype in _FLOAT8_DTYPES:
-            import ml_dtypes
-
-            value = raw.view(getattr(ml_dtypes, _FLOAT8_DTYPES[dtype])).astype(np.float32)
-        elif dtype in _SAFETENSORS_DTYPES:
-            value = raw.view(_SAFETENSORS_DTYPES[dtype])
+        try:
+            dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"Tensor {name!r} in {path!r} has a malformed header entry {info!r}.") from e
+        if dtype in _SAFETENSORS_DTYPES:
+            itemsize = np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize
+        elif dtype in _RAW_ITEMSIZE:
+            itemsize = _RAW_ITEMSIZE[dtype]
         else:
             raise ValueError(f"Tensor {name!r} in {path!r} has unsupported safetensors dtype {dtype!r}.")
-        if value.size != math.prod(shape):
+        if not 0 <= begin <= end <= data_size:
+            raise ValueError(
+                f"Tensor {name!r} in {path!r}: data offsets [{begin}, {end}] lie outside the {data_size} data bytes "
+                "(the file is truncated or corrupt)."
+            )
+        if end - begin != math.prod(shape) * itemsize:
             raise ValueError(
                 f"Tensor {name!r} in {path!r}: {end - begin} bytes of {dtype} do not fill shape {list(shape)}."
             )
-        # Native byte order and an owned copy (the file buffer is released).
-        tensors[name] = value.astype(value.dtype.newbyteorder("=")).reshape(shape)
-    return tensors
+        entries[name] = _TensorEntry(path, dtype, shape, data_start + begin, end - begin)
+    return entries
+
+
+def _read_entry(entry, file=None):
+    """Decodes one tensor from disk into a new NumPy array of its stored dtype (bfloat16 and
+    float8, which NumPy lacks, become float32).
+
+    Plain reads, not a memory map: the bytes land in the array itself and no page of the
+    file stays mapped into the process (a map keeps every page it touched resident until it
+    is closed, so reading a whole checkpoint through one would hold a second copy).
+    bfloat16 is the upper half of a float32, so it is widened by shifting the 16 bits left.
+    """
+    if entry.dtype in _SAFETENSORS_DTYPES:
+        stored = np.dtype(_SAFETENSORS_DTYPES[entry.dtype])
+    else:
+        stored = np.dtype("<u2" if entry.dtype == "BF16" else "u1")
+    value = np.empty(entry.nbytes // stored.itemsize, dtype=stored)
+    if file is None:
+        with open(entry.path, "rb") as f:
+            _read_into(f, entry, value)
+    else:
+        _read_into(file, entry, value)
+    if entry.dtype == "BF16":
+        widened = value.astype(np.uint32)
+        del value
+        widened <<= 16
+        value = widened.view(np.float32)
+    elif entry.dtype in _FLOAT8_DTYPES:
+        import ml_dtypes
+
+        value = value.view(getattr(ml_dtypes, _FLOAT8_DTYPES[entry.dtype])).astype(np.float32)
+    elif not value.dtype.isnative:
+        value = value.astype(value.dtype.newbyteorder("="))
+    return value.reshape(entry.shape)
+
+
+def _read_into(file, entry, array):
+    file.seek(entry.offset)
+    view = memoryview(array).cast("B")
+    filled = 0
+    while filled < entry.nbytes:
+        count = file.readinto(view[filled:])
+        if not count:
+            raise ValueError(f"{entry.path!r} ended inside the data of a tensor (the file is truncated).")
+        filled += count
+
+
+class SafetensorsWeights(Mapping):
+    """The tensors of one or more safetensors files, decoded one at a time on access.
+
+    A read-only mapping `name -> np.ndarray`. Only the headers are read up front; each
+    `weights[name]` reads that tensor from disk and returns a new array (floating
+    tensors as float32, integer and boolean ones in their own dtype) that nothing here
+    keeps, so importing a model holds at most one checkpoint tensor beside the model's
+    variables instead of a second copy of the whole model. Reading the same name twice
+    reads the file twice.
+
+    `shape(name)` and `stored_dtype(name)` answer from the header without reading data.
+    """
+
+    def __init__(self, entries):
+        """Args:
+        entries: `name -> _TensorEntry`, from `_safetensors_entries` of each file.
+        """
+        self._entries = dict(entries)
+
+    def __getitem__(self, name):
+        return _to_float32(_read_entry(self._entries[name]))
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self):
+        return len(self._entries)
+
+    def __contains__(self, name):
+        return name in self._entries
+
+    def shape(self, name):
+        """The shape of tensor `name` (a tuple), from the header."""
+        return self._entries[name].shape
+
+    def stored_dtype(self, name):
+        """The safetensors dtype code of tensor `name` as stored ("F32", "BF16", ...)."""
+        return self._entries[name].dtype
+
+    def files(self):
+        """The sorted paths of the files holding the tensors."""
+        return sorted({entry.path for entry in self._entries.values()})
+
+    def __repr__(self):
+        return f"SafetensorsWeights({len(self)} tensors in {len(self.files())} file(s))"
+
+
+def _read_safetensors(path):
+    """The tensors of one safetensors file as a lazy `SafetensorsWeights`."""
+    return SafetensorsWeights(_safetensors_entries(path))
+
+
+def _read_safetensors_raw(path):
+    """Decodes every tensor of a safetensors file at once, each in its stored dtype
+    (bfloat16 and float8 widened to float32): `name -> np.ndarray`."""
+    entries = _safetensors_entries(path)
+    with open(path, "rb") as f:
+        return {name: _read_entry(entry, f) for name, entry in entries.items()}
 
 
 def _read_torch(path):
@@ -372,12 +491,13 @@ class WeightReader:
 
     def __init__(self, weights):
         """Args:
-        weights: `dict[str, np.ndarray]` of checkpoint tensors, or an
-            `HFCheckpoint` (its `weights` are used).
+        weights: `name -> np.ndarray` mapping of checkpoint tensors (a dict, or
+            a lazy `SafetensorsWeights`, which is used as is so that each tensor
+            is read only when taken), or an `HFCheckpoint` (its `weights`).
         """
         if isinstance(weights, HFCheckpoint):
             weights = weights.weights
-        self._weights = dict(weights)
+        self._weights = weights if isinstance(weights, SafetensorsWeights) else dict(weights)
         self._used = set()
         self._ignored = set()
 
@@ -395,7 +515,8 @@ class WeightReader:
         return self._weights.get(name)
 
     def take(self, name):
-        """Returns tensor `name` and marks it used. A tensor may be taken more than once.
+        """Returns tensor `name` and marks it used. A tensor may be taken more than once
+        (from a lazy checkpoint each take reads it again; the caller owns the array).
 
         Raises:
             ValueError: No such tensor; the message lists similar names.
@@ -446,11 +567,17 @@ class WeightReader:
         """
         unused = self.unused()
         if unused:
-            lines = "\n".join(f"  {name} {list(self._weights[name].shape)}" for name in unused)
+            lines = "\n".join(f"  {name} {list(self._shape(name))}" for name in unused)
             raise ValueError(
                 f"unused weights in checkpoint: {len(unused)} of {len(self._weights)} tensors were neither "
                 f"converted nor explicitly ignored (the converter does not match this checkpoint):\n{lines}"
             )
+
+    def _shape(self, name):
+        """The shape of tensor `name`, without reading a lazy tensor's data."""
+        if isinstance(self._weights, SafetensorsWeights):
+            return self._weights.shape(name)
+        return np.shape(self._weights[name])
 
     def _missing_message(self, name):
         close = difflib.get_close_matches(name, self._weights, n=_MAX_SUGGESTIONS, cutoff=0.5)
@@ -515,7 +642,9 @@ def assign(variable, value, name=None):
         )
     import keras
 
-    variable.assign(value.astype(keras.backend.standardize_dtype(variable.dtype)))
+    # copy=False: a float32 tensor for a float32 variable is handed over as is (no third copy
+    # of a large tensor beside the checkpoint's and the variable's).
+    variable.assign(value.astype(keras.backend.standardize_dtype(variable.dtype), copy=False))
     record = _ASSIGNED.get()
     if record is not None:
         record[id(variable)] = (variable, name)

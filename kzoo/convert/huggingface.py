@@ -15,9 +15,19 @@ from kzoo.convert.hf_checkpoint import WeightReader, check_all_assigned, read_hf
 # `load_model(reader, hf_config, dtype)`, which returns the kzoo model with exactly the parts the file has.
 CONVERTERS = {
     "bert": ("bert", "hf_bert"),
+    "roberta": ("bert", "hf_roberta"),
+    "xlm-roberta": ("bert", "hf_roberta"),
+    "distilbert": ("bert", "hf_distilbert"),
+    "electra": ("bert", "hf_electra"),
     "gpt2": ("gpt", "hf_gpt2"),
+    "llama": ("gpt", "hf_llama"),
+    "mistral": ("gpt", "hf_llama"),
+    "qwen2": ("gpt", "hf_llama"),
     "t5": ("seq2seq", "hf_seq2seq"),
     "bart": ("seq2seq", "hf_seq2seq"),
+    "mt5": ("seq2seq", "hf_seq2seq"),
+    "mbart": ("seq2seq", "hf_seq2seq"),
+    "marian": ("seq2seq", "hf_seq2seq"),
 }
 # model_type -> kzoo family
 SUPPORTED = {model_type: family for model_type, (family, _) in CONVERTERS.items()}

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import safetensors.numpy as safetensors_numpy
 
-from kzoo.convert import HFCheckpoint, WeightReader, assign, read_hf_checkpoint
+from kzoo.convert import HFCheckpoint, WeightReader, assign, hf_checkpoint, read_hf_checkpoint
 from kzoo.convert.hf_checkpoint import (
     TOKENIZER_FILES,
+    SafetensorsWeights,
     _read_safetensors_raw,
     linear_to_kernel,
     merge_heads_out,
@@ -275,6 +276,133 @@ def test_raw_safetensors_reader_matches_library(tmp_path):
     for key, value in tensors.items():
         assert raw[key].dtype == value.dtype, key
         np.testing.assert_array_equal(raw[key], value, err_msg=key)
+
+
+# --- Lazy reading ------------------------------------------------------------------------
+
+
+def _write_sharded(directory, weights, split=2):
+    """Writes `weights` as two safetensors shards plus their index; returns the shard names."""
+    names = sorted(weights)
+    shards = {"model-00001-of-00002.safetensors": names[:split], "model-00002-of-00002.safetensors": names[split:]}
+    weight_map = {}
+    for shard, keys in shards.items():
+        safetensors_numpy.save_file({k: weights[k] for k in keys}, str(directory / shard))
+        weight_map.update(dict.fromkeys(keys, shard))
+    with open(directory / "model.safetensors.index.json", "w") as f:
+        json.dump({"weight_map": weight_map}, f)
+    _write_config(directory)
+    return list(shards)
+
+
+@pytest.fixture
+def count_reads(monkeypatch):
+    """Counts the tensors read from safetensors files: `count_reads()` -> reads so far."""
+    reads = []
+    original = hf_checkpoint._read_entry
+
+    def counting(entry, file=None):
+        reads.append(entry)
+        return original(entry, file)
+
+    monkeypatch.setattr(hf_checkpoint, "_read_entry", counting)
+    return lambda: len(reads)
+
+
+@pytest.mark.backend("tensorflow", reason="file reading only: no Keras computation")
+def test_sharded_weights_are_read_only_when_accessed(tmp_path, count_reads):
+    weights = _small_weights()
+    shards = _write_sharded(tmp_path, weights)
+    ckpt = read_hf_checkpoint(tmp_path)
+    lazy = ckpt.weights
+    assert isinstance(lazy, SafetensorsWeights)
+    assert lazy.files() == [str(tmp_path / shard) for shard in shards]
+    # Names, count, membership and shapes come from the headers: no tensor read.
+    assert sorted(lazy) == sorted(weights) and len(lazy) == len(weights)
+    assert "encoder.layer.1.dense.weight" in lazy and "nope" not in lazy
+    assert lazy.shape("encoder.layer.1.dense.weight") == (5, 5)
+    assert lazy.stored_dtype("embeddings.position_ids") == "I64"
+    assert count_reads() == 0
+    first = lazy["encoder.layer.0.dense.weight"]
+    assert count_reads() == 1
+    np.testing.assert_array_equal(first, weights["encoder.layer.0.dense.weight"])
+    # Nothing is cached: a second access reads again and returns a new array of its own.
+    first[:] = 0
+    again = lazy["encoder.layer.0.dense.weight"]
+    assert count_reads() == 2 and again is not first
+    np.testing.assert_array_equal(again, weights["encoder.layer.0.dense.weight"])
+    with pytest.raises(KeyError):
+        lazy["nope"]
+
+
+@pytest.mark.backend("tensorflow", reason="file reading only: no Keras computation")
+def test_weight_reader_over_lazy_weights_reads_only_what_it_takes(tmp_path, count_reads):
+    weights = _small_weights()
+    _write_sharded(tmp_path, weights)
+    reader = WeightReader(read_hf_checkpoint(tmp_path))
+    assert reader.names() == sorted(weights) and reader.has("embeddings.position_ids")
+    assert count_reads() == 0
+    np.testing.assert_array_equal(reader.take("encoder.layer.0.dense.bias"), weights["encoder.layer.0.dense.bias"])
+    assert reader.peek("embeddings.position_ids").dtype == np.int64
+    assert count_reads() == 2
+    with pytest.raises(ValueError, match="Similar names: encoder.layer.0.dense.weight"):
+        reader.take("encoder.layer.0.dense.kernel")
+    with pytest.raises(ValueError) as info:
+        reader.finish()
+    message = str(info.value)
+    assert "encoder.layer.1.dense.weight [5, 5]" in message and "embeddings.position_ids [1, 4]" in message
+    assert "encoder.layer.0.dense.bias" not in message
+    assert count_reads() == 2  # The unused-weight listing takes its shapes from the headers.
+
+
+@pytest.mark.backend("tensorflow", reason="counts file reads of the converter; the backend does not change them")
+def test_import_reads_each_tensor_once(hf_models, count_reads):
+    from kzoo.convert import from_huggingface
+
+    directory, _ = hf_models["gpt2"]
+    stored = len(read_hf_checkpoint(directory).weights)
+    from_huggingface(directory)
+    assert count_reads() == stored
+
+
+def _write_raw_safetensors(path, header, data):
+    encoded = json.dumps(header).encode()
+    path.write_bytes(len(encoded).to_bytes(8, "little") + encoded + data)
+
+
+@pytest.mark.backend("tensorflow", reason="file reading only: no Keras computation")
+def test_float8_safetensors_decode_to_float32(tmp_path):
+    import ml_dtypes
+
+    values = np.array([[0.5, -1.75, 3.0], [0.0, 448.0, -0.015625]], np.float32)
+    e4m3, e5m2 = values.astype(ml_dtypes.float8_e4m3fn), values.astype(ml_dtypes.float8_e5m2)
+    header = {
+        "a": {"dtype": "F8_E4M3", "shape": [2, 3], "data_offsets": [0, 6]},
+        "b": {"dtype": "F8_E5M2", "shape": [2, 3], "data_offsets": [6, 12]},
+    }
+    _write_raw_safetensors(tmp_path / "model.safetensors", header, e4m3.tobytes() + e5m2.tobytes())
+    _write_config(tmp_path)
+    weights = read_hf_checkpoint(tmp_path).weights
+    assert weights["a"].dtype == weights["b"].dtype == np.float32
+    np.testing.assert_array_equal(weights["a"], e4m3.astype(np.float32))
+    np.testing.assert_array_equal(weights["b"], e5m2.astype(np.float32))
+
+
+@pytest.mark.backend("tensorflow", reason="file reading only: no Keras computation")
+@pytest.mark.parametrize(
+    ("entry", "data", "message"),
+    [
+        ({"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, bytes(20), "lie outside the 20 data bytes"),
+        ({"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 20]}, bytes(24), "20 bytes of F32 do not fill"),
+        ({"dtype": "C64", "shape": [2], "data_offsets": [0, 16]}, bytes(16), "unsupported safetensors dtype 'C64'"),
+        ({"dtype": "F32", "shape": [2]}, bytes(8), "malformed header entry"),
+    ],
+)
+def test_malformed_safetensors_fail_when_read_not_when_used(tmp_path, entry, data, message):
+    _write_raw_safetensors(tmp_path / "model.safetensors", {"w": entry}, data)
+    _write_config(tmp_path)
+    with pytest.raises(ValueError, match=f"'w'.*model.safetensors.*{message}"):
+        read_hf_checkpoint(tmp_path)
 
 
 # --- PyTorch pickles -------------------------------------------------------------------

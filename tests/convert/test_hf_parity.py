@@ -141,9 +141,12 @@ def test_bert_file_without_pooler_imports_a_backbone_without_pooler(tmp_path):
         want = reference(input_ids=torch.tensor(ids, dtype=torch.long),
                          attention_mask=torch.tensor(mask)).last_hidden_state
     _close(outputs["sequence_output"], want, mask)
-    with pytest.raises(ValueError, match=r"BertClassifier reads the pooled \[CLS\] output, but this BertBackbone has "
-                                         r"no pooler \(use_pooler=False"):
-        models.BertClassifier(backbone, num_classes=2)
+    # A classifier reads [CLS] through a new tanh layer of its own head; the next-sentence head needs the pooler.
+    classifier = models.BertClassifier(backbone, num_classes=2)
+    assert classifier.classification_head.intermediate is not None
+    with pytest.raises(ValueError, match=r"BertPretrainer's next-sentence head reads the pooled \[CLS\] output, but "
+                                         r"this BertBackbone has no pooler \(use_pooler=False"):
+        models.BertPretrainer(backbone)
 
 
 def test_a_built_weight_the_checkpoint_does_not_fill_is_an_error(tmp_path, monkeypatch):

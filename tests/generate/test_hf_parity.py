@@ -1,9 +1,10 @@
 """kzoo greedy and beam search reproduce `transformers`' `generate` on imported checkpoints.
 
-Random tiny GPT-2, T5 and BART models are built with `transformers`
-(tests/convert/hf_fixtures.py), imported with `kzoo.convert.from_huggingface`, and
+Random tiny GPT-2, T5, BART and Marian models are built with `transformers`
+(tests/convert/hf_fixtures.py, seq2seq_fixtures.py), imported with `kzoo.convert.from_huggingface`, and
 both libraries decode the same batch of prompts of different lengths (left-padded
-for GPT-2, right-padded encoder inputs for T5/BART) with the same settings. The
+for GPT-2, right-padded encoder inputs for T5/BART/Marian; Marian's decoder starts from
+its pad id and adds its non-zero `final_logits_bias`) with the same settings. The
 stop token is one that the free-running greedy output contains, so stopping, the
 minimum length and beam hypotheses that end are exercised. Outputs are compared up
 to and including each row's stop token (`transformers` fills beam outputs with
@@ -17,7 +18,7 @@ import torch
 from kzoo.convert.huggingface import from_huggingface
 from kzoo.generate import generate
 from kzoo.generate.inputs import cut_at_stop
-from tests.convert import hf_fixtures
+from tests.convert import hf_fixtures, seq2seq_fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +28,7 @@ BEAM_SETTINGS = {
     "gpt2": dict(num_beams=3, length_penalty=0.5, early_stopping=True, min_new_tokens=3),
     "t5": dict(num_beams=4, length_penalty=2.0, early_stopping="never", min_new_tokens=2),
     "bart": dict(num_beams=3, length_penalty=1.0, early_stopping=False, min_new_tokens=0),
+    "marian": dict(num_beams=3, length_penalty=0.7, early_stopping=True, min_new_tokens=1),
 }
 
 
@@ -58,7 +60,8 @@ def _rows(tokens, stop):
 TF_ONLY = pytest.mark.backend("tensorflow")
 
 
-@pytest.mark.parametrize("design", ["gpt2", pytest.param("t5", marks=TF_ONLY), pytest.param("bart", marks=TF_ONLY)])
+@pytest.mark.parametrize("design", ["gpt2", pytest.param("t5", marks=TF_ONLY), pytest.param("bart", marks=TF_ONLY),
+                                    pytest.param("marian", marks=TF_ONLY)])
 def test_greedy_and_beam_match_transformers(tmp_path, design):
     if design == "gpt2":
         directory, reference = hf_fixtures.make_gpt2(tmp_path)
@@ -66,10 +69,13 @@ def test_greedy_and_beam_match_transformers(tmp_path, design):
     elif design == "t5":
         directory, reference = hf_fixtures.make_t5(tmp_path)
         pad, start = 0, 0
-    else:
+    elif design == "bart":
         directory, reference = hf_fixtures.make_bart(tmp_path)
         pad, start = 1, 2
-    reference.generation_config.forced_eos_token_id = None  # BART forces eos at max length; kzoo does not
+    else:
+        directory, reference = seq2seq_fixtures.make_marian(tmp_path)
+        pad = start = seq2seq_fixtures.MARIAN_PAD
+    reference.generation_config.forced_eos_token_id = None  # BART/Marian force eos at max length; kzoo does not
     reference.generation_config.eos_token_id = None
     model = from_huggingface(directory).model
     free = _hf_generate(reference, design, pad)
