@@ -26,9 +26,8 @@ import math
 import os
 import sys
 import time
-import warnings
 
-from kzoo.messages import one_line
+from kzoo.messages import one_line, warnings_as_lines
 from kzoo.recipes import outputs
 from kzoo.run_directory import CONFIG_NAME, MODEL_FILE, RunDirectory
 from kzoo.train.config import (
@@ -174,21 +173,10 @@ def run_recipe(name, config, build, argv=None, description="", evaluate_only=Fal
         _fail(name, f"{what}; check that the path exists and the output folder is writable", 2)
 
 
-@contextlib.contextmanager
 def config_warnings_as_lines(command):
     """Prints a renamed config key's FutureWarning as `<command>: warning: ...` (also when parsing then fails on
     another key); other warnings are shown as usual."""
-    caught = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FutureWarning)
-            yield
-    finally:  # the usual warning machinery is back in place here
-        for warning in caught:
-            if issubclass(warning.category, FutureWarning):
-                print(f"{command}: warning: {warning.message}", file=sys.stderr)
-            else:
-                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return warnings_as_lines(command, FutureWarning)
 
 
 def _fail(name, error, status):
