@@ -55,20 +55,30 @@ def pad_to(ids, length, pad_id):
     return tf.ensure_shape(ids, [length])
 
 
-def pack_bert(first, second, sequence_length, cls_id, sep_id, pad_id):
+def pack_bert(first, second, sequence_length, cls_id, sep_id, pad_id, pair_start_ids=(), pair_segments=True):
     """`[CLS] A [SEP] (B [SEP])` with segment ids and padding mask, all int32 `(sequence_length,)`.
 
     `second` may be None for single-segment inputs. Packed by `kzoo.text.packing` (a pair is truncated
-    "longest_first"), the packer the tokenizers' `encode_pair` and the exported signatures use.
+    "longest_first"), the packer the tokenizers' `encode_pair` and the exported signatures use. RoBERTa-style
+    tokenizers frame a pair as `<s> A </s></s> B </s>` in one segment: `pair_start_ids` go before B, and
+    `pair_segments=False` gives every token segment id 0 (see `pair_framing`).
     """
     packed = packing.pack_example(first, second, sequence_length=sequence_length, start_ids=(cls_id,),
-                                  end_ids=(sep_id,), pad_id=pad_id)
-    packed.setdefault("segment_ids", tf.zeros([sequence_length], tf.int32))
+                                  end_ids=(sep_id,), pad_id=pad_id, pair_start_ids=tuple(pair_start_ids))
+    if "segment_ids" not in packed or not pair_segments:
+        packed["segment_ids"] = tf.zeros([sequence_length], tf.int32)
     return {
         "token_ids": packed["token_ids"],
         "segment_ids": packed["segment_ids"],
         "padding_mask": tf.cast(packed["padding_mask"], tf.int32),
     }
+
+
+def pair_framing(tokenizer):
+    """`pack_bert`'s pair options for `tokenizer`: BERT's (nothing between the texts, B in segment 1) unless the
+    tokenizer says otherwise, as kzoo's RoBERTa and XLM-R tokenizers do (`pair_start_ids`, `pair_segment_ids`)."""
+    return {"pair_start_ids": tuple(getattr(tokenizer, "pair_start_ids", ())),
+            "pair_segments": bool(getattr(tokenizer, "pair_segment_ids", True))}
 
 
 def check_special_ids(vocabulary_size=None, **ids):

@@ -138,10 +138,12 @@ def classification_dataset(
     source = tf.data.Dataset.from_tensor_slices((tuple(columns), np.array(ids, np.int32)))
     source = _common.shuffle_source(_common.shard_source(source, input_context), shuffle, seed, shuffle_buffer)
 
+    framing = _common.pair_framing(tokenizer)
+
     def to_example(texts, label):
         first = _common.tokenize_one(tokenizer, texts[0])
         second = _common.tokenize_one(tokenizer, texts[1]) if len(texts) > 1 else None
-        return _common.pack_bert(first, second, sequence_length, cls_id, sep_id, pad_id), label
+        return _common.pack_bert(first, second, sequence_length, cls_id, sep_id, pad_id, **framing), label
 
     examples = source.map(to_example, num_parallel_calls=_common.AUTOTUNE, deterministic=True)
     return _common.finish(examples, batch_size=batch_size, input_context=input_context, drop_remainder=drop_remainder)

@@ -165,7 +165,8 @@ def _tokenize_texts_with_offsets(tokenizer, texts):
     """`{text: (ids, offsets)}` for distinct `texts`, all their words tokenized in a few batched calls."""
     texts = list(dict.fromkeys(texts))
     split = [_words(text) for text in texts]
-    pieces = iter(_common.tokenize_python(tokenizer, [word for words, _ in split for word in words]))
+    prefix = getattr(tokenizer, "word_prefix", "")  # byte-level BPE: " ", as the word follows a space in the text
+    pieces = iter(_common.tokenize_python(tokenizer, [prefix + word for words, _ in split for word in words]))
     out = {}
     for text, (words, spans) in zip(texts, split, strict=True):
         ids, offsets = [], []
@@ -183,7 +184,8 @@ def squad_features(
     """Turns examples into fixed-length windows; returns a dict of NumPy arrays.
 
     Each example gives one window per `doc_stride` step over its context tokens:
-    `[CLS] question [SEP] context window [SEP]`. A window's `start_positions`/
+    `[CLS] question [SEP] context window [SEP]` (RoBERTa-style tokenizers: `<s> question </s></s> window </s>`,
+    all in segment 0; `_common.pair_framing`). A window's `start_positions`/
     `end_positions` are the answer's first and last token, or 0 ([CLS]) if the answer
     is not entirely inside it (or the question is unanswerable).
 
@@ -197,17 +199,19 @@ def squad_features(
     contexts = _tokenize_texts_with_offsets(tokenizer, [example.context for example in examples])
     rows = {name: [] for name in ("question", "window", "start_positions", "end_positions", "offsets",
                                   "example_index")}
+    framing = _common.pair_framing(tokenizer)
+    between = len(framing["pair_start_ids"])  # tokens between the question's [SEP] and the window
     for index, (example, question) in enumerate(zip(examples, questions, strict=True)):
         question = question[:max_query_length]
         context_ids, offsets = contexts[example.context]
         answer = _answer_tokens(example, offsets)
-        window = sequence_length - len(question) - 3
+        window = sequence_length - len(question) - 3 - between
         if window < 1:
             raise ValueError(f"sequence_length={sequence_length} leaves no room for the context; raise it.")
         begin = 0
         while True:
             end = min(begin + window, len(context_ids))
-            prefix = len(question) + 2
+            prefix = len(question) + 2 + between
             rows["question"].append(question)
             rows["window"].append(context_ids[begin:end])
             rows["offsets"].append([(-1, -1)] * prefix + offsets[begin:end] + [(-1, -1)])
@@ -220,7 +224,10 @@ def squad_features(
             begin += min(doc_stride, window)  # a stride beyond the window would skip tokens
     # Question and window fit by construction: the packer only lays out [CLS] question [SEP] window [SEP].
     packed = packing.pack(_ragged(rows.pop("question")), _ragged(rows.pop("window")), sequence_length=sequence_length,
-                          start_ids=(cls_id,), end_ids=(sep_id,), pad_id=pad_id, truncate="waterfall")
+                          start_ids=(cls_id,), end_ids=(sep_id,), pad_id=pad_id, truncate="waterfall",
+                          pair_start_ids=framing["pair_start_ids"])
+    if not framing["pair_segments"]:
+        packed["segment_ids"] = tf.zeros_like(packed["segment_ids"])
     return _to_arrays(rows, packed, sequence_length)
 
 

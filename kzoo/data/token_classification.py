@@ -95,7 +95,11 @@ def token_classification_dataset(
     source = _common.shuffle_source(_common.shard_source(source, input_context), shuffle, seed, shuffle_buffer)
     budget = packing.check_budget(sequence_length, 2, "sequence_length")  # sub-tokens beside [CLS] and [SEP]
 
+    word_prefix = getattr(tokenizer, "word_prefix", "")  # byte-level BPE: " ", as each word follows a space
+
     def to_example(word_strings, labels):
+        if word_prefix:
+            word_strings = tf.strings.join([word_prefix, word_strings])
         pieces = _common.tokenize_batch(tokenizer, word_strings)  # (words, sub-tokens)
         ids = pieces.flat_values[:budget]
         is_first = tf.cast(tf.equal(tf.ragged.range(pieces.row_lengths()).flat_values, 0), tf.int32)[:budget]

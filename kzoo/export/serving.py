@@ -146,8 +146,8 @@ def checked_tensor_inputs(model, inputs):
                 tf.reduce_all((inputs[name] == 0) | (inputs[name] == 1)),
                 f"{name} must hold only 0 (padding) and 1 (real token).",
             ))
-    if "segment_ids" in inputs:
-        segments = backbone.num_segments  # only BERT has segment_ids
+    if "segment_ids" in inputs and backbone.num_segments:  # only BERT has them; DistilBERT's (0) are ignored
+        segments = backbone.num_segments
         checks.append(_assert(
             tf.reduce_all((inputs["segment_ids"] >= 0) & (inputs["segment_ids"] < segments)),
             f"segment_ids must be in [0, {segments - 1}].",
@@ -337,6 +337,9 @@ def qa_signature(model, tokenizer, settings):
     cls_id, sep_id, pad_id = _bert_ids(tokenizer)
     length = settings.sequence_length
     query_budget = min(settings.max_query_length, length // 2)
+    # RoBERTa-style tokenizers: `<s> question </s></s> context </s>`, every token in segment 0.
+    pair_start = tuple(getattr(tokenizer, "pair_start_ids", ()))
+    two_segments = bool(getattr(tokenizer, "pair_segment_ids", True))
 
     @tf.function(input_signature=[_spec("question", tf.string), _spec("context", tf.string)])
     def answer(question, context):
@@ -344,10 +347,14 @@ def qa_signature(model, tokenizer, settings):
         query = tokenizer.tokenize(question)[:, :query_budget]
         words, pieces = text_ops.word_pieces(tokenizer, context)
         packed = packing.pack(query, pieces.merge_dims(1, 2), sequence_length=length, start_ids=(cls_id,),
-                              end_ids=(sep_id,), pad_id=pad_id, truncate="waterfall")  # the context's end is cut
+                              end_ids=(sep_id,), pad_id=pad_id, truncate="waterfall",
+                              pair_start_ids=pair_start)  # the context's end is cut
         packed["padding_mask"] = tf.cast(packed["padding_mask"], tf.int32)
+        # (b,) context sub-tokens kept + its [SEP]: the packer's segment 1 holds them after the pair's start ids.
+        second = tf.reduce_sum(packed["segment_ids"], axis=1) - len(pair_start)
+        if not two_segments:
+            packed["segment_ids"] = tf.zeros_like(packed["segment_ids"])
         outputs = _float_outputs(model(packed, training=False))
-        second = tf.reduce_sum(packed["segment_ids"], axis=1)  # (b,) context sub-tokens kept + its [SEP]
         offset = tf.reduce_sum(packed["padding_mask"], axis=1) - second  # (b,) packed position of context token 0
         kept = second - 1
         position = tf.range(length)[None, :]

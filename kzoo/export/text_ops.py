@@ -48,7 +48,8 @@ def check_pair(first, second, names):
 
 
 def word_pieces(tokenizer, strings):
-    """Whitespace words of each text and their sub-tokens.
+    """Whitespace words of each text and their sub-tokens (each word tokenized on its own, after the tokenizer's
+    `word_prefix`).
 
     Args:
         tokenizer: a `kzoo.text` tokenizer.
@@ -60,7 +61,9 @@ def word_pieces(tokenizer, strings):
     from kzoo.text.base import to_string_tensor
 
     words = tf.strings.split(to_string_tensor(strings))
-    pieces = tokenizer.tokenize(words.flat_values)  # (total words, None)
+    word_prefix = getattr(tokenizer, "word_prefix", "")  # byte-level BPE: " " (see kzoo.text.base.Tokenizer)
+    inputs = tf.strings.join([word_prefix, words.flat_values]) if word_prefix else words.flat_values
+    pieces = tokenizer.tokenize(inputs)  # (total words, None)
     return words, tf.RaggedTensor.from_row_lengths(pieces, words.row_lengths())
 
 

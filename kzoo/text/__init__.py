@@ -6,9 +6,12 @@ See `kzoo.text.tokenizers` for the classes, `kzoo.text.vocabulary` for training 
 
 from kzoo.text.tokenizers import (
     BytePairTokenizer,
+    MarianTokenizer,
+    RobertaTokenizer,
     SentencePieceTokenizer,
     Tokenizer,
     WordPieceTokenizer,
+    XLMRobertaTokenizer,
     tokenizer_from_files,
 )
 from kzoo.text.vocabulary import train_sentencepiece, train_wordpiece
@@ -17,7 +20,10 @@ __all__ = [
     "Tokenizer",
     "WordPieceTokenizer",
     "BytePairTokenizer",
+    "RobertaTokenizer",
+    "MarianTokenizer",
     "SentencePieceTokenizer",
+    "XLMRobertaTokenizer",
     "tokenizer_from_files",
     "train_wordpiece",
     "train_sentencepiece",

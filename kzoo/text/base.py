@@ -9,9 +9,9 @@ BERT's text cleaning, byte-level BPE and SentencePiece encode it as the replacem
 
 Packing policy of `encode` (all tokenizers; `kzoo.text.packing.pack`, the packer the data pipelines and exports
 share): the text's tokens are truncated AT THE END to leave room for the special tokens, the special tokens are
-added (WordPiece `[CLS] ... [SEP]`, BPE optional bos/eos, SentencePiece `... </s>`), and the row is padded AT THE
-END with the pad id up to `sequence_length`. `padding_mask` is True on real tokens (special tokens included) and False
-on padding.
+added (WordPiece `[CLS] ... [SEP]`, RoBERTa / XLM-R `<s> ... </s>`, byte-level BPE optional bos/eos, T5 and
+Marian `... </s>`, Llama `<s> ...`), and the row is padded AT THE END with the pad id up to `sequence_length`.
+`padding_mask` is True on real tokens (special tokens included) and False on padding.
 """
 
 import numpy as np
@@ -81,6 +81,14 @@ class Tokenizer(tf.Module):
             SentencePiece `(</s>,)`, else `()`).
         pad_id: int, the id `encode` pads rows with.
         special_token_ids: dict kind -> id of the special tokens the vocabulary has.
+        pair_start_ids: tuple of int, the ids `encode_pair` puts before the second text (RoBERTa `(</s>,)`, so a
+            pair reads `<s> A </s></s> B </s>`; else `()`).
+        pair_segment_ids: bool, `encode_pair` gives the second text segment id 1 (False for RoBERTa-style models,
+            which have one segment).
+        word_prefix: str, put before each word that is tokenized on its own (the word-level pipelines: NER tags,
+            SQuAD offsets, the exported `tag` / `answer` signatures). Byte-level BPE encodes a word's leading space
+            in its first token (`Ġword`), so " " there, as Hugging Face's `add_prefix_space=True` does for split
+            words; "" for WordPiece and SentencePiece, which tokenize a lone word as they do inside a text.
 
     Subclasses implement `_tokenize(strings)` ((b,) valid UTF-8 `tf.string` -> (b, None) ragged int32),
     `_detokenize(ids)` ((b, None) ragged int32 -> (b,) `tf.string`), `vocabulary_size`, `id_to_token`,
@@ -89,7 +97,10 @@ class Tokenizer(tf.Module):
 
     start_ids = ()
     end_ids = ()
+    pair_start_ids = ()  # ids before a pair's second text, after the first text's end ids (RoBERTa: </s>)
+    pair_segment_ids = True  # encode_pair marks the second text with segment 1 (False: one segment, all 0)
     pad_id = 0
+    word_prefix = ""  # before each word tokenized on its own (byte-level BPE: " ", its words carry their space)
     special_token_ids = {}  # kind ("pad", "unk", "cls", "sep", "mask", "bos", "eos") -> id, where the vocabulary has it
 
     @property
@@ -163,6 +174,19 @@ class Tokenizer(tf.Module):
         tokens = self._tokenize_batch(strings)
         return packing.pack(tokens, sequence_length=sequence_length, start_ids=prefix, end_ids=suffix,
                             pad_id=self.pad_id)
+
+    def _encode_pair(self, strings_a, strings_b, sequence_length, max_length):
+        """`start a end pair_start b end` rows, "longest_first" truncation (see `kzoo.text.packing.pack`)."""
+        sequence_length = packing.renamed_length(sequence_length, max_length, "encode_pair")
+        if not self.start_ids or not self.end_ids:
+            raise ValueError("encode_pair needs the tokenizer's start and end special tokens.")
+        packing.check_budget(sequence_length, len(self.start_ids) + 2 * len(self.end_ids) + len(self.pair_start_ids))
+        a, b = self._tokenize_batch(strings_a), self._tokenize_batch(strings_b)
+        packed = packing.pack(a, b, sequence_length=sequence_length, start_ids=self.start_ids, end_ids=self.end_ids,
+                              pad_id=self.pad_id, pair_start_ids=self.pair_start_ids)
+        if not self.pair_segment_ids:
+            packed["segment_ids"] = tf.zeros_like(packed["segment_ids"])
+        return packed
 
     def _tokenize_batch(self, strings):
         strings = to_string_tensor(strings)

@@ -105,7 +105,8 @@ def _framed(tokens, start_ids, end_ids):
     return tf.concat(parts, axis=1) if len(parts) > 1 else tokens
 
 
-def pack(first, second=None, *, sequence_length, start_ids=(), end_ids=(), pad_id=0, truncate="longest_first"):
+def pack(first, second=None, *, sequence_length, start_ids=(), end_ids=(), pad_id=0, truncate="longest_first",
+         pair_start_ids=()):
     """One or two ragged segments -> fixed-length rows (see the module docstring for the policy).
 
     Args:
@@ -116,6 +117,8 @@ def pack(first, second=None, *, sequence_length, start_ids=(), end_ids=(), pad_i
         end_ids: ids put after each segment (e.g. `[SEP]`).
         pad_id: int, fills rows up to `sequence_length`.
         truncate: "longest_first" or "waterfall", how a pair shares its budget.
+        pair_start_ids: ids put before the second segment, after the first one's end ids (RoBERTa: `</s>`, so a
+            pair reads `<s> a </s></s> b </s>`); they belong to segment 1.
 
     Returns:
         dict with "token_ids" (b, L) int32, "padding_mask" (b, L) bool and, for a pair, "segment_ids" (b, L) int32.
@@ -130,12 +133,12 @@ def pack(first, second=None, *, sequence_length, start_ids=(), end_ids=(), pad_i
     else:
         if truncate not in TRUNCATIONS:
             raise ValueError(f"truncate must be one of {TRUNCATIONS}, got {truncate!r}.")
-        budget = check_budget(sequence_length, len(start_ids) + 2 * len(end_ids))
+        budget = check_budget(sequence_length, len(start_ids) + 2 * len(end_ids) + len(pair_start_ids))
         second = tf.cast(second, tf.int32)
         rule = longest_first if truncate == "longest_first" else waterfall
         keep_a, keep_b = rule(first.row_lengths(), second.row_lengths(), budget)
         head = _framed(keep_first(first, keep_a), start_ids, end_ids)
-        tail = _framed(keep_first(second, keep_b), (), end_ids)
+        tail = _framed(keep_first(second, keep_b), tuple(pair_start_ids), end_ids)
         ids = tf.concat([head, tail], axis=1)
         segments = tf.concat([tf.zeros_like(head), tf.ones_like(tail)], axis=1)
     packed = {
