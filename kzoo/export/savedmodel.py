@@ -162,6 +162,8 @@ def _tensor_example(model, tokenizer):
             example[name] = mask
         elif name == "segment_ids":
             example[name] = np.array([[0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0]], np.int32)
+            if backbone_of(model).num_segments == 1:  # RoBERTa: one segment type
+                example[name] = np.zeros_like(example[name])
         elif name == "mask_positions":
             example[name] = np.array([[1, 2], [3, 0]], np.int32)
     return example

@@ -60,6 +60,8 @@ def random_tensor_requests(model, shapes=SHAPES, seed=0):
             elif name == "segment_ids":
                 inputs[name] = ((np.arange(length)[None, :] >= lengths[:, None] // 2) & mask.astype(bool)).astype(
                     np.int32)
+                if backbone_of(model).num_segments == 1:  # RoBERTa: one segment type
+                    inputs[name] = np.zeros_like(inputs[name])
             elif name == "mask_positions":
                 inputs[name] = rng.integers(0, length, size=(batch, 3)).astype(np.int32)
         requests[f"serving_default#{index}"] = inputs

@@ -128,6 +128,25 @@ def test_seq2seq_past_path_matches_the_forward_pass(design, seed):
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-4, rtol=0)
 
 
+def test_seq2seq_decoding_graphs_give_the_task_logits_with_its_bias():
+    """The decoder graphs compute the task's logits, a logits bias (Marian's `final_logits_bias`) included: the
+    graphs' functions (what tf2onnx converts, and what `verify_onnx` compares ONNX Runtime against) must equal the
+    model's own forward pass, or an export would drop the bias and verify against itself."""
+    backbone = helpers.tiny_seq2seq("bart", seed=2).backbone
+    model = models.Seq2SeqLM(backbone, logits_bias=True)
+    randomize_weights(model, seed=3)
+    source, target = np.array([[5, 17, 33, 2]], "int32"), np.array([[0, 4, 8, 9, 1]], "int32")
+    full = to_numpy(model({"encoder_token_ids": source, "encoder_padding_mask": np.ones_like(source),
+                           "decoder_token_ids": target, "decoder_padding_mask": np.ones_like(target)}))
+    _, graphs = onnx_graphs.export_graphs(model, decoding=True)
+    graph = {g.name: g.function for g in graphs}
+    encoded = graph["encoder"]({"encoder_token_ids": source, "encoder_padding_mask": np.ones_like(source)})
+    cross = {name: value for name, value in encoded.items() if name.startswith("cross_attention.")}
+    decoded = graph["decoder"]({"decoder_token_ids": target, "encoder_padding_mask": np.ones_like(source), **cross})
+    assert np.abs(to_numpy(model.logits_bias_layer.weights[0])).max() > 0.1
+    np.testing.assert_allclose(to_numpy(decoded["logits"]), full, atol=1e-5, rtol=0)
+
+
 # === Parity ===
 
 

@@ -31,7 +31,8 @@ that runs these graphs itself must check `invalid_inputs` (or the ids) before us
 Decoding graphs (`kzoo.export.onnx_generate.OnnxGenerator` drives them) use the models'
 concatenating past path (`GPTBackbone.call_with_past`, `Seq2SeqBackbone.decode_with_past`):
 the TensorFlow KV cache writes in place (`XlaDynamicUpdateSlice`), which tf2onnx cannot
-convert. Past and present keys/values are `(batch, time, heads, head_dim)` float32, named
+convert. Past and present keys/values are `(batch, time, key_value_heads, head_dim)` float32 (the
+key/value heads: fewer than the query heads under grouped-query attention), named
 `past_key_values.{i}.key` / `.value` and `present.{i}.key` / `.value`; cross attention's are
 `cross_attention.{i}.key` / `.value` `(batch, encoder_sequence, heads, head_dim)`.
 

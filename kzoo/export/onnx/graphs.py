@@ -6,7 +6,8 @@ from a dict of input tensors to a dict of outputs): the forward pass of every su
 in the input range check that adds `invalid_inputs` (see `kzoo.export.onnx`). Nothing here converts: `convert`
 traces and converts these functions, `verify` runs them against ONNX Runtime.
 
-Legend: b batch, s new tokens, p past tokens, t encoder tokens, h heads, k head dim, V vocabulary.
+Legend: b batch, s new tokens, p past tokens, t encoder tokens, h heads (h_kv key/value heads), k head dim,
+V vocabulary.
 """
 
 import dataclasses
@@ -72,6 +73,8 @@ def decoder_sizes(model):
     return {
         "num_layers": len(blocks),
         "num_heads": attention.num_heads,
+        # Past and present keys/values hold only the key/value heads (fewer under grouped-query attention).
+        "num_key_value_heads": getattr(attention, "num_key_value_heads", None) or attention.num_heads,
         "head_dim": attention.head_dim,
         "vocabulary_size": backbone.vocabulary_size,
         "max_sequence_length": backbone.max_sequence_length,
@@ -109,7 +112,7 @@ def _forward_graph(model, family):
 
 
 def _past_inputs(sizes, prefix, axis):
-    shape = ("batch", axis, sizes["num_heads"], sizes["head_dim"])
+    shape = ("batch", axis, sizes["num_key_value_heads"], sizes["head_dim"])
     return [
         GraphInput(f"{prefix}.{index}.{part}", "float32", shape, "float")
         for index in range(sizes["num_layers"]) for part in ("key", "value")
@@ -181,7 +184,7 @@ def _seq2seq_decoding_graphs(model):
         hidden, present = backbone.decode_with_past(
             tensors["decoder_token_ids"], past, cross, tensors["encoder_padding_mask"]
         )
-        logits = ops.cast(backbone.token_logits(hidden), "float32")
+        logits = ops.cast(model.token_logits(hidden), "float32")  # the task's: with its logits bias (Marian)
         return {"logits": logits, **_named_pairs(present, "present")}
 
     def prefill(tensors):
@@ -230,7 +233,7 @@ def _input_ranges(graph, backbone):
     for spec in graph.inputs:
         if spec.kind == "token_ids":
             ranges[spec.name] = (0, int(backbone.vocabulary_size))
-        elif spec.kind == "segment_ids":
+        elif spec.kind == "segment_ids" and getattr(backbone, "num_segments", 2):  # 0: ignored (DistilBERT)
             ranges[spec.name] = (0, int(getattr(backbone, "num_segments", 2)))
         elif spec.kind == "position_ids":
             ranges[spec.name] = (0, int(backbone.max_sequence_length))

@@ -48,7 +48,7 @@ def _random_inputs(graph_entry, backbone, batch, length, extra, rng):
         if kind == "token_ids":
             value = rng.integers(0, vocabulary, shape)
         elif kind == "segment_ids":
-            value = rng.integers(0, getattr(backbone, "num_segments", 2), shape)
+            value = rng.integers(0, max(getattr(backbone, "num_segments", 2), 1), shape)
         elif kind == "padding_mask":
             lengths = rng.integers(1, shape[1] + 1, shape[0])
             if graph_entry["file"] == MODEL_FILE and shape[0] >= 3:
