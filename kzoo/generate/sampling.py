@@ -17,7 +17,6 @@ Shapes: B rows, V vocabulary; scores float32 `(B, V)`, tokens int32 `(B,)`.
 """
 
 import keras
-import keras_hub
 from keras import ops
 
 
@@ -57,13 +56,18 @@ def _categorical(log_probabilities, seed):
 def make_sampler(options):
     """The keras-hub sampler for `options.strategy` ("sample", "top_k"), or None for
     "greedy" (an argmax of the raw scores, so ties break exactly as in `transformers`),
-    "top_p" (kzoo's own) and "beam"."""
+    "top_p" (kzoo's own) and "beam".
+
+    keras-hub is imported here, not at the top: it imports TensorFlow (about 0.65 GB and seconds of start-up), which
+    greedy, top-p and beam decoding under JAX never need."""
     temperature = options.temperature
+    if options.strategy not in ("sample", "top_k"):
+        return None
+    import keras_hub
+
     if options.strategy == "sample":
         return keras_hub.samplers.RandomSampler(temperature=temperature, seed=0)
-    if options.strategy == "top_k":
-        return keras_hub.samplers.TopKSampler(k=options.top_k, temperature=temperature, seed=0)
-    return None
+    return keras_hub.samplers.TopKSampler(k=options.top_k, temperature=temperature, seed=0)
 
 
 def top_p_token(probabilities, top_p, seed, top_k=None):
