@@ -10,6 +10,7 @@ import dataclasses
 import importlib
 
 from kzoo.convert.hf_checkpoint import WeightReader, check_all_assigned, read_hf_checkpoint, recording_assignments
+from kzoo.models.backbone import weights_to_be_overwritten
 
 # model_type -> (kzoo family, the converter module under kzoo.convert). Each converter module has
 # `load_model(reader, hf_config, dtype)`, which returns the kzoo model with exactly the parts the file has.
@@ -87,7 +88,7 @@ def from_huggingface(directory, family=None, allow_pickle=False, dtype=None):
         )
     reader = WeightReader(checkpoint.weights)
     converter = importlib.import_module(f"kzoo.convert.{module}")
-    with recording_assignments() as assigned:
+    with recording_assignments() as assigned, weights_to_be_overwritten():  # every weight comes from the file
         model = converter.load_model(reader, checkpoint.config, dtype)
     reader.finish()
     check_all_assigned(model, assigned, directory)

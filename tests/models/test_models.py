@@ -278,3 +278,21 @@ def test_mixed_precision_backbones_are_finite():
     outputs = backbone(seq2seq_inputs())
     assert outputs["decoder_sequence_output"].dtype == "bfloat16"
     assert np.isfinite(to_numpy(keras.ops.cast(outputs["decoder_sequence_output"], "float32"))).all()
+
+
+@pytest.mark.backend("tensorflow", reason="which initializer each layer takes does not depend on the backend")
+@pytest.mark.parametrize(("name", "overrides"), [
+    ("bert_test", {"embedding_dim": 16}), ("gpt_test", {}), ("llama_test", {}), ("t5_test", {}),
+    ("t5_test", {"position_embedding": "learned", "tie_word_embeddings": False}),
+])
+def test_backbones_built_for_an_import_draw_no_random_values(name, overrides):
+    """Inside `weights_to_be_overwritten` (what the importers use) every weight starts at 0 (kernels, tables,
+    biases) or 1 (norm scales): a layer that still drew random values would cost an import time and memory."""
+    from kzoo.models.backbone import weights_to_be_overwritten
+
+    with weights_to_be_overwritten():
+        backbone = models.from_preset(name, **overrides)
+    drawn = [weight.path for weight in backbone.weights
+             if not np.isin(keras.ops.convert_to_numpy(weight), (0.0, 1.0)).all()]
+    assert not drawn
+    assert any(np.abs(keras.ops.convert_to_numpy(w)).max() not in (0.0, 1.0) for w in models.from_preset(name).weights)

@@ -8,7 +8,7 @@ ELECTRA discriminator (no pooler; `embedding_dim` below `hidden_dim` adds `embed
 import keras
 
 from kzoo import layers
-from kzoo.models.backbone import Backbone
+from kzoo.models.backbone import Backbone, weights_initializer
 from kzoo.models.bert.config import BertConfig
 
 
@@ -62,7 +62,7 @@ class BertBackbone(Backbone):
         config = self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         width = config.embedding_width
         # === Layers ===
-        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        initializer = weights_initializer(initializer_range)
         self.token_embedding = layers.TokenEmbedding(
             vocabulary_size, width, embeddings_initializer=initializer, dtype=dtype, name="token_embedding"
         )

@@ -5,7 +5,7 @@ import keras
 from kzoo import layers
 from kzoo.layers.embeddings import rotary_scaling_with_context
 from kzoo.layers.normalization import get_normalization
-from kzoo.models.backbone import Backbone
+from kzoo.models.backbone import Backbone, weights_initializer
 from kzoo.models.gpt.config import GPTConfig
 
 
@@ -59,7 +59,7 @@ class GPTBackbone(Backbone):
         self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         rotary = position_embedding == "rotary"
         # === Layers ===
-        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        initializer = weights_initializer(initializer_range)
         self.token_embedding = layers.TokenEmbedding(
             vocabulary_size,
             hidden_dim,

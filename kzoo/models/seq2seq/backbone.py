@@ -5,7 +5,7 @@ import math
 import keras
 
 from kzoo import layers
-from kzoo.models.backbone import Backbone
+from kzoo.models.backbone import Backbone, unless_overwritten, weights_initializer
 from kzoo.models.seq2seq.config import Seq2SeqConfig
 
 INPUT_NAMES = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask")
@@ -62,7 +62,7 @@ class Seq2SeqBackbone(Backbone):
     ):
         self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         # === Layers ===
-        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        initializer = weights_initializer(initializer_range)
         self.token_embedding = layers.TokenEmbedding(
             vocabulary_size, hidden_dim, tie_weights=tie_word_embeddings,
             embeddings_initializer=initializer,
@@ -159,7 +159,7 @@ class Seq2SeqBackbone(Backbone):
         return tuple(
             layers.RelativePositionBias(
                 num_heads, buckets, max_distance, bidirectional=side == "encoder", dtype=dtype,
-                name=f"{side}_relative_position_bias",
+                embeddings_initializer=unless_overwritten("glorot_uniform"), name=f"{side}_relative_position_bias",
             )
             for side in ("encoder", "decoder")
         )
