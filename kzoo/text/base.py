@@ -200,3 +200,19 @@ class Tokenizer(tf.Module):
             return self.token_to_id(token)
         except ValueError:
             return None
+
+
+class TokenTable:
+    """`id_to_token` / `token_to_id` of a tokenizer whose vocabulary is a dict: `self.vocabulary` (token -> id) and
+    `self._tokens` (id -> token). Mixed in before `Tokenizer` by the byte-level BPE, Metaspace BPE and Marian
+    tokenizers."""
+
+    def id_to_token(self, id):
+        if int(id) not in self._tokens:
+            raise ValueError(f"id {id} is not in the vocabulary (size {self.vocabulary_size}).")
+        return self._tokens[int(id)]
+
+    def token_to_id(self, token):
+        if token not in self.vocabulary:
+            raise ValueError(f"token {token!r} is not in the vocabulary.")
+        return self.vocabulary[token]

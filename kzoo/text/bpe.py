@@ -35,7 +35,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from kzoo.text import pretokenizers
-from kzoo.text.base import Tokenizer
+from kzoo.text.base import Tokenizer, TokenTable
 
 END_OF_TEXT = "<|endoftext|>"
 GPT2_SPECIAL_TOKENS = {"bos": END_OF_TEXT, "eos": END_OF_TEXT}
@@ -90,7 +90,7 @@ class _Graphs:
         self.tokenize, self.detokenize = tokenize, detokenize
 
 
-class BytePairTokenizer(Tokenizer):
+class BytePairTokenizer(TokenTable, Tokenizer):
     """GPT-2's byte-level BPE tokenizer in TensorFlow ops.
 
     Args:
@@ -179,16 +179,6 @@ class BytePairTokenizer(Tokenizer):
     @property
     def vocabulary_size(self):
         return len(self.vocabulary)
-
-    def id_to_token(self, id):
-        if int(id) not in self._tokens:
-            raise ValueError(f"id {id} is not in the vocabulary (size {len(self.vocabulary)}).")
-        return self._tokens[int(id)]
-
-    def token_to_id(self, token):
-        if token not in self.vocabulary:
-            raise ValueError(f"token {token!r} is not in the vocabulary.")
-        return self.vocabulary[token]
 
     def _tokenize(self, strings):
         return self._graphs.tokenize(strings)

@@ -29,7 +29,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from kzoo.text import pretokenizers
-from kzoo.text.base import Tokenizer
+from kzoo.text.base import Tokenizer, TokenTable
 from kzoo.text.bpe import ROBERTA_SPECIAL_TOKENS, BytePairTokenizer, RobertaTokenizer
 
 NORMALIZATIONS = ("NFC", "NFKC", "NFD", "NFKD")
@@ -244,7 +244,7 @@ def _post_processor(processor, source):
     return result
 
 
-class MetaspaceBPETokenizer(Tokenizer):
+class MetaspaceBPETokenizer(TokenTable, Tokenizer):
     """A SentencePiece-style BPE from `tokenizer.json` (Llama-2, TinyLlama, Mistral): "▁" for spaces, byte fallback.
 
     The text's spaces become "▁" and a "▁" is put in front (`prefix_space` "always"; "first": not when the text
@@ -310,16 +310,6 @@ class MetaspaceBPETokenizer(Tokenizer):
     @property
     def vocabulary_size(self):
         return max(self._tokens) + 1
-
-    def id_to_token(self, id):
-        if int(id) not in self._tokens:
-            raise ValueError(f"id {id} is not in the vocabulary (size {self.vocabulary_size}).")
-        return self._tokens[int(id)]
-
-    def token_to_id(self, token):
-        if token not in self.vocabulary:
-            raise ValueError(f"token {token!r} is not in the vocabulary.")
-        return self.vocabulary[token]
 
     def _tokenize(self, strings):
         return self._graph(strings)

@@ -16,13 +16,13 @@ import os
 
 import tensorflow as tf
 
-from kzoo.text.base import Tokenizer
+from kzoo.text.base import Tokenizer, TokenTable
 from kzoo.text.sentencepiece import model_op, read_model
 
 LANGUAGE_CODE = r"(?s)^(>>.*?<<)(.*)$"
 
 
-class MarianTokenizer(Tokenizer):
+class MarianTokenizer(TokenTable, Tokenizer):
     """A Marian tokenizer in TensorFlow ops (source side; `target_tokenizer` gives the target side).
 
     Args:
@@ -89,16 +89,6 @@ class MarianTokenizer(Tokenizer):
     @property
     def vocabulary_size(self):
         return self._size
-
-    def id_to_token(self, id):
-        if int(id) not in self._tokens:
-            raise ValueError(f"id {id} is not in the vocabulary (size {self._size}).")
-        return self._tokens[int(id)]
-
-    def token_to_id(self, token):
-        if token not in self.vocabulary:
-            raise ValueError(f"token {token!r} is not in the vocabulary.")
-        return self.vocabulary[token]
 
     def _tokenize(self, strings):
         if self.side == "source":
