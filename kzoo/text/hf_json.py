@@ -72,20 +72,12 @@ def byte_level_from_json(tokenizer_json, config=None, source="tokenizer.json"):
     model = tokenizer_json["model"]
     if model.get("type") != "BPE":
         raise ValueError(f"{source}: the model is {model.get('type')!r}; kzoo reads BPE models from tokenizer.json.")
-    for option in ("continuing_subword_prefix", "end_of_word_suffix", "dropout"):
-        if model.get(option):
-            raise ValueError(f"{source}: BPE option {option}={model[option]!r} is not supported by kzoo.")
     if model.get("byte_fallback"):
         raise ValueError(f"{source}: a byte-fallback BPE is a SentencePiece-style model; kzoo reads those from "
                          "tokenizer.model (copy it beside tokenizer.json).")
     normalization = _normalization(tokenizer_json.get("normalizer"), source)
     pretokenizer = _pretokenizer(tokenizer_json.get("pre_tokenizer"), source)
-    vocabulary = dict(model.get("vocab") or {})
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-    if not vocabulary or not merges:
-        raise ValueError(f"{source}: the BPE model has no vocab or no merges.")
-    for token in tokenizer_json.get("added_tokens") or []:
-        vocabulary.setdefault(token["content"], int(token["id"]))
+    vocabulary, merges = _bpe_tables(tokenizer_json, source)
     processor = _post_processor(tokenizer_json.get("post_processor"), source)
     if processor["kind"] == "roberta":
         if pretokenizer != "gpt2" or normalization:
@@ -127,9 +119,6 @@ def metaspace_from_json(tokenizer_json, config=None, source="tokenizer.json"):
     """
     config = config or {}
     model = tokenizer_json["model"]
-    for option in ("continuing_subword_prefix", "end_of_word_suffix", "dropout"):
-        if model.get(option):
-            raise ValueError(f"{source}: BPE option {option}={model[option]!r} is not supported by kzoo.")
     normalizer, pre_tokenizer = tokenizer_json.get("normalizer"), tokenizer_json.get("pre_tokenizer")
     steps = [] if not normalizer else (normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence"
                                        else [normalizer])
@@ -150,12 +139,7 @@ def metaspace_from_json(tokenizer_json, config=None, source="tokenizer.json"):
                          f"{(pre_tokenizer or {}).get('type')!r} is not supported by kzoo.")
     if str(config.get("tokenizer_class") or "").startswith("Llama"):
         prefix_space = "always" if config.get("legacy", False) else "first"
-    vocabulary = dict(model.get("vocab") or {})
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-    if not vocabulary or not merges:
-        raise ValueError(f"{source}: the BPE model has no vocab or no merges.")
-    for token in tokenizer_json.get("added_tokens") or []:
-        vocabulary.setdefault(token["content"], int(token["id"]))
+    vocabulary, merges = _bpe_tables(tokenizer_json, source)
     special = {"bos": "<s>", "eos": "</s>", "unk": model.get("unk_token") or "<unk>"}
     special.update(_config_specials(config, ("bos", "eos", "pad", "unk")))
     processor = _post_processor(tokenizer_json.get("post_processor"), source)
@@ -172,6 +156,22 @@ def metaspace_from_json(tokenizer_json, config=None, source="tokenizer.json"):
         raise ValueError(f"{source}: a RoBERTa post-processor on a SentencePiece-style BPE is not supported.")
     return MetaspaceBPETokenizer(vocabulary, merges, special, add_bos=add_bos, add_eos=add_eos,
                                  prefix_space=prefix_space)
+
+
+def _bpe_tables(tokenizer_json, source):
+    """`(vocabulary, merges)` of a tokenizer.json's BPE model: token -> id (added tokens included) and the merge
+    rules as "a b" strings (transformers 5 writes them as pairs); options kzoo does not reproduce are refused."""
+    model = tokenizer_json["model"]
+    for option in ("continuing_subword_prefix", "end_of_word_suffix", "dropout"):
+        if model.get(option):
+            raise ValueError(f"{source}: BPE option {option}={model[option]!r} is not supported by kzoo.")
+    vocabulary = dict(model.get("vocab") or {})
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
+    if not vocabulary or not merges:
+        raise ValueError(f"{source}: the BPE model has no vocab or no merges.")
+    for token in tokenizer_json.get("added_tokens") or []:
+        vocabulary.setdefault(token["content"], int(token["id"]))
+    return vocabulary, merges
 
 
 def _config_specials(config, kinds):

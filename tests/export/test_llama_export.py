@@ -11,7 +11,6 @@ The reference `model.generate` runs its loop eagerly (`tf.config.run_functions_e
 code without two more traces; the exports trace it.
 """
 
-import contextlib
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from kzoo.export import savedmodel
 from kzoo.export.onnx_generate import OnnxGenerator
 from kzoo.export.serving import ServingSettings
 from tests.generate import helpers
+from tests.harness import tensorflow_functions_run_eagerly
 from tests.text.sentences import corpus_lines
 
 pytestmark = pytest.mark.backend("tensorflow", reason="exports trace TensorFlow graphs")
@@ -44,16 +44,6 @@ def _llama_style(vocabulary_size):
     return model
 
 
-@contextlib.contextmanager
-def _eagerly():
-    before = tf.config.functions_run_eagerly()
-    tf.config.run_functions_eagerly(True)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(before)
-
-
 def test_onnx_and_savedmodel_generation_equal_model_generate(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(corpus_lines()) + "\n", encoding="utf-8")
@@ -66,7 +56,7 @@ def test_onnx_and_savedmodel_generation_equal_model_generate(tmp_path):
     past_shapes = onnx_export.load_metadata(onnx_dir)["decoding"]
     assert (past_shapes["num_heads"], past_shapes["num_key_value_heads"]) == (4, 2)
     prompts = [[5, 17, 33, 2, 9, 11, 40, 41, 42], [7, 8], [100, 3, 4, 90]]  # 9 + 8 tokens: past the context
-    with _eagerly():
+    with tensorflow_functions_run_eagerly():
         expected = model.generate(prompts, strategy="greedy", jit_compile=False, max_new_tokens=NEW_TOKENS)
     np.testing.assert_array_equal(OnnxGenerator(onnx_dir).generate(prompts, max_new_tokens=NEW_TOKENS), expected)
     assert len(set(expected.ravel().tolist())) > 3  # varied tokens, not one id repeated
@@ -79,7 +69,7 @@ def test_onnx_and_savedmodel_generation_equal_model_generate(tmp_path):
     served_text = [value.decode("utf-8") for value in served["text"].numpy().tolist()]
     ids = tokenizer.tokenize(texts[0]).numpy()
     assert len(ids) + NEW_TOKENS > CONTEXT
-    with _eagerly():
+    with tensorflow_functions_run_eagerly():
         assert served_text == model.generate(texts, tokenizer=tokenizer, max_new_tokens=NEW_TOKENS)
         direct = model.generate(ids, max_new_tokens=NEW_TOKENS, stop_token_ids=[tokenizer.special_token_ids["eos"]])
     np.testing.assert_array_equal(served["token_ids"].numpy()[0][: len(direct)], direct)

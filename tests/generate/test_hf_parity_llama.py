@@ -13,13 +13,13 @@ checked against the plain forward pass in test_decoding, against transformers fo
 traced for a Llama-style model by the exports in tests/export/test_llama_export.py.
 """
 
-import keras
 import pytest
 import torch
 
 from kzoo.convert.huggingface import from_huggingface
 from tests.convert import llama_fixtures
 from tests.generate.test_hf_parity import _padded, _rows
+from tests.harness import tensorflow_functions_run_eagerly
 
 pytestmark = pytest.mark.slow
 
@@ -37,17 +37,8 @@ DESIGNS = [pytest.param(name, marks=() if name == "llama_dynamic" else TF_ONLY)
 def eager_decoding():
     """Runs `kzoo.generate`'s compiled loop eagerly inside the test under TensorFlow (under JAX, jit is the
     quicker way)."""
-    if keras.backend.backend() != "tensorflow":
+    with tensorflow_functions_run_eagerly():
         yield
-        return
-    import tensorflow as tf
-
-    before = tf.config.functions_run_eagerly()
-    tf.config.run_functions_eagerly(True)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(before)
 
 
 def _hf_generate(reference, pad, **settings):
