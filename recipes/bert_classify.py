@@ -14,7 +14,8 @@ for sentence pairs), `--data.eval_file`, and optionally `--data.tokenizer_dir` (
 
 Starting from a trained model: `--model.checkpoint=PATH` takes the backbone of a kzoo
 `.keras` file (e.g. bert_pretrain's `BertPretrainer`; its tokenizer is the `tokenizer/`
-folder beside it), a Hugging Face BERT directory or a keras-hub BERT preset directory,
+folder beside it), a Hugging Face BERT, RoBERTa, XLM-R, DistilBERT or
+ELECTRA directory or a keras-hub BERT preset directory,
 and the checkpoint's tokenizer instead of a trained vocabulary (`--data.tokenizer_dir`
 replaces it); the classification head is new. The architecture comes with the
 checkpoint: `--model.preset` does not apply, `--model.overrides` is refused, and

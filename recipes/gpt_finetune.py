@@ -1,9 +1,11 @@
 """GPT fine-tuning: continue next-token training of an imported causal LM on new text.
 
-Checkpoint (`--model.checkpoint=PATH`): a local Hugging Face GPT-2 directory
-(`config.json` + `model.safetensors` + `vocab.json`/`merges.txt`), a local keras-hub
-GPT-2 preset directory, or a kzoo `.keras` file whose tokenizer files are in the
-`tokenizer/` folder beside it (as every kzoo recipe saves them). Default:
+Checkpoint (`--model.checkpoint=PATH`): a local Hugging Face GPT-2, Llama, Mistral or
+Qwen2 directory (`config.json` + `model.safetensors` + its tokenizer files: `vocab.json`/
+`merges.txt`, `tokenizer.json` or `tokenizer.model`), a local keras-hub GPT-2 preset
+directory, or a kzoo `.keras` file whose tokenizer files are in the `tokenizer/` folder
+beside it (as every kzoo recipe saves them). Each document starts with the tokenizer's
+start ids (Llama's BOS, as `generate` starts a prompt) and ends with its end token. Default:
 `runs/gpt_pretrain/model.keras`, the output of `kzoo train gpt_pretrain`.
 
 Default data (offline): the documents of `kzoo.data.corpora`'s generated match
@@ -49,7 +51,7 @@ class CheckpointChoice(AdapterOptions):
     """The `model` section: which trained model to fine-tune (the architecture comes with it), and the adapter
     options (`AdapterOptions`: LoRA, a quantized base)."""
 
-    checkpoint: str = ""  # HF GPT-2 dir, keras-hub preset dir or kzoo .keras file; empty: runs/gpt_pretrain
+    checkpoint: str = ""  # HF GPT-2/Llama/Mistral/Qwen2 dir, keras-hub preset dir or .keras; empty: gpt_pretrain's
 
 
 @dataclasses.dataclass
@@ -76,8 +78,8 @@ def load_checkpoint(config):
     `GPTCausalLM`, with its tokenizer (or `--data.tokenizer_dir`'s)."""
     path = config.model.checkpoint
     if not path and not os.path.exists(DEFAULT_CHECKPOINT):
-        raise ConfigError(f"no checkpoint at {DEFAULT_CHECKPOINT}: run `kzoo train gpt_pretrain` first "
-                          "or pass --model.checkpoint=PATH (HF GPT-2 dir, keras-hub preset dir or .keras file).")
+        raise ConfigError(f"no checkpoint at {DEFAULT_CHECKPOINT}: run `kzoo train gpt_pretrain` first or pass "
+                          "--model.checkpoint=PATH (HF GPT-2/Llama/Qwen2 dir, keras-hub preset dir or .keras file).")
     pretrained = load_pretrained(path or DEFAULT_CHECKPOINT, "gpt", config.data.tokenizer_dir,
                                  sequence_length=config.data.sequence_length)
     if not isinstance(pretrained.model, models.GPTCausalLM):
@@ -132,7 +134,8 @@ def build(config, workdir):
     if eos is None:
         raise ConfigError(f"the tokenizer ({tokenizer.vocabulary_size} ids) has no end token, which separates the "
                           "documents: pass the checkpoint's own with --data.tokenizer_dir.")
-    options = dict(sequence_length=config.data.sequence_length, eos_id=eos, batch_size=config.train.batch_size)
+    options = dict(sequence_length=config.data.sequence_length, eos_id=eos, batch_size=config.train.batch_size,
+                   start_ids=getattr(tokenizer, "start_ids", ()))  # a Llama tokenizer's BOS, as generate's prompts
     train_set = data.causal_lm_dataset(train_texts, tokenizer, shuffle=True, seed=config.train.seed, **options)
     eval_set = data.causal_lm_dataset(eval_texts, tokenizer, **options)
 

@@ -79,7 +79,8 @@ def build(config, workdir):
     tokenizer, tokenizer_files = prepare_tokenizer("sentencepiece", train_texts, config.data.vocabulary_size,
                                                    workdir, config.data.tokenizer_dir)
     eos = tokenizer.special_token_ids["eos"]
-    options = dict(sequence_length=config.data.sequence_length, eos_id=eos, batch_size=config.train.batch_size)
+    options = dict(sequence_length=config.data.sequence_length, eos_id=eos, batch_size=config.train.batch_size,
+                   start_ids=getattr(tokenizer, "start_ids", ()))  # a Llama tokenizer's BOS, as generate's prompts
     train_set = data.causal_lm_dataset(train_texts, tokenizer, shuffle=True, seed=config.train.seed, **options)
     eval_set = data.causal_lm_dataset(eval_texts, tokenizer, **options)
 

@@ -23,7 +23,8 @@ optionally `--data.eval_files` (else every tenth training pair is held out) and
 
 Starting from a trained model: `--model.checkpoint=PATH` takes the encoder-decoder of
 a kzoo `.keras` file (a `Seq2SeqLM`; its tokenizer is the `tokenizer/` folder beside
-it) or of a Hugging Face T5 directory, its LM head included, and the checkpoint's
+it) or of a Hugging Face T5, mT5, BART, mBART or Marian directory, its LM head (and
+Marian's logits bias) included, and the checkpoint's
 tokenizer instead of a trained vocabulary (`--data.tokenizer_dir` replaces it). The
 architecture comes with the checkpoint: `--model.preset` does not apply,
 `--model.overrides` is refused, and the dropout is the checkpoint's (built into its
@@ -95,13 +96,13 @@ def build(config, workdir):
                                      drop_remainder=True, **options)
     eval_set = data.seq2seq_dataset(eval_pairs, tokenizer, **options)
 
-    if start:  # Seq2SeqLM adds no weights: its LM head is the backbone's (tied or not)
-        backbone = start.backbone
+    if start:  # the checkpoint's LM: the backbone's head (tied or not) and its logits bias (Marian) if any
+        model = start.model if isinstance(start.model, models.Seq2SeqLM) else models.Seq2SeqLM(start.backbone)
     else:
         backbone = models.from_preset(config.model.preset, **{
             **config.model.preset_arguments(), "vocabulary_size": tokenizer.vocabulary_size,
             "max_sequence_length": max(config.data.encoder_sequence_length, config.data.decoder_sequence_length)})
-    model = models.Seq2SeqLM(backbone)
+        model = models.Seq2SeqLM(backbone)
     example = next(iter(eval_set.unbatch().batch(1).take(1)))[0]
     return RecipeParts(
         model=model, train_dataset=train_set, eval_dataset=eval_set,

@@ -25,11 +25,11 @@ def pack_token_stream(token_ids, sequence_length):
 
 def causal_lm_dataset(
     texts, tokenizer, *, sequence_length, eos_id, batch_size=None, shuffle=False, seed=0,
-    input_context=None, shuffle_buffer=10_000, drop_remainder=True,
+    input_context=None, shuffle_buffer=10_000, drop_remainder=True, start_ids=(),
 ):
     """Causal LM examples: `({"token_ids", "padding_mask"}, next_tokens, sample_weight)`.
 
-    Each document is tokenized and followed by `eos_id`; the stream is packed into
+    Each document is tokenized, preceded by `start_ids` and followed by `eos_id`; the stream is packed into
     windows of `sequence_length + 1` (see `pack_token_stream`); inputs are the first
     `sequence_length` ids and targets the last (shifted by one). Windows are full, so
     `padding_mask` and `sample_weight` are all ones.
@@ -39,6 +39,9 @@ def causal_lm_dataset(
         tokenizer: see `kzoo.data._common` (the tokenizer protocol).
         sequence_length: model input length.
         eos_id: separator appended to every document.
+        start_ids: ids put before every document: the tokenizer's `start_ids` for a tokenizer that starts each
+            text with a BOS (Llama-2's `<s>`, Llama-3's `<|begin_of_text|>`), as its `encode`, Hugging Face's
+            tokenizer and `kzoo.generate`'s prompts do; () (GPT-2, Qwen2): nothing.
         batch_size: global batch size (None: unbatched).
         shuffle, seed, shuffle_buffer: seeded shuffle of the packed windows.
         input_context: a `tf.distribute.InputContext`; shards documents before packing.
@@ -50,8 +53,11 @@ def causal_lm_dataset(
     if sequence_length < 1:
         raise ValueError(f"sequence_length must be positive, got {sequence_length}.")
     documents = _common.shard_source(_as_text_dataset(texts), input_context)
+    start_ids = tuple(start_ids)
+    _common.check_special_ids(**{f"start_ids[{i}]": value for i, value in enumerate(start_ids)})
+    start = tf.constant([int(i) for i in start_ids], tf.int32, shape=[len(start_ids)])
     eos = tf.constant([eos_id], tf.int32)
-    token_ids = documents.map(lambda text: tf.concat([_common.tokenize_one(tokenizer, text), eos], 0))
+    token_ids = documents.map(lambda text: tf.concat([start, _common.tokenize_one(tokenizer, text), eos], 0))
     windows = pack_token_stream(token_ids, sequence_length)
     windows = _common.shuffle_source(windows, shuffle, seed, shuffle_buffer)
 

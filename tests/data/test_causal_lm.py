@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from kzoo import data
-from tests.data.helpers import EOS, WhitespaceTokenizer, corpus
+from tests.data.helpers import CLS, EOS, WhitespaceTokenizer, corpus
 
 
 def _texts():
@@ -29,6 +30,20 @@ def test_packing_preserves_the_concatenation_exactly():
     assert num == ((len(stream) - 1) // length) // 4 * 4
     np.testing.assert_array_equal(inputs.reshape(-1), stream[: num * length])
     np.testing.assert_array_equal(targets.reshape(-1), stream[1 : num * length + 1])
+
+
+def test_start_ids_go_before_every_document():
+    """A Llama tokenizer's BOS starts each document, as it starts each prompt kzoo.generate encodes."""
+    tokenizer, texts = WhitespaceTokenizer(), _texts()[:3]
+    stream = []
+    for ids in tokenizer.tokenize(tf.constant(texts)).to_list():
+        stream += [CLS] + ids + [EOS]
+    dataset = data.causal_lm_dataset(texts, tokenizer, sequence_length=len(stream) - 1, eos_id=EOS, start_ids=(CLS,))
+    features, target, _ = next(iter(dataset))
+    np.testing.assert_array_equal(features["token_ids"], stream[:-1])
+    np.testing.assert_array_equal(target, stream[1:])
+    with pytest.raises(ValueError, match=r"start_ids\[0\] must be a non-negative token id"):
+        data.causal_lm_dataset(texts, tokenizer, sequence_length=4, eos_id=EOS, start_ids=(-1,))
 
 
 def test_shuffle_is_deterministic_with_a_seed_and_shards_split_the_documents():
