@@ -79,10 +79,12 @@ def _export(args):
     if args.output or args.family or args.allow_pickle:
         return _usage("--output, --family and --allow-pickle are for importing; an export writes OUT_DIR")
     from kzoo.convert import to_huggingface
+    from kzoo.recipes.outputs import load_run
 
     try:
-        result = to_huggingface(args.source, args.out_dir, tokenizer_files=args.tokenizer_dir)
-    except (ValueError, OSError, ImportError) as error:  # a model or source kzoo cannot export: the message says why
+        run = load_run(args.source, tokenizer_dir=args.tokenizer_dir)
+        result = to_huggingface(run.model, args.out_dir, tokenizer_files=run.tokenizer_files, labels=run.labels)
+    except (ValueError, OSError, ImportError) as error:  # a run, file or model kzoo cannot export (RunLoadError too)
         return _usage(one_line(error))
     print(f"kzoo convert: {args.source} -> {result.architecture} ({result.model_type}, {result.num_tensors} tensors, "
           f"{result.num_parameters:,} parameters) written to {result.directory}")

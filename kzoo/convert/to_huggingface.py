@@ -57,17 +57,19 @@ class ExportedCheckpoint:
     notes: list
 
 
-def to_huggingface(model_or_path, out_dir, tokenizer_files=None, labels=None, special_token_ids=None):
+def to_huggingface(model, out_dir, tokenizer_files=None, labels=None, special_token_ids=None):
     """Writes a kzoo model as a Hugging Face checkpoint directory.
 
+    A `kzoo train` run or a `.keras` file: load it with `kzoo.recipes.outputs.load_run` (which finds the run's
+    tokenizer files and labels) and pass its parts, as `kzoo convert --to huggingface RUN_OR_KERAS OUT_DIR` does.
+
     Args:
-        model_or_path: a kzoo model (a backbone or a task: BERT/RoBERTa, GPT-2/Llama-style, T5/BART), a `kzoo
-            train` run directory (its `model.keras` and `tokenizer/`) or a `.keras` file.
+        model: a kzoo model: a backbone or a task (BERT/RoBERTa, GPT-2/Llama-style, T5/BART/Marian).
         out_dir: the folder to write (created if missing; its `config.json`, `model.safetensors` and tokenizer
             files are replaced).
-        tokenizer_files: the tokenizer files to copy: a folder, or a dict basename -> path, or a list of paths.
-            Default: a run directory's `tokenizer/` folder; none for a model or a lone `.keras` file.
-        labels: class names in id order for a classifier's `id2label` (default: the run's `labels.json`).
+        tokenizer_files: the tokenizer files to copy: a folder, or a dict basename -> path, or a list of paths
+            (none by default).
+        labels: class names in id order for a classifier's `id2label`.
         special_token_ids: kind ("pad", "bos", "eos") -> id, over the tokenizer's `special_token_ids` (for a model
             exported without its tokenizer). Ids neither gives are written as null (Marian needs its pad id).
 
@@ -79,8 +81,11 @@ def to_huggingface(model_or_path, out_dir, tokenizer_files=None, labels=None, sp
             the tokenizer does not fit the model, or `out_dir` is a file; one line naming what to fix.
         OSError: `out_dir` cannot be written.
     """
-    model, files, tokenizer, run_labels = _load(model_or_path, tokenizer_files)
-    labels = run_labels if labels is None else labels
+    if isinstance(model, (str, os.PathLike)):
+        raise ValueError(f"to_huggingface takes a kzoo model, got the path {os.fspath(model)!r}: load a run or .keras "
+                         "file with kzoo.recipes.outputs.load_run, or use `kzoo convert --to huggingface`.")
+    files = _tokenizer_files(tokenizer_files)
+    tokenizer = _tokenizer(files)
     model = _plain(model)
     export = _exporter(model).export(model)
     if export.model_type == "roberta" and XLM_R_VOCABULARY in files:
@@ -109,23 +114,6 @@ def to_huggingface(model_or_path, out_dir, tokenizer_files=None, labels=None, sp
         directory, export.architecture, export.model_type, len(export.tensors),
         sum(int(tensor.size) for tensor in export.tensors.values()), copied, list(export.notes),
     )
-
-
-def _load(model_or_path, tokenizer_files):
-    """(model, tokenizer files {basename: path}, kzoo tokenizer or None, labels or None)."""
-    labels = None
-    if isinstance(model_or_path, (str, os.PathLike)):
-        from kzoo.recipes.outputs import load_run
-
-        folder = tokenizer_files if isinstance(tokenizer_files, (str, os.PathLike)) else None
-        loaded = load_run(os.fspath(model_or_path), tokenizer_dir=os.fspath(folder) if folder else None)
-        model, labels = loaded.model, loaded.labels
-        if tokenizer_files is None or folder is not None:
-            return model, dict(loaded.tokenizer_files), loaded.tokenizer, labels
-    else:
-        model = model_or_path
-    files = _tokenizer_files(tokenizer_files)
-    return model, files, _tokenizer(files), labels
 
 
 def _tokenizer_files(given):
