@@ -9,10 +9,12 @@ def register(commands):
 def run(args):
     from kzoo import models
 
-    print(f"{'preset':18s} {'family':8s} {'parameters':>13s}  description")
-    for preset in models.list_presets():
+    presets = models.list_presets()
+    width = max(len(preset.name) for preset in presets)
+    print(f"{'preset':{width}s} {'family':8s} {'parameters':>13s}  description")
+    for preset in presets:
         count = preset.published_parameters
         if count is None:  # the sizes without a published count: counted from the config, nothing is built
             count = preset.config.parameter_count()
-        print(f"{preset.name:18s} {preset.family:8s} {count:>13,d}  {preset.description}")
+        print(f"{preset.name:{width}s} {preset.family:8s} {count:>13,d}  {preset.description}")
     return 0
