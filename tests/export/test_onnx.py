@@ -128,6 +128,7 @@ def test_seq2seq_past_path_matches_the_forward_pass(design, seed):
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-4, rtol=0)
 
 
+@pytest.mark.backend("tensorflow", reason="the exported graphs are TensorFlow functions (what tf2onnx converts)")
 def test_seq2seq_decoding_graphs_give_the_task_logits_with_its_bias():
     """The decoder graphs compute the task's logits, a logits bias (Marian's `final_logits_bias`) included: the
     graphs' functions (what tf2onnx converts, and what `verify_onnx` compares ONNX Runtime against) must equal the
