@@ -26,9 +26,14 @@ def test_layers_listing_names_every_layer(capsys):
 def test_models_listing_gives_family_and_parameters(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "bert_base          bert       109,482,240" in out
-    assert "gpt2_small         gpt        124,439,808" in out
-    assert "t5_test" in out
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[1:]}
+    assert rows["bert_base"] == ["bert", "109,482,240"]
+    assert rows["gpt2_small"] == ["gpt", "124,439,808"]
+    assert rows["tinyllama_1_1b"] == ["gpt", "1,100,048,384"]
+    assert "t5_test" in rows
+    lines = out.splitlines()
+    column = lines[0].index("family")  # every row's family starts under the header, past the longest name
+    assert all(line[column - 1] == " " and line[column:].split()[0] in ("bert", "gpt", "seq2seq") for line in lines[1:])
 
 
 def test_convert_writes_a_loadable_keras_file(tmp_path, capsys):
