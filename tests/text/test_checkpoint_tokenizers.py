@@ -442,3 +442,28 @@ def test_new_tokenizers_round_trip_a_saved_model(graph_tokenizers, tmp_path):
     tf.saved_model.save(module, str(tmp_path / "tokenizers"))
     reloaded = tf.saved_model.load(str(tmp_path / "tokenizers"))
     assert {name: getattr(reloaded, name)(texts)["token_ids"].numpy().tolist() for name in expected} == expected
+
+
+def test_roberta_answer_signature_maps_the_best_span_to_its_context_word(roberta):
+    """The exported `answer` signature packs `<s> question </s></s> context </s>` in one segment and must still find
+    where the context starts (from the packer's segments, before they are zeroed): a span-QA stand-in whose logits
+    peak on one context word's piece must get that word back, not a neighbour."""
+    import tensorflow as tf
+
+    from kzoo.export.serving import ServingSettings, qa_signature
+
+    def one_piece_words(words):  # used once, after the first word, spelled by one piece of the tiny vocabulary
+        return [w for w in words[1:] if words.count(w) == 1 and len(roberta.tokenize([" " + w]).to_list()[0]) == 1]
+
+    words = next(text.split() for text in SENTENCES if len(text.split()) >= 6 and one_piece_words(text.split()))
+    target = one_piece_words(words)[-1]
+    target_id = roberta.tokenize([" " + target]).to_list()[0][0]
+
+    def span_model(packed, training=False):
+        peak = tf.cast(tf.equal(packed["token_ids"], target_id), tf.float32) * 10.0
+        return {"start_logits": peak, "end_logits": peak}
+
+    answer = qa_signature(span_model, roberta, ServingSettings(sequence_length=40))[0].function
+    result = answer(tf.constant(["what is it?"]), tf.constant([" ".join(words)]))
+    assert result["answer"].numpy()[0].decode() == target
+    assert result["answer_start"].numpy()[0] == words.index(target)
