@@ -57,7 +57,8 @@ def _rows(tokens, stop):
 # The decoding loop is backend-neutral keras.ops, and under JAX the T5 and BART decoders are
 # checked against their plain forward pass in test_decoding; only GPT-2 runs under both
 # backends, to keep the JAX run of CI short (building each imported model costs seconds there).
-TF_ONLY = pytest.mark.backend("tensorflow")
+TF_ONLY = pytest.mark.backend("tensorflow", reason="the decoding loop is the same keras.ops under JAX, where the gpt2 "
+                                                   "design runs it")
 
 
 @pytest.mark.parametrize("design", ["gpt2", pytest.param("t5", marks=TF_ONLY), pytest.param("bart", marks=TF_ONLY),

@@ -27,8 +27,8 @@ PROMPTS = [[5, 17, 33, 2, 9, 11], [7, 8], [80, 3, 4, 60]]
 NEW_TOKENS = 8
 BEAM = dict(num_beams=3, length_penalty=0.5, early_stopping=True)
 # Under JAX only the dynamic design runs (the one whose decoding differs most from a plain forward pass).
-TF_ONLY = pytest.mark.backend("tensorflow", reason="the decoding loop is backend-neutral keras.ops; JAX runs one "
-                                                   "design to keep CI short")
+TF_ONLY = pytest.mark.backend("tensorflow", reason="the decoding loop is the same keras.ops under JAX, where the "
+                                                   "llama_dynamic design runs it")
 DESIGNS = [pytest.param(name, marks=() if name == "llama_dynamic" else TF_ONLY)
            for name in ("llama_linear", "llama_dynamic", "llama_llama3", "llama_yarn", "mistral")]
 
