@@ -62,6 +62,17 @@ def embedding(variable, reader, name):
     assign(variable, reader.take(name), name)
 
 
+def stored_head_is_tied(reader, head_name, embedding_name):
+    """Whether an LM head is the token embedding, by the weights: the file stores no `head_name` (transformers drops
+    a tied head when saving), or stores it equal to `embedding_name` (a tied head saved twice). A stored head that
+    differs is the model's own, whatever config.json says (transformers 5 writes `tie_word_embeddings: true` for
+    T5 v1.1 and mT5 files that carry their own head)."""
+    if not reader.has(head_name):
+        return True
+    head, embedding = reader.peek(head_name), reader.peek(embedding_name)
+    return embedding is not None and head.shape == embedding.shape and bool(np.allclose(head, embedding, atol=1e-6))
+
+
 def tied_copy(reader, name, variable, what):
     """Consumes `name` if present, checking it repeats the already loaded `variable`.
 

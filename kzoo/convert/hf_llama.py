@@ -19,7 +19,6 @@ Weight layout: torch `nn.Linear` `(out, in)`; query `(h * k, d)`, key/value `(h_
 one after another, which `split_heads_in` splits into kzoo's `(d, h, k)` / `(d, h_kv, k)` kernels.
 """
 
-import numpy as np
 
 from kzoo.convert import _assign
 from kzoo.convert.hf_checkpoint import assign, linear_to_kernel, merge_heads_out, split_heads_in
@@ -80,15 +79,14 @@ def _tied(hf, reader, prefix):
     transformers 5 drops a tied `lm_head.weight` when saving; a head that differs from the embedding is untied
     whatever config.json says (as for T5 v1.1). A file whose config says untied but has no head is incomplete.
     """
-    head, embedding = reader.peek("lm_head.weight"), reader.peek(f"{prefix}embed_tokens.weight")
-    if head is None:
+    if not reader.has("lm_head.weight"):
         if hf.get("tie_word_embeddings") is False:
             raise ValueError("checkpoint config.json says tie_word_embeddings: false but the file has no "
                              "lm_head.weight; add the LM head weights or set tie_word_embeddings: true.")
         return True
     if not hf.get("tie_word_embeddings", False):
         return False  # untied by config, whatever the values: no need to compare two (V, d) tables
-    return embedding is not None and head.shape == embedding.shape and bool(np.allclose(head, embedding, atol=1e-6))
+    return _assign.stored_head_is_tied(reader, "lm_head.weight", f"{prefix}embed_tokens.weight")
 
 
 def config_from_hf(hf, reader=None, prefix="model."):

@@ -42,8 +42,7 @@ def t5_config_from_hf(hf, reader):
             f"T5 checkpoint: feed_forward_proj {projection!r} not supported; use {sorted(T5_FEED_FORWARD)}."
         )
     activation, gated = T5_FEED_FORWARD[projection]
-    head, shared = reader.peek("lm_head.weight"), reader.peek("shared.weight")
-    tied = head is None or (head.shape == shared.shape and np.allclose(head, shared, atol=1e-6))
+    tied = _assign.stored_head_is_tied(reader, "lm_head.weight", "shared.weight")
     scale = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True)) and hf.get("model_type") != "mt5"
     return dict(
         vocabulary_size=hf["vocab_size"],
@@ -124,7 +123,8 @@ def _bart_like_sizes(hf, what, reader):
         norm_epsilon=1e-5,
         activation=_assign.activation(hf.get("activation_function", "gelu"), f"{what} checkpoint"),
         use_bias=True,
-        tie_word_embeddings=reader is None or _head_is_tied(reader, _prefix(reader) + "shared.weight"),
+        tie_word_embeddings=reader is None or _assign.stored_head_is_tied(
+            reader, "lm_head.weight", _prefix(reader) + "shared.weight"),
         dropout=hf.get("dropout", 0.1),
         attention_dropout=hf.get("attention_dropout", 0.0),
         initializer_range=hf.get("init_std", 0.02),
@@ -170,12 +170,6 @@ def _t5_attention(layer, reader, name):
 
 def _prefix(reader):
     return "model." if reader.has("model.shared.weight") else ""
-
-
-def _head_is_tied(reader, shared_name):
-    """False when the file stores an LM head that differs from the shared embedding."""
-    head, shared = reader.peek("lm_head.weight"), reader.peek(shared_name)
-    return head is None or (head.shape == shared.shape and np.allclose(head, shared, atol=1e-6))
 
 
 def _load_bart(reader, backbone):
