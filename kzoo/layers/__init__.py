@@ -23,6 +23,7 @@ from kzoo.layers.heads import (
     SpanHead,
     TokenClassificationHead,
 )
+from kzoo.layers.initializers import independent_initializer
 from kzoo.layers.masks import causal_mask, combine_masks
 from kzoo.layers.normalization import LayerNorm, RMSNorm, get_normalization
 from kzoo.layers.relative_position import RelativePositionBias
@@ -48,5 +49,6 @@ __all__ = [
     "causal_mask",
     "combine_masks",
     "get_normalization",
+    "independent_initializer",
     "set_fused_attention",
 ]

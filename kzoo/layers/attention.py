@@ -12,6 +12,7 @@ from keras import ops
 from kzoo.layers import _checks
 from kzoo.layers.cache_updates import write_at
 from kzoo.layers.embeddings import RotaryEmbedding
+from kzoo.layers.initializers import independent_initializer
 from kzoo.layers.masks import causal_mask, combine_masks, sliding_window_mask
 
 # Replaces the logits of masked positions (in float32). Finite, so that a row whose
@@ -191,8 +192,8 @@ class MultiHeadAttention(keras.layers.Layer):
             equation,
             output_shape=(None,) + tuple(output_shape),
             bias_axes=bias_axes if (self.use_bias if use_bias is None else use_bias) else None,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=independent_initializer(self.kernel_initializer, f"{name}/kernel"),
+            bias_initializer=independent_initializer(self.bias_initializer, f"{name}/bias"),
             dtype=self.dtype_policy,
             name=name,
         )

@@ -9,6 +9,7 @@ import keras
 from kzoo.layers import _checks
 from kzoo.layers.attention import MultiHeadAttention
 from kzoo.layers.feed_forward import ACTIVATIONS, FeedForward
+from kzoo.layers.initializers import independent_initializer
 from kzoo.layers.normalization import NORM_TYPES, get_normalization
 
 
@@ -132,8 +133,8 @@ class _TransformerBlock(keras.layers.Layer):
             rotary_dim=self.rotary_dim if rotary else None,
             rotary_scaling=self.rotary_scaling if rotary else None,
             sliding_window=self.sliding_window if rotary else None,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=independent_initializer(self.kernel_initializer, name),
+            bias_initializer=independent_initializer(self.bias_initializer, name),
             dtype=self.dtype_policy,
             name=name,
         )
@@ -145,8 +146,8 @@ class _TransformerBlock(keras.layers.Layer):
             gated=self.gated_feed_forward,
             use_bias=self.use_bias,
             dropout=self.feed_forward_dropout,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=independent_initializer(self.kernel_initializer, "feed_forward"),
+            bias_initializer=independent_initializer(self.bias_initializer, "feed_forward"),
             dtype=self.dtype_policy,
             name="feed_forward",
         )

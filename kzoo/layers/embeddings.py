@@ -11,6 +11,7 @@ import numpy as np
 from keras import ops
 
 from kzoo.layers import _checks
+from kzoo.layers.initializers import independent_initializer
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -82,13 +83,13 @@ class TokenEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(
             name="embeddings",
             shape=(self.table_rows, self.hidden_dim),
-            initializer=self.embeddings_initializer,
+            initializer=independent_initializer(self.embeddings_initializer, "embeddings"),
         )
         if not self.tie_weights:
             self.reverse_embeddings = self.add_weight(
                 name="reverse_embeddings",
                 shape=(self.hidden_dim, self.table_rows),
-                initializer=self.embeddings_initializer,
+                initializer=independent_initializer(self.embeddings_initializer, "reverse_embeddings"),
             )
         self.built = True
 
@@ -264,7 +265,7 @@ class PositionEmbedding(_PositionalBase):
         self.position_embeddings = self.add_weight(
             name="embeddings",
             shape=(self.max_sequence_length + self.position_offset, self.hidden_dim),
-            initializer=self.initializer,
+            initializer=independent_initializer(self.initializer, "embeddings"),
         )
         self.built = True
 

@@ -3,6 +3,7 @@
 import keras
 
 from kzoo.layers import _checks
+from kzoo.layers.initializers import independent_initializer
 
 
 def _gelu_tanh(x):
@@ -74,8 +75,8 @@ class FeedForward(keras.layers.Layer):
         return keras.layers.Dense(
             units,
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=independent_initializer(self.kernel_initializer, f"{name}/kernel"),
+            bias_initializer=independent_initializer(self.bias_initializer, f"{name}/bias"),
             dtype=self.dtype_policy,
             name=name,
         )

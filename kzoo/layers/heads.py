@@ -11,12 +11,14 @@ from kzoo.layers import _checks
 from kzoo.layers.attention import MASKED_LOGIT
 from kzoo.layers.embeddings import TokenEmbedding
 from kzoo.layers.feed_forward import ACTIVATIONS
+from kzoo.layers.initializers import independent_initializer
 from kzoo.layers.normalization import LayerNorm
 
 
 def _dense(units, name, dtype, kernel_initializer, activation=None):
     return keras.layers.Dense(
-        units, activation=activation, kernel_initializer=kernel_initializer, dtype=dtype, name=name
+        units, activation=activation, kernel_initializer=independent_initializer(kernel_initializer, f"{name}/kernel"),
+        dtype=dtype, name=name,
     )
 
 

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from kzoo.layers import _checks
+from kzoo.layers.initializers import independent_initializer
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
@@ -58,7 +59,7 @@ class RelativePositionBias(keras.layers.Layer):
         self.embeddings = self.add_weight(
             name="embeddings",
             shape=(self.num_buckets, self.num_heads),
-            initializer=self.embeddings_initializer,
+            initializer=independent_initializer(self.embeddings_initializer, "embeddings"),
         )
         self.built = True
 

@@ -296,3 +296,44 @@ def test_backbones_built_for_an_import_draw_no_random_values(name, overrides):
              if not np.isin(keras.ops.convert_to_numpy(weight), (0.0, 1.0)).all()]
     assert not drawn
     assert any(np.abs(keras.ops.convert_to_numpy(w)).max() not in (0.0, 1.0) for w in models.from_preset(name).weights)
+
+
+def _drawn_weights(name, overrides, seed):
+    """`{path: values}` of the weights that a freshly built model drew at random (not the 0/1 of biases and
+    norms), after `keras.utils.set_random_seed(seed)`; BERT is built with its pretraining heads."""
+    keras.utils.set_random_seed(seed)
+    model = models.from_preset(name, **overrides)
+    if name == "bert_test":
+        model = models.BertPretrainer(model)
+    values = {weight.path: to_numpy(weight) for weight in model.weights}
+    return {path: value for path, value in values.items() if not np.isin(value, (0.0, 1.0)).all()}
+
+
+def _leading_values(first, second):
+    """The first values of two arrays (flattened), as many as the smaller holds."""
+    size = min(first.size, second.size)
+    return first.ravel()[:size], second.ravel()[:size]
+
+
+@pytest.mark.backend("tensorflow", reason="the seed each weight gets does not depend on the backend; JAX's "
+                     "stateless random ops repeat values for a repeated seed as TensorFlow's do")
+@pytest.mark.parametrize(("name", "overrides"), [
+    ("bert_test", {"embedding_dim": 16}),  # + embeddings projection, pooler, masked-LM and next-sentence heads
+    ("llama_test", {}),  # gated feed-forward, grouped-query attention, untied output table
+    ("t5_test", {}),  # relative position bias
+    ("t5_test", SEQ2SEQ_DESIGNS["bart"]),  # learned positions with an offset, biases
+])
+def test_fresh_models_draw_every_weight_independently_and_reproducibly(name, overrides):
+    """A Keras random initializer returns the same values on every call (and a call of another shape starts with
+    the same values), so one shared instance gave every kernel and table of a model the same numbers: no two
+    weights may share their leading values. The same `set_random_seed` rebuilds the same model."""
+    drawn = _drawn_weights(name, overrides, seed=7)
+    assert len(drawn) >= 10
+    paths = sorted(drawn)
+    shared = [(first, second) for index, first in enumerate(paths) for second in paths[index + 1:]
+              if np.array_equal(*_leading_values(drawn[first], drawn[second]))]
+    assert not shared
+    again = _drawn_weights(name, overrides, seed=7)
+    assert sorted(again) == paths
+    for path in paths:
+        np.testing.assert_array_equal(again[path], drawn[path], err_msg=path)

@@ -5,6 +5,8 @@ The BERT-family variants are configurations of this one backbone: RoBERTa / XLM-
 ELECTRA discriminator (no pooler; `embedding_dim` below `hidden_dim` adds `embeddings_projection`).
 """
 
+import functools
+
 import keras
 
 from kzoo import layers
@@ -62,25 +64,29 @@ class BertBackbone(Backbone):
         config = self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         width = config.embedding_width
         # === Layers ===
-        initializer = weights_initializer(initializer_range)
+        # Each layer draws its own values (one shared instance would give every weight the same ones).
+        independent = functools.partial(layers.independent_initializer, weights_initializer(initializer_range))
         self.token_embedding = layers.TokenEmbedding(
-            vocabulary_size, width, embeddings_initializer=initializer, dtype=dtype, name="token_embedding"
+            vocabulary_size, width, embeddings_initializer=independent("token_embedding"), dtype=dtype,
+            name="token_embedding",
         )
         self.segment_embedding = None  # DistilBERT has none: its `segment_ids` input is then ignored
         if num_segments:
             self.segment_embedding = layers.SegmentEmbedding(
-                num_segments, width, embeddings_initializer=initializer, dtype=dtype, name="segment_embedding"
+                num_segments, width, embeddings_initializer=independent("segment_embedding"), dtype=dtype,
+                name="segment_embedding",
             )
         self.position_embedding_layer = layers.PositionEmbedding(
-            max_sequence_length, initializer=initializer, position_offset=position_offset, dtype=dtype,
-            name="position_embedding",
+            max_sequence_length, initializer=independent("position_embedding"), position_offset=position_offset,
+            dtype=dtype, name="position_embedding",
         )
         self.embeddings_norm = layers.LayerNorm(norm_epsilon, dtype=dtype, name="embeddings_norm")
         self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         self.embeddings_projection = None
         if config.projects_embeddings:  # ELECTRA: embeddings narrower than the encoder
             self.embeddings_projection = keras.layers.Dense(
-                hidden_dim, kernel_initializer=initializer, dtype=dtype, name="embeddings_projection"
+                hidden_dim, kernel_initializer=independent("embeddings_projection/kernel"), dtype=dtype,
+                name="embeddings_projection",
             )
         self.encoder_blocks = [
             layers.EncoderBlock(
@@ -90,7 +96,7 @@ class BertBackbone(Backbone):
                 dropout=dropout,
                 attention_dropout=attention_dropout,
                 norm_epsilon=norm_epsilon,
-                kernel_initializer=initializer,
+                kernel_initializer=independent(f"encoder_block_{index}"),
                 dtype=dtype,
                 name=f"encoder_block_{index}",
             )
@@ -98,7 +104,7 @@ class BertBackbone(Backbone):
         ]
         self.pooler = None
         if use_pooler:
-            self.pooler = layers.Pooler(kernel_initializer=initializer, dtype=dtype, name="pooler")
+            self.pooler = layers.Pooler(kernel_initializer=independent("pooler"), dtype=dtype, name="pooler")
 
         # === Functional graph ===
         inputs = {

@@ -19,6 +19,8 @@ def _backbone_inputs():
 
 
 def _initializer(backbone):
+    """A new unseeded truncated normal for one head (each head hands every weight its own copy,
+    `kzoo.layers.independent_initializer`)."""
     return keras.initializers.TruncatedNormal(stddev=backbone.initializer_range)
 
 
@@ -71,19 +73,18 @@ class BertPretrainer(_BertTask):
             raise ValueError(f"BertPretrainer: `next_sentence_prediction` must be true or false, got "
                              f"{next_sentence_prediction!r}.")
         pooled = _pooled_output(backbone, "BertPretrainer's next-sentence head") if next_sentence_prediction else None
-        initializer = _initializer(backbone)
         self.masked_lm_head = layers.MaskedLMHead(
             backbone.token_embedding,
             activation=backbone.activation,
             norm_epsilon=backbone.norm_epsilon,
-            kernel_initializer=initializer,
+            kernel_initializer=_initializer(backbone),
             dtype=backbone.dtype_policy,
             name="masked_lm_head",
         )
         self.next_sentence_head = None
         if next_sentence_prediction:
             self.next_sentence_head = layers.ClassificationHead(
-                2, kernel_initializer=initializer, dtype=backbone.dtype_policy, name="next_sentence_head"
+                2, kernel_initializer=_initializer(backbone), dtype=backbone.dtype_policy, name="next_sentence_head"
             )
         inputs = _backbone_inputs()
         inputs["mask_positions"] = keras.Input((None,), dtype="int32", name="mask_positions")

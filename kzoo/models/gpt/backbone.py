@@ -1,5 +1,7 @@
 """GPT-style decoder-only backbone: pre-norm causal blocks; GPT-2 and, by configuration, Llama-style decoders."""
 
+import functools
+
 import keras
 
 from kzoo import layers
@@ -59,12 +61,13 @@ class GPTBackbone(Backbone):
         self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         rotary = position_embedding == "rotary"
         # === Layers ===
-        initializer = weights_initializer(initializer_range)
+        # Each layer draws its own values (one shared instance would give every weight the same ones).
+        independent = functools.partial(layers.independent_initializer, weights_initializer(initializer_range))
         self.token_embedding = layers.TokenEmbedding(
             vocabulary_size,
             hidden_dim,
             tie_weights=tie_word_embeddings,
-            embeddings_initializer=initializer,
+            embeddings_initializer=independent("token_embedding"),
             pad_to_multiple_of=pad_vocabulary_to_multiple_of,
             dtype=dtype,
             name="token_embedding",
@@ -72,7 +75,8 @@ class GPTBackbone(Backbone):
         self.position_embedding_layer = None
         if not rotary:
             self.position_embedding_layer = layers.PositionEmbedding(
-                max_sequence_length, initializer=initializer, dtype=dtype, name="position_embedding"
+                max_sequence_length, initializer=independent("position_embedding"), dtype=dtype,
+                name="position_embedding",
             )
         self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         self.decoder_blocks = [
@@ -94,7 +98,7 @@ class GPTBackbone(Backbone):
                 rotary_max_wavelength=rotary_max_wavelength if rotary else None,
                 rotary_dim=rotary_dim if rotary else None,
                 rotary_scaling=rotary_scaling_with_context(rotary_scaling, max_sequence_length) if rotary else None,
-                kernel_initializer=initializer,
+                kernel_initializer=independent(f"decoder_block_{index}"),
                 dtype=dtype,
                 name=f"decoder_block_{index}",
             )

@@ -1,5 +1,6 @@
 """Encoder-decoder backbone: one implementation for the Transformer, T5, BART, mBART and Marian designs."""
 
+import functools
 import math
 
 import keras
@@ -62,17 +63,18 @@ class Seq2SeqBackbone(Backbone):
     ):
         self.config_class.from_arguments(locals())  # ValueError naming a bad size before anything is built
         # === Layers ===
-        initializer = weights_initializer(initializer_range)
+        # Each layer draws its own values (one shared instance would give every weight the same ones).
+        independent = functools.partial(layers.independent_initializer, weights_initializer(initializer_range))
         self.token_embedding = layers.TokenEmbedding(
             vocabulary_size, hidden_dim, tie_weights=tie_word_embeddings,
-            embeddings_initializer=initializer,
+            embeddings_initializer=independent("token_embedding"),
             embeddings_scale=math.sqrt(hidden_dim) if scale_embeddings else 1.0,
             logits_scale=hidden_dim**-0.5 if scale_decoder_outputs else 1.0,
             dtype=dtype, name="token_embedding",
         )
         self.encoder_position, self.decoder_position = self._position_layers(
             position_embedding, max_sequence_length, position_offset, num_heads,
-            relative_buckets, relative_max_distance, initializer, dtype,
+            relative_buckets, relative_max_distance, independent, dtype,
             dict(layout=sinusoidal_layout, stored=store_position_table),
         )
         self.encoder_embedding_norm = self.decoder_embedding_norm = None
@@ -84,15 +86,19 @@ class Seq2SeqBackbone(Backbone):
             key_dim=key_dim, activation=activation, gated_feed_forward=gated_feed_forward, dropout=dropout,
             attention_dropout=attention_dropout, feed_forward_dropout=dropout if norm_first else 0.0,
             norm_first=norm_first, norm_type=norm_type, norm_epsilon=norm_epsilon, use_bias=use_bias,
-            attention_scale=attention_scale, kernel_initializer=initializer, dtype=dtype,
+            attention_scale=attention_scale, dtype=dtype,
         )
         self.encoder_blocks = [
-            layers.EncoderBlock(num_heads, intermediate_dim, name=f"encoder_block_{i}", **block_options)
+            layers.EncoderBlock(
+                num_heads, intermediate_dim, kernel_initializer=independent(f"encoder_block_{i}"),
+                name=f"encoder_block_{i}", **block_options,
+            )
             for i in range(num_encoder_layers)
         ]
         self.decoder_blocks = [
             layers.DecoderBlock(
-                num_heads, intermediate_dim, use_cross_attention=True, name=f"decoder_block_{i}", **block_options
+                num_heads, intermediate_dim, use_cross_attention=True,
+                kernel_initializer=independent(f"decoder_block_{i}"), name=f"decoder_block_{i}", **block_options,
             )
             for i in range(num_decoder_layers)
         ]
@@ -137,10 +143,10 @@ class Seq2SeqBackbone(Backbone):
         self.initializer_range = initializer_range
 
     @staticmethod
-    def _position_layers(kind, max_sequence_length, offset, num_heads, buckets, max_distance, initializer, dtype,
+    def _position_layers(kind, max_sequence_length, offset, num_heads, buckets, max_distance, independent, dtype,
                          sinusoidal):
-        """The (encoder, decoder) position layers of one design (`sinusoidal`: the layout and
-        stored options of sinusoidal ones)."""
+        """The (encoder, decoder) position layers of one design (`independent(name)`: the initializer of the
+        learned table of layer `name`; `sinusoidal`: the layout and stored options of sinusoidal ones)."""
         if kind == "sinusoidal":
             return tuple(
                 layers.SinusoidalPositionEmbedding(
@@ -151,8 +157,8 @@ class Seq2SeqBackbone(Backbone):
         if kind == "learned":
             return tuple(
                 layers.PositionEmbedding(
-                    max_sequence_length, initializer=initializer, position_offset=offset, dtype=dtype,
-                    name=f"{side}_position_embedding",
+                    max_sequence_length, initializer=independent(f"{side}_position_embedding"), position_offset=offset,
+                    dtype=dtype, name=f"{side}_position_embedding",
                 )
                 for side in ("encoder", "decoder")
             )
