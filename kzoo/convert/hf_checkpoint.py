@@ -622,10 +622,18 @@ def check_all_assigned(model, record, source="the checkpoint"):
 def assign(variable, value, name=None):
     """Assigns a checkpoint tensor to a Keras variable after checking its shape.
 
+    Inside `kzoo.models.backbone.weights_to_be_overwritten`, where importers build
+    their models, the first assignment creates the variable from `value` (see
+    `kzoo.models.backbone.assign_weight`): no buffer of initial values is filled
+    only to be overwritten. Under TensorFlow `value` is copied; under JAX the
+    variable may share the memory of a contiguous NumPy `value` (JAX's CPU
+    transfer takes an aligned array without a copy), so do not modify it after.
+
     Args:
         variable: A `keras.Variable` (e.g. `layer.kernel`).
         value: Array-like whose shape must equal `variable.shape` exactly (no
-            broadcasting); it is cast to the variable's dtype.
+            broadcasting); it is cast to the variable's dtype. A view such as
+            `linear_to_kernel`'s transpose is laid out by the copy.
         name: The checkpoint tensor name, used in the error message.
 
     Raises:
@@ -640,11 +648,9 @@ def assign(variable, value, name=None):
             f"Shape mismatch: checkpoint weight {name!r} has shape {tuple(value.shape)} but variable "
             f"{path!r} has shape {want}."
         )
-    import keras
+    from kzoo.models.backbone import assign_weight
 
-    # copy=False: a float32 tensor for a float32 variable is handed over as is (no third copy
-    # of a large tensor beside the checkpoint's and the variable's).
-    variable.assign(value.astype(keras.backend.standardize_dtype(variable.dtype), copy=False))
+    assign_weight(variable, value)
     record = _ASSIGNED.get()
     if record is not None:
         record[id(variable)] = (variable, name)
@@ -655,11 +661,15 @@ def linear_to_kernel(weight):
 
     PyTorch computes `x @ W.T`, Keras `x @ K`, so `K = W.T`. Do not use this for
     GPT-2's `Conv1D` weights, which are already stored `(in, out)`.
+
+    Returns a transposed view of `weight`, not a copy: `assign` lays it out in the
+    copy it makes for the variable anyway (a copy here as well took a third of a
+    TinyLlama-sized import's time). `np.ascontiguousarray` it where a layout matters.
     """
     weight = np.asarray(weight)
     if weight.ndim != 2:
         raise ValueError(f"linear_to_kernel expects a 2-D (out, in) weight, got shape {weight.shape}.")
-    return np.ascontiguousarray(weight.T)
+    return weight.T
 
 
 def split_heads_in(kernel, num_heads):

@@ -160,11 +160,20 @@ def _attention(layer, reader, name, config):
 
 
 def load_backbone(reader, hf_config, dtype=None):
-    """A `GPTBackbone` with every decoder weight of the file (the LM head is `load_model`'s)."""
+    """A `GPTBackbone` with every weight of the file, the untied LM head's table (`reverse_embeddings`) included.
+
+    The two `(V, d)` tables are assigned first: the transient copies of the largest tensors then come while the
+    process holds little else, not on top of the whole model at the end (for TinyLlama the head's 262 MB
+    transposition was the import's peak).
+    """
     p = "model." if reader.has("model.embed_tokens.weight") else ""
     config = config_from_hf(hf_config, reader, p)
     backbone = GPTBackbone(**config, dtype=dtype)
     _assign.embedding(backbone.token_embedding.embeddings, reader, f"{p}embed_tokens.weight")
+    if backbone.tie_word_embeddings:
+        _assign.tied_copy(reader, "lm_head.weight", backbone.token_embedding.embeddings, "the token embedding")
+    else:  # stored (V, d); kzoo's reverse projection is (d, V)
+        assign(backbone.token_embedding.reverse_embeddings, reader.take("lm_head.weight").T, "lm_head.weight")
     for index, block in enumerate(backbone.decoder_blocks):
         layer = f"{p}layers.{index}"
         _attention(block.self_attention, reader, f"{layer}.self_attn", config)
@@ -180,9 +189,4 @@ def load_backbone(reader, hf_config, dtype=None):
 
 def load_model(reader, hf_config, dtype=None):
     """A `GPTCausalLM`; its head is the file's `lm_head.weight` when untied, else the token embedding."""
-    backbone = load_backbone(reader, hf_config, dtype)
-    if backbone.tie_word_embeddings:
-        _assign.tied_copy(reader, "lm_head.weight", backbone.token_embedding.embeddings, "the token embedding")
-    else:  # stored (V, d); kzoo's reverse projection is (d, V)
-        assign(backbone.token_embedding.reverse_embeddings, reader.take("lm_head.weight").T, "lm_head.weight")
-    return GPTCausalLM(backbone)
+    return GPTCausalLM(load_backbone(reader, hf_config, dtype))

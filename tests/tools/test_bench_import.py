@@ -60,8 +60,6 @@ def test_sharded_and_bfloat16_checkpoints_hold_the_same_values(tmp_path):
     assert abs(kernel.std() - 0.02) < 0.002 and abs(scale.mean() - 1.0) < 0.1  # (37, 24) and (24,) values
 
 
-@pytest.mark.backend("tensorflow", reason="JAX creates the random initial values op by op, compiling each shape "
-                    "(~25 s for this tiny model on 2 busy cores); the tool runs its JAX import in its own process")
 def test_kzoo_load_measures_build_reads_and_memory(tmp_path):
     make_random_checkpoint.write_checkpoint(tmp_path, "llama_tiny", max_shard_bytes=20_000)
     model, result = bench_import.kzoo_load(str(tmp_path))
