@@ -20,6 +20,28 @@ from kzoo.layers.masks import causal_mask, combine_masks, sliding_window_mask
 MASKED_LOGIT = -1e9
 
 
+def project(projection, inputs):
+    """Applies one of the attention projections (a Keras `EinsumDense`) to `(b, s, ...)` `inputs`.
+
+    The same arithmetic as `projection(inputs)`, written as one 2-D matmul plus a bias add:
+    `(b·s, d_in) @ (d_in, d_out)`, with the kernel's head axes folded into `d_in`/`d_out` by free reshapes.
+    With a dynamic sequence length TensorFlow runs the layer's einsum as a generic `Einsum` and its bias as a
+    separate add; the 2-D form is what TensorFlow's graph optimizer fuses into one oneDNN matmul with its bias, as
+    ONNX Runtime does with its graph (BERT-base SavedModel: tools/bench_export.py). XLA compiles both forms to the
+    same dot. A projection with LoRA enabled or quantized runs its own call, which adds the adapters or runs the
+    quantized kernel.
+    """
+    if projection.lora_enabled or projection.quantization_mode is not None:
+        return projection(inputs)
+    kernel = projection.kernel
+    input_axes = len(inputs.shape) - 2  # 1 for (b, s, d), 2 for (b, s, h, k)
+    input_width, output_shape = math.prod(kernel.shape[:input_axes]), tuple(kernel.shape[input_axes:])
+    batch, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
+    outputs = ops.matmul(ops.reshape(inputs, (-1, input_width)), ops.reshape(kernel, (input_width, -1)))
+    if projection.bias is not None:
+        outputs = outputs + ops.reshape(projection.bias, (-1,))
+    return ops.reshape(outputs, (batch, length) + output_shape)
+
 @keras.saving.register_keras_serializable(package="kzoo")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017, sec. 3.2).
@@ -220,15 +242,15 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def _project_query(self, query):
         """`(b, s, d)` -> `(b, s, h, k)`."""
-        return self.query_dense(query)
+        return project(self.query_dense, query)
 
     def _project_key_value(self, key_value):
         """`(b, t, d_kv)` -> keys and values `(b, t, h_kv, k)` each."""
-        return self.key_dense(key_value), self.value_dense(key_value)
+        return project(self.key_dense, key_value), project(self.value_dense, key_value)
 
     def _project_output(self, context):
         """`(b, s, h, k)` -> `(b, s, d_out)`."""
-        return self.output_dense(context)
+        return project(self.output_dense, context)
 
     def call(
         self,

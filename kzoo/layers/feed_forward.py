@@ -1,6 +1,7 @@
 """Position-wise feed-forward network, plain or gated."""
 
 import keras
+from keras import ops
 
 from kzoo.layers import _checks
 from kzoo.layers.initializers import independent_initializer
@@ -100,12 +101,18 @@ class FeedForward(keras.layers.Layer):
     def call(self, inputs, training=None):
         _checks.check_last_dim("inputs", inputs, self.hidden_dim, self)
         activation = ACTIVATIONS[self.activation]
+        # Every position as one row, (b·s, d): a 2-D matmul, its bias and the activation are what TensorFlow's graph
+        # optimizer fuses into one oneDNN matmul (a Dense on (b, s, d) runs as reshape, matmul, reshape, then a
+        # separate bias add and activation). XLA compiles both forms alike.
+        leading = ops.shape(inputs)[:-1]
+        rows = ops.reshape(inputs, (-1, self.hidden_dim))
         if self.gated:
-            hidden = activation(self.gate_dense(inputs)) * self.up_dense(inputs)
+            hidden = activation(self.gate_dense(rows)) * self.up_dense(rows)
         else:
-            hidden = activation(self.up_dense(inputs))  # (b, s, intermediate_dim)
+            hidden = activation(self.up_dense(rows))  # (b·s, intermediate_dim)
         hidden = self.dropout_layer(hidden, training=training)
-        return self.down_dense(hidden)
+        outputs = self.down_dense(hidden)
+        return ops.reshape(outputs, tuple(leading) + (ops.shape(outputs)[-1],))
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape[:-1]) + (self.output_dim or inputs_shape[-1],)
