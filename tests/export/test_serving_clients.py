@@ -62,7 +62,7 @@ def _batching_parameters_class():
 def test_batching_config_parses_as_batching_parameters():
     with open("exports/batching.config", encoding="utf-8") as handle:
         parameters = text_format.Parse(handle.read(), _batching_parameters_class()())
-    assert parameters.max_batch_size.value == 32 and parameters.batch_timeout_micros.value == 2000
+    assert parameters.max_batch_size.value == 8 and parameters.batch_timeout_micros.value == 2000
     with pytest.raises(text_format.ParseError):
         text_format.Parse("max_batch_size: 32", _batching_parameters_class()())  # a wrapper, not a scalar
 
