@@ -8,6 +8,7 @@ graphs use is checked against the full forward pass under both backends.
 """
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -166,6 +167,19 @@ def test_bert_models_match_keras_in_onnx_runtime(bert_exports, task):
     assert outputs == set(_output_names(model)) | {"invalid_inputs"}
     assert ("pooled_output" in outputs or "nsp_logits" in outputs) == (task in ("backbone", "pretrainer"))
     _assert_parity(onnx_export.verify_onnx(model, directory, rtol=RTOL, atol=ATOL))
+
+
+@TF_ONLY
+def test_conversions_turn_off_tf2onnx_graph_backups_unless_the_user_chose(monkeypatch):
+    # tf2onnx reads TF2ONNX_CATCH_ERRORS when it optimizes: "FALSE" skips its deep copy of the graph per optimizer.
+    monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    with onnx_convert._optimizers_without_backups():
+        assert os.environ["TF2ONNX_CATCH_ERRORS"] == "FALSE"
+    assert "TF2ONNX_CATCH_ERRORS" not in os.environ
+    monkeypatch.setenv("TF2ONNX_CATCH_ERRORS", "TRUE")
+    with onnx_convert._optimizers_without_backups():
+        assert os.environ["TF2ONNX_CATCH_ERRORS"] == "TRUE"
+    assert os.environ["TF2ONNX_CATCH_ERRORS"] == "TRUE"
 
 
 @TF_ONLY
