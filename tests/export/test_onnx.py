@@ -25,7 +25,8 @@ from kzoo.export.onnx_generate import OnnxGenerator
 from tests.generate import helpers
 from tests.harness import randomize_weights, to_numpy
 
-TF_ONLY = pytest.mark.backend("tensorflow")
+TF_ONLY = pytest.mark.backend("tensorflow", reason="tf2onnx converts TensorFlow graphs: ONNX export needs the "
+                                                   "TensorFlow backend")
 NEW_TOKENS = 8
 # The fp32 parity bar of verify_onnx (allclose: |onnx - keras| <= atol + rtol * |keras|).
 RTOL, ATOL = 1e-3, 1e-4

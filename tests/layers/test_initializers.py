@@ -8,7 +8,8 @@ from kzoo.layers import FeedForward, MultiHeadAttention, independent_initializer
 from tests.harness import to_numpy
 
 pytestmark = pytest.mark.backend(
-    "tensorflow", reason="which seed each weight gets is Python-side; the models' test covers both RNG paths"
+    "tensorflow", reason="which seed each weight gets is decided in Python before any backend op, so it is the same "
+    "under JAX, where every layer test builds its weights through it"
 )
 
 

@@ -91,7 +91,8 @@ def test_tokenizer_share_and_token_equality_from_rows():
 
 
 @pytest.mark.slow
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", reason="the tool exports SavedModels and ONNX graphs, which need the TensorFlow "
+                                         "backend; its peers run in their own processes")
 def test_quick_run_times_every_peer_and_the_ceiling(tmp_path):
     # The encoder peers of the first version: the classifier, int8 SavedModel and GPT-2 peers would add about a
     # minute of exports and processes to CI; after changing them run `tools/bench_export.py --quick` and
