@@ -690,39 +690,46 @@ def _ratio(entry, name):
     return f"{value:.2f}x" if value is not None else "-"
 
 
+def _rows(summary, header, peer_width, row):
+    """`header`, a rule, then `row(entry, spread)` per `summarize` entry (an error row says why instead); `spread`
+    is how far apart the rounds' medians are, as a fraction of the median."""
+    lines = [header, "-" * len(header)]
+    for entry in summary:
+        if "error" in entry:
+            lines.append(f"{entry['peer']:{peer_width}s}  {entry['error']}")
+            continue
+        spread = (max(entry["round_medians_ms"]) - min(entry["round_medians_ms"])) / entry["median_ms"]
+        lines.append(row(entry, spread))
+    return "\n".join(lines)
+
+
 def _table(summary, reference, int8_reference=None):
     """The `summarize` entries as text: latency, requests/s and ratios per peer and batch (BERT)."""
     header = (f"{'peer':36s}{'batch':>6s}{'median ms':>11s}{'min ms':>9s}{'req/s':>9s}{'vs ' + reference:>22s}"
               f"{'vs ' + (int8_reference or ''):>22s}{'rounds':>7s}{'spread':>8s}{'load s':>8s}")
-    lines = [header, "-" * len(header)]
-    for entry in summary:
-        if "error" in entry:
-            lines.append(f"{entry['peer']:36s}  {entry['error']}")
-            continue
-        spread = (max(entry["round_medians_ms"]) - min(entry["round_medians_ms"])) / entry["median_ms"]
+
+    def row(entry, spread):
         int8 = _ratio(entry, int8_reference) if entry["peer"].endswith("int8") else ""
-        lines.append(f"{entry['peer']:36s}{entry['batch']:>6d}{entry['median_ms']:>11.1f}{entry['min_ms']:>9.1f}"
-                     f"{entry['requests_per_s']:>9.1f}{_ratio(entry, reference):>22s}{int8:>22s}"
-                     f"{entry['rounds']:>7d}{100 * spread:>7.0f}%{entry['load_s']:>8.1f}")
-    return "\n".join(lines)
+        return (f"{entry['peer']:36s}{entry['batch']:>6d}{entry['median_ms']:>11.1f}{entry['min_ms']:>9.1f}"
+                f"{entry['requests_per_s']:>9.1f}{_ratio(entry, reference):>22s}{int8:>22s}"
+                f"{entry['rounds']:>7d}{100 * spread:>7.0f}%{entry['load_s']:>8.1f}")
+
+    return _rows(summary, header, 36, row)
 
 
 def _generation_table(summary, reference, new_tokens):
     """The `summarize` entries of a GPT-2 run: ms/token, call and first-call time, tokens/s, ratio."""
     header = (f"{'peer':28s}{'batch':>6s}{'ms/token':>10s}{'call ms':>10s}{'first ms':>10s}{'tokens/s':>10s}"
               f"{'req/s':>8s}{'vs ' + reference:>24s}{'rounds':>7s}{'spread':>8s}{'load s':>8s}")
-    lines = [header, "-" * len(header)]
-    for entry in summary:
-        if "error" in entry:
-            lines.append(f"{entry['peer']:28s}  {entry['error']}")
-            continue
-        spread = (max(entry["round_medians_ms"]) - min(entry["round_medians_ms"])) / entry["median_ms"]
+
+    def row(entry, spread):
         tokens_per_s = entry["batch"] * new_tokens * 1000 / entry["median_ms"]
-        lines.append(f"{entry['peer']:28s}{entry['batch']:>6d}{entry['ms_per_token']:>10.2f}"
-                     f"{entry['median_ms']:>10.1f}{entry['first_call_ms']:>10.1f}{tokens_per_s:>10.1f}"
-                     f"{entry['requests_per_s']:>8.2f}{_ratio(entry, reference):>24s}{entry['rounds']:>7d}"
-                     f"{100 * spread:>7.0f}%{entry['load_s']:>8.1f}")
-    return "\n".join(lines)
+        return (f"{entry['peer']:28s}{entry['batch']:>6d}{entry['ms_per_token']:>10.2f}"
+                f"{entry['median_ms']:>10.1f}{entry['first_call_ms']:>10.1f}{tokens_per_s:>10.1f}"
+                f"{entry['requests_per_s']:>8.2f}{_ratio(entry, reference):>24s}{entry['rounds']:>7d}"
+                f"{100 * spread:>7.0f}%{entry['load_s']:>8.1f}")
+
+    return _rows(summary, header, 28, row)
 
 
 def tokenizer_shares(summary):
