@@ -803,7 +803,7 @@ def _parse(argv):
     parser.add_argument("--repeats", type=int, help="timed calls per process and batch (default BERT 20, GPT-2 5; "
                                                     "--quick 3 and 2)")
     parser.add_argument("--accuracy-run", help="a finished bert_classify run directory (int8 accuracy check)")
-    parser.add_argument("--workdir", help="where artifacts go (default: a temporary directory)")
+    parser.add_argument("--workdir", help="where artifacts go, created if missing (default: a temporary directory)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per process")
     parser.add_argument("--output", default="bench_export.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -855,6 +855,7 @@ def main(argv=None):
     if args.workdir is None:
         scratch = tempfile.TemporaryDirectory(prefix="kzoo-bench-export-")
         args.workdir = scratch.name
+    os.makedirs(args.workdir, exist_ok=True)
     load_start = _load_average()
     size = "tiny" if args.quick else ("base" if args.model == "bert" else "small")
     shape = (f"sequence {args.sequence_length}" if args.model == "bert"

@@ -184,6 +184,29 @@ def test_conversions_turn_off_tf2onnx_graph_backups_unless_the_user_chose(monkey
 
 
 @TF_ONLY
+def test_conversions_write_each_node_into_a_fresh_proto_and_restore_tf2onnx_after():
+    # tf2onnx's Node.update_proto deletes and re-adds a node's attributes after every optimizer; in one NodeProto
+    # (upb protobuf) each pass kept another copy of a constant's weights.
+    from tf2onnx.graph import Graph, Node
+
+    original = Node.update_proto
+    graph = Graph([], opset=onnx_export.DEFAULT_OPSET)
+    weights = np.arange(12, dtype=np.float32).reshape(3, 4)
+    node = graph.make_const("weights", weights)
+    node.update_proto()
+    expected = node.op.SerializeToString()
+    with onnx_convert._node_protos_rebuilt_on_update():
+        protos = []
+        for _ in range(3):
+            node.update_proto()
+            protos.append(node.op)
+            assert node.op.SerializeToString() == expected  # name, op type, outputs and the value, unchanged
+        assert len({id(proto) for proto in protos}) == 3
+    np.testing.assert_array_equal(numpy_helper.to_array(node.op.attribute[0].t), weights)
+    assert Node.update_proto is original
+
+
+@TF_ONLY
 def test_fully_padded_rows_stay_finite(bert_exports):
     model, directory = bert_exports["span_qa"]
     session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])

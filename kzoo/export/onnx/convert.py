@@ -158,6 +158,47 @@ def _optimizers_without_backups():
         os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
 
 
+def _without_attributes(node_proto):
+    """A new NodeProto with every field of `node_proto` but its attributes (in a protobuf arena of its own)."""
+    fresh = type(node_proto)()
+    for field, value in node_proto.ListFields():
+        if field.name == "attribute":
+            continue
+        if getattr(field, "is_repeated", False) or getattr(field, "label", None) == 3:  # 3: LABEL_REPEATED
+            getattr(fresh, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(fresh, field.name).CopyFrom(value)
+        else:
+            setattr(fresh, field.name, value)
+    return fresh
+
+
+@contextlib.contextmanager
+def _node_protos_rebuilt_on_update():
+    """tf2onnx rewrites each node's attributes into a new NodeProto, for the duration of one conversion.
+
+    After every one of its graph optimizers, tf2onnx's `Node.update_proto` deletes a node's attributes and copies
+    them in again, constants' weight tensors included. Under the upb protobuf runtime (protobuf >= 4, the default)
+    a deleted submessage's memory is only freed with its whole message, so each pass added one more copy of every
+    weight: converting a 2-layer GPT with GPT-2's 50,257-token embedding (214 MB of weights) peaked at 18.1 GB, and
+    GPT-2 small could not be exported on a 24 GB machine. Writing into a fresh NodeProto each time lets the old one
+    (and its copies) go. The patch is undone on exit; it relies on `Node._op`, the proto tf2onnx 1.17 keeps.
+    """
+    from tf2onnx.graph import Node
+
+    original = Node.update_proto
+
+    def update_proto(node, external_tensor_storage=None):
+        node._op = _without_attributes(node._op)
+        original(node, external_tensor_storage)
+
+    Node.update_proto = update_proto
+    try:
+        yield
+    finally:
+        Node.update_proto = original
+
+
 def _convert(graph, path, opset, metadata):
     """Traces `graph`, converts it with tf2onnx, checks and saves it at `path`. Returns the seconds spent."""
     import onnx
@@ -169,7 +210,7 @@ def _convert(graph, path, opset, metadata):
     tf2onnx_logger.addHandler(capture)
     started = time.perf_counter()
     try:
-        with _optimizers_without_backups():
+        with _optimizers_without_backups(), _node_protos_rebuilt_on_update():
             model_proto, _ = tf2onnx.convert.from_function(
                 function, input_signature=specs, opset=opset, custom_op_handlers=CUSTOM_OP_HANDLERS
             )
