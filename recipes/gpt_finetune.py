@@ -111,9 +111,14 @@ def read_documents(config, workdir):
 
 
 def held_out_loss(model, dataset):
-    """Mean of the per-batch held-out losses, computed as the training loop's evaluation does."""
+    """Mean of the per-batch held-out losses, computed as the training loop's evaluation does.
+
+    The forward pass is Keras' compiled `predict_on_batch` (one `jax.jit` / `tf.function` trace per batch shape) on
+    NumPy batches: under JAX an eager call compiles every op on its own (3.6 s against 0.7 s for the first batch of
+    gpt_test).
+    """
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    values = [float(loss(y, model(x, training=False), sample_weight=w)) for x, y, w in dataset]
+    values = [float(loss(y, model.predict_on_batch(x), sample_weight=w)) for x, y, w in dataset.as_numpy_iterator()]
     return sum(values) / len(values)
 
 

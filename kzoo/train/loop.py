@@ -352,6 +352,7 @@ class Trainer:
             "skipped_steps": list(self.skipped_steps),
             "first_loss": train[0]["train"]["loss"] if train else None,
             "last_loss": train[-1]["train"]["loss"] if train else None,
+            "loss_steps": [train[0]["step"], train[-1]["step"]] if train else None,  # where first/last were logged
             "eval": evaluation[-1]["eval"] if evaluation else {},
             "checkpoint": self.checkpoints.path(step) if self.checkpoints.latest_step() == step else None,
             "logdir": self.summaries.logdir,
