@@ -421,9 +421,11 @@ class MultiHeadAttention(keras.layers.Layer):
         return self._project_output(context), probabilities  # (b, s, d_out), (b, h, s, t)
 
     def _update_cache(self, cache, key_heads, value_heads, index):
-        key_heads = write_at(cache[:, 0], index, key_heads)
-        value_heads = write_at(cache[:, 1], index, value_heads)
-        return key_heads, value_heads, ops.stack([key_heads, value_heads], axis=1)
+        # Keys and values written in one update of the (b, 2, t_max, h_kv, k) cache, then read back as views:
+        # writing each half and stacking them again copied the whole cache once more per layer and step.
+        update = ops.stack([key_heads, value_heads], axis=1)  # (b, 2, s, h_kv, k)
+        cache = write_at(cache, index, update, axis=2)
+        return cache[:, 0], cache[:, 1], cache
 
     def _concat_past(self, query, query_heads, past_key_value):
         """Queries, keys and values `(b, s|t, h, k)` of the self-attention past path.
