@@ -1,8 +1,9 @@
 """Writing new entries into a fixed-size buffer along its time axis (KV caches, token buffers).
 
 `write_at(buffer, index, update)` places `update` `(b, s, ...)` into `buffer` `(b, t, ...)` at time positions
-`index .. index + s - 1` (`axis=` names another time axis, e.g. 2 for a `(b, 2, t, h, k)` KV cache). By default it is `keras.ops.slice_update`: an in-place dynamic-update-slice under XLA
-(`jax.jit`, `tf.function(jit_compile=True)`), the fastest form.
+`index .. index + s - 1` (`axis=` names another time axis, e.g. 2 for a `(b, 2, t, h, k)` KV cache). By default
+it is `keras.ops.slice_update`: an in-place dynamic-update-slice under XLA (`jax.jit`,
+`tf.function(jit_compile=True)`), the fastest form.
 
 Under TensorFlow that op is `XlaDynamicUpdateSlice`, which exists only where TensorFlow's XLA kernels are linked:
 a TF Serving binary started without XLA cannot run it and tf2onnx cannot convert it. Inside
