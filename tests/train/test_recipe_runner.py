@@ -163,3 +163,19 @@ def test_a_run_folder_reused_with_other_data_is_refused_and_nothing_is_destroyed
         code, error = _exit_code_and_error(capsys, recipe, [*base, "--train.steps=3"])
     assert code == 2 and f"none of the {len(steps)} checkpoints" in error
     assert sorted(os.listdir(output / "checkpoints")) == steps
+
+
+@pytest.mark.parametrize(("history", "expected"), [
+    ({"first_loss": 5.6709, "last_loss": 5.6709, "loss_steps": [6, 6]}, "; train loss 5.6709 at step 6\n"),
+    ({"first_loss": 6.25, "last_loss": 2.5, "loss_steps": [10, 40]},
+     "; train loss 6.2500 (step 10) -> 2.5000 (step 40)\n"),
+    ({"first_loss": None, "last_loss": None, "loss_steps": None}, "; no new steps\n"),
+])
+def test_the_run_summary_names_the_steps_its_losses_were_logged_at(history, expected, capsys):
+    """One logged step (log_every >= the steps run) prints one loss, not 'A -> A' as if nothing was learned."""
+    from kzoo.recipes import runner
+
+    result = {"steps": 6, "steps_this_run": 6, "wall_seconds": 1.0, "eval": {"loss": 5.0}, "checkpoint": "c",
+              "model": "m", "tokenizer_dir": "t", "logdir": "l", **history}
+    runner._report("gpt_finetune", result)
+    assert expected in capsys.readouterr().out
