@@ -299,10 +299,10 @@ def _report(name, result):
     evaluation = ", ".join(f"{key} {value:.4g}" for key, value in result["eval"].items()
                            if isinstance(value, float) and math.isfinite(value))
     first, last, steps = result.get("first_loss"), result.get("last_loss"), result.get("loss_steps")
-    if first is None or last is None:
+    if steps is None:  # set together with first_loss and last_loss (Trainer._result)
         losses = "no new steps"
-    elif not steps or steps[0] == steps[1]:  # one logged step (log_every >= the steps run)
-        losses = f"train loss {last:.4f}" + (f" at step {steps[1]}" if steps else "")
+    elif steps[0] == steps[1]:  # one logged step (log_every >= the steps run)
+        losses = f"train loss {last:.4f} at step {steps[1]}"
     else:
         losses = f"train loss {first:.4f} (step {steps[0]}) -> {last:.4f} (step {steps[1]})"
     print(f"kzoo train {name}: {result['steps']} steps ({result['steps_this_run']} this run) in "

@@ -158,11 +158,12 @@ def _optimizers_without_backups():
         os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
 
 
-def _without_attributes(node_proto):
-    """A new NodeProto with every field of `node_proto` but its attributes (in a protobuf arena of its own)."""
+def _without_rewritten_fields(node_proto):
+    """A new NodeProto (in a protobuf arena of its own) with the fields of `node_proto` that tf2onnx's
+    `Node.update_proto` does not write again: all but its inputs, outputs and attributes."""
     fresh = type(node_proto)()
     for field, value in node_proto.ListFields():
-        if field.name == "attribute":
+        if field.name in ("input", "output", "attribute"):
             continue
         if getattr(field, "is_repeated", False) or getattr(field, "label", None) == 3:  # 3: LABEL_REPEATED
             getattr(fresh, field.name).extend(value)
@@ -189,7 +190,7 @@ def _node_protos_rebuilt_on_update():
     original = Node.update_proto
 
     def update_proto(node, external_tensor_storage=None):
-        node._op = _without_attributes(node._op)
+        node._op = _without_rewritten_fields(node._op)
         original(node, external_tensor_storage)
 
     Node.update_proto = update_proto
