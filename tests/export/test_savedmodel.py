@@ -18,7 +18,8 @@ from kzoo.metrics.squad import best_span
 from kzoo.metrics.token_classification import bio_entities
 from tests.export import savedmodel_fixtures as fixtures
 
-pytestmark = pytest.mark.backend("tensorflow")
+pytestmark = pytest.mark.backend("tensorflow", reason="a SavedModel is a TensorFlow graph: export needs the "
+                                                      "TensorFlow backend")
 
 SEQUENCE_LENGTH = 24
 SETTINGS = ServingSettings(sequence_length=SEQUENCE_LENGTH, max_new_tokens=8)

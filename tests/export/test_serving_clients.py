@@ -15,7 +15,8 @@ from kzoo.export.serving import ServingSettings
 from tests.export import savedmodel_fixtures as fixtures
 from tests.export.predict_server import PredictServer
 
-pytestmark = pytest.mark.backend("tensorflow")
+pytestmark = pytest.mark.backend("tensorflow", reason="the clients talk to a server over a SavedModel export, "
+                                                      "which needs TensorFlow")
 
 TEXTS = ["the quick brown fox", "a lazy dog sleeps"]
 

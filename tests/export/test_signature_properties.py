@@ -30,7 +30,8 @@ from kzoo.export import savedmodel
 from kzoo.export.serving import ServingSettings
 from tests.export import savedmodel_fixtures as fixtures
 
-pytestmark = [pytest.mark.backend("tensorflow"), pytest.mark.slow]  # 1,000 examples per property
+pytestmark = [pytest.mark.backend("tensorflow", reason="the signatures are SavedModel functions, which need "
+                                                   "TensorFlow"), pytest.mark.slow]  # 1,000 examples per property
 
 PROPERTY = settings()  # the "kzoo" profile of tests/conftest.py: 1,000 examples, no deadline
 SEQUENCE_LENGTH = 24

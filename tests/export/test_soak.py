@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.backend("tensorflow")]
+pytestmark = [pytest.mark.slow, pytest.mark.backend("tensorflow", reason="it serves a SavedModel export, which "
+                                                                     "needs TensorFlow")]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, "tools", "soak_export.py")

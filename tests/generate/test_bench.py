@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(ROOT, "tools", "bench_generate.py")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.backend("tensorflow"),  # the benchmark measures the TensorFlow backend; one run is enough
+    pytest.mark.backend("tensorflow", reason="the benchmark measures the TensorFlow backend in its own processes"),
 ]
 
 

@@ -163,7 +163,7 @@ def test_input_forms_model_method_and_compile_cache(gpt):
         gpt.set_weights(saved)
 
 
-@pytest.mark.backend("tensorflow")  # jit_compile is TensorFlow's switch; JAX always compiles with XLA
+@pytest.mark.backend("tensorflow", reason="jit_compile is TensorFlow's switch; JAX always compiles with XLA")
 def test_xla_loop_matches_graph_loop(gpt):
     graph = generate(gpt, helpers.PROMPTS, max_new_tokens=NEW_TOKENS, strategy="beam", num_beams=2, **FAST)
     xla = generate(gpt, helpers.PROMPTS, max_new_tokens=NEW_TOKENS, strategy="beam", num_beams=2, jit_compile=True)

@@ -16,7 +16,8 @@ from kzoo.layers import MultiHeadAttention, set_fused_attention
 from kzoo.layers import attention as attention_module
 from tests.harness import randomize_weights, to_numpy
 
-pytestmark = pytest.mark.backend("jax")
+pytestmark = pytest.mark.backend("jax", reason="the fused path is jax.nn.dot_product_attention; TensorFlow runs "
+                                               "the explicit path that the attention tests cover")
 
 
 @pytest.fixture(autouse=True)

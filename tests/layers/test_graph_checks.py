@@ -21,7 +21,7 @@ def test_predict_on_a_too_long_sequence_names_max_sequence_length():
     assert "Truncate the input" in str(error.value)
 
 
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", reason="tf.debugging assertions exist only in TensorFlow graphs")
 def test_graph_assertion_catches_out_of_range_ids_in_predict():
     """Under TensorFlow the compiled graph asserts; a GPU gather would return zeros."""
     model = _position_model()
@@ -29,7 +29,7 @@ def test_graph_assertion_catches_out_of_range_ids_in_predict():
         model.predict(np.array([[1, 2, 12]], "int32"), verbose=0)
 
 
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", reason="tf.debugging assertions exist only in TensorFlow graphs")
 def test_graph_assertion_catches_dynamic_length():
     import tensorflow as tf
 

@@ -86,7 +86,7 @@ def test_best_span_errors():
         metrics.best_span(START, END, valid_mask=[True])
 
 
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", reason="NumPy post-processing of logits: no Keras backend op")
 def test_squad_predictions_pick_the_best_window():
     context = "Denver Broncos won"
     none = [-1, -1]
@@ -101,7 +101,8 @@ def test_squad_predictions_pick_the_best_window():
         metrics.squad_predictions(features, start[:1], end, [context])
 
 
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", reason="tf.data SQuAD features and NumPy post-processing: no Keras backend "
+                                         "op")
 def test_squad_predictions_recover_gold_answers_from_squad_features():
     from kzoo import data
     from tests.metrics.helpers import CharTokenizer

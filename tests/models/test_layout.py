@@ -20,7 +20,8 @@ import pytest
 from kzoo import models
 from kzoo.models.layout import ShapeCheckedModelParallel, check_variable_layout, layout_map
 
-pytestmark = pytest.mark.backend("jax")
+pytestmark = pytest.mark.backend("jax", reason="model parallelism is keras.distribution's LayoutMap, JAX only in "
+                                               "Keras 3")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # fp32: a split matmul sums its partial products in another order (measured: at most 1.1e-7 apart, so
 # logits near zero need the absolute term).

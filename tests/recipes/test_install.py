@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.backend("tensorflow"), pytest.mark.slow]
+pytestmark = [pytest.mark.backend("tensorflow", reason="pip installs the package into a fresh environment; the "
+                                                   "backend plays no part, so once is enough"), pytest.mark.slow]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = ["--model.preset=gpt_test", "--data.vocabulary_size=256", "--data.sequence_length=16",

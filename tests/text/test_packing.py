@@ -118,7 +118,7 @@ def test_a_row_without_room_for_the_special_tokens_is_refused():
 
 
 @pytest.mark.slow  # one export (~15 s on CPU)
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", reason="it reloads a SavedModel export, which needs TensorFlow")
 def test_exported_classify_pair_sees_the_training_rows(tokenizer, vocab_txt, tmp_path_factory):
     """The reloaded `classify_pair` answers as the model does on the training pipeline's rows.
 

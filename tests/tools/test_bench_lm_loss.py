@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.backend("tensorflow")  # once is enough: the tool runs its own JAX process
+@pytest.mark.backend("tensorflow", reason="the tool starts its own JAX process whatever the parent's backend")
 def test_quick_run_reports_memory_and_equal_losses(tmp_path):
     output = tmp_path / "loss.json"
     done = subprocess.run(

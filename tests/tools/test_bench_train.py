@@ -52,7 +52,7 @@ def _check_rows(report, models):
 
 
 @pytest.mark.slow
-@pytest.mark.backend("tensorflow")  # runs its own subprocesses (TensorFlow backend); once is enough
+@pytest.mark.backend("tensorflow", reason="the tool runs its own TensorFlow subprocesses")
 def test_quick_cpu_run_writes_the_table_and_json(tmp_path):
     report = _run_quick(tmp_path, "--models", "gpt")
     _check_rows(report, ["gpt"])
@@ -61,13 +61,13 @@ def test_quick_cpu_run_writes_the_table_and_json(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", reason="the tool runs its own TensorFlow subprocesses")
 def test_quick_cpu_run_bert_rows(tmp_path):
     _check_rows(_run_quick(tmp_path, "--models", "bert"), ["bert"])
 
 
 @pytest.mark.slow
-@pytest.mark.backend("tensorflow")  # once is enough: the workers run under JAX whatever the parent's backend
+@pytest.mark.backend("tensorflow", reason="the workers run under JAX whatever the parent's backend")
 def test_quick_jax_run_without_tensorflow_uses_the_gpu_mode_model(tmp_path):
     """The GPU mode's kzoo configuration on CPU: JAX, no TensorFlow importable, the token
     table padded (--vocabulary-multiple) for kzoo and the nanoGPT reference, the fused loss."""
@@ -146,7 +146,7 @@ def test_gpu_mode_fails_clearly_without_a_gpu(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", reason="the script starts its own processes for both peers")
 def test_alternated_ab_quick_run_reports_a_ratio_per_model(tmp_path):
     output = tmp_path / "ab.json"
     done = subprocess.run(
@@ -165,7 +165,7 @@ def test_alternated_ab_quick_run_reports_a_ratio_per_model(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.backend("tensorflow")  # once is enough: the script picks its backends itself
+@pytest.mark.backend("tensorflow", reason="the script picks its backends itself, in its own processes")
 def test_alternated_ab_under_jax_times_the_trainer_steps_and_reports_the_tensorflow_ratio(tmp_path):
     output = tmp_path / "ab.json"
     done = subprocess.run(

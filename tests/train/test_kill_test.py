@@ -24,7 +24,7 @@ from tools import kill_test  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.backend("tensorflow", "jax")  # the session's backend trains; kzoo trains under these two
+@pytest.mark.backend("tensorflow", "jax", reason="kzoo trains under these two backends only")
 def test_two_kills_resume_exactly_and_end_bit_identical(tmp_path):
     lines = []
     backend = keras.backend.backend()

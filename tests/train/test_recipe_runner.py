@@ -16,7 +16,8 @@ TINY = ["--model.preset=gpt_test", "--data.vocabulary_size=256", "--data.sequenc
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.backend("jax")
+@pytest.mark.backend("jax", reason="it trains under JAX, then exports in a TensorFlow process; the TensorFlow "
+                            "run trains and exports in the other recipe tests")
 @pytest.mark.slow
 def test_a_model_trained_under_jax_exports_under_tensorflow_with_verified_parity(tmp_path):
     output = str(tmp_path / "run")

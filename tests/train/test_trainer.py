@@ -23,8 +23,9 @@ import tensorflow as tf
 from kzoo.train import TrainConfig, Trainer, TrainingDiverged, build_optimizer, resolve_strategy
 from kzoo.train.strategy import resolve
 
-tensorflow_only = pytest.mark.backend("tensorflow")  # tf.distribute's strategies and errors
-jax_only = pytest.mark.backend("jax")
+tensorflow_only = pytest.mark.backend("tensorflow", reason="tf.distribute's strategies and their errors")
+jax_only = pytest.mark.backend("jax", reason="keras.distribution and JAX processes; TensorFlow runs "
+                                              "tf.distribute's counterparts")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

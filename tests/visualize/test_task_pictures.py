@@ -202,10 +202,10 @@ def test_qa_examples_show_question_answers_and_scores():
     assert "not shown" not in text
 
 
-@pytest.mark.backend("tensorflow")
 # --- generation --------------------------------------------------------------------------------
 
 
+@pytest.mark.backend("tensorflow", reason="HTML from a dict of settings: no backend op, so once is enough")
 def test_generation_settings_line():
     html = html_of(tasks.generation_settings({"strategy": "top_k", "max_new_tokens": 24, "top_k": 5}))
     assert visible(html) == "Decoding: strategy top_k · max_new_tokens 24 · top_k 5"
