@@ -6,6 +6,7 @@ import pytest
 
 from kzoo import models, saving
 from kzoo.models import lora
+from kzoo.models.quantization import quantize_model
 from tests.harness import to_numpy
 
 VOCABULARY = 61
@@ -38,7 +39,11 @@ def test_fresh_adapters_keep_the_base_outputs_and_only_they_train(family):
     inputs = _inputs(family)
     before = to_numpy(model(inputs))
     layers = model.backbone.enable_lora(4, alpha=8, targets=("query", "value", "up"))
-    np.testing.assert_array_equal(to_numpy(model(inputs)), before)  # B starts at zero: exactly the base model
+    # B starts at zero, so the adapted model computes the base model. Not bit for bit: an adapted projection runs
+    # Keras' own einsum and the base kzoo's 2-D matmul form (`kzoo.layers.attention.project`), whose float32
+    # rounding differs by an ulp on some CPUs (seen on an AMD EPYC).
+    assert all(not to_numpy(v).any() for v in model.weights if v.path.endswith("lora_kernel_b"))
+    np.testing.assert_allclose(to_numpy(model(inputs)), before, rtol=1e-5, atol=1e-6)
     names = [layer.name for layer in layers]
     attention_layers = {"gpt": 2, "bert": 2, "seq2seq": 6}[family]  # seq2seq decoders: self and cross attention
     blocks = {"gpt": 2, "bert": 2, "seq2seq": 4}[family]
@@ -111,15 +116,12 @@ def test_gpt2_small_rank_8_trains_keras_adapter_shapes():
 
 @pytest.mark.parametrize("family", ["gpt", "bert", "seq2seq"])
 def test_int8_quantization_reaches_every_projection(family):
-    """Keras' `quantize("int8")` (per-channel int8 kernels) on every kzoo projection, close to the float model."""
-    import warnings
-
+    """Keras' `quantize("int8")` (per-channel int8 kernels, through `quantize_model`) on every kzoo projection,
+    close to the float model."""
     model = _model(family)
     inputs = _inputs(family)
     before = to_numpy(model(inputs))
-    with warnings.catch_warnings():  # Keras warns for each leaf layer it does not quantize (norms, embeddings)
-        warnings.simplefilter("ignore")
-        model.quantize("int8")
+    quantize_model(model, "int8")
     projections = [layer for layer in model._flatten_layers()
                    if layer.name in ("query", "key", "value", "output", "up", "down")]
     assert projections and all(layer.quantization_mode == "int8" for layer in projections)
