@@ -14,13 +14,11 @@ def _as_text_dataset(texts):
 def pack_token_stream(token_ids, sequence_length):
     """Packs a dataset of 1-D id tensors into windows of `sequence_length + 1`.
 
-    The documents are concatenated into one stream and cut into windows that overlap
-    by one token (window `i` is `stream[i*L : i*L + L + 1]`), so every token is
-    predicted exactly once; the incomplete tail is dropped.
+    The elements (documents, or chunks of several) are concatenated into one stream and cut into windows that
+    overlap by one token (window `i` is `stream[i*L : i*L + L + 1]`), so every token is predicted exactly once;
+    the incomplete tail is dropped.
     """
-    stream = token_ids.unbatch()
-    windows = stream.window(sequence_length + 1, shift=sequence_length, drop_remainder=True)
-    return windows.flat_map(lambda window: window.batch(sequence_length + 1))
+    return _common.cut_windows(token_ids, sequence_length + 1, sequence_length)
 
 
 def causal_lm_dataset(
@@ -55,10 +53,7 @@ def causal_lm_dataset(
     documents = _common.shard_source(_as_text_dataset(texts), input_context)
     start_ids = tuple(start_ids)
     _common.check_special_ids(**{f"start_ids[{i}]": value for i, value in enumerate(start_ids)})
-    start = tf.constant([int(i) for i in start_ids], tf.int32, shape=[len(start_ids)])
-    eos = tf.constant([eos_id], tf.int32)
-    token_ids = documents.map(lambda text: tf.concat([start, _common.tokenize_one(tokenizer, text), eos], 0))
-    windows = pack_token_stream(token_ids, sequence_length)
+    windows = pack_token_stream(_common.token_stream(documents, tokenizer, start_ids, [eos_id]), sequence_length)
     windows = _common.shuffle_source(windows, shuffle, seed, shuffle_buffer)
 
     def to_example(window):

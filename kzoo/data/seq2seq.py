@@ -165,9 +165,8 @@ def span_corruption_dataset(
     texts = texts if isinstance(texts, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(
         tf.constant(list(texts), tf.string))
     texts = _common.shard_source(texts, input_context)
-    eos = tf.constant([eos_id], tf.int32)
-    token_ids = texts.map(lambda text: tf.concat([_common.tokenize_one(tokenizer, text), eos], 0))
-    chunks = token_ids.unbatch().batch(raw_length, drop_remainder=True).enumerate()
+    stream = _common.token_stream(texts, tokenizer, end_ids=[eos_id])
+    chunks = _common.cut_windows(stream, raw_length, raw_length).enumerate()
     chunks = _common.shuffle_source(chunks, shuffle, seed, shuffle_buffer)
 
     def to_example(index, chunk):

@@ -12,7 +12,7 @@ def _texts():
 
 def test_packing_preserves_the_concatenation_exactly():
     tokenizer = WhitespaceTokenizer()
-    texts = _texts()
+    texts = [" ".join(document) for document in corpus(num_documents=150, sentences=1)]  # 3 calls of 64
     stream = []
     for ids in tokenizer.tokenize(tf.constant(texts)).to_list():
         stream += ids + [EOS]
@@ -30,6 +30,21 @@ def test_packing_preserves_the_concatenation_exactly():
     assert num == ((len(stream) - 1) // length) // 4 * 4
     np.testing.assert_array_equal(inputs.reshape(-1), stream[: num * length])
     np.testing.assert_array_equal(targets.reshape(-1), stream[1 : num * length + 1])
+
+
+@pytest.mark.parametrize("length", [1, 3, 8])
+def test_pack_token_stream_cuts_the_concatenation_across_element_boundaries(length):
+    """Elements of any size (empty, shorter than a window, many windows long) give the windows of their
+    concatenation: window i is stream[i*L : i*L + L + 1], the incomplete tail dropped."""
+    sizes = [0, 1, 2, 5, 0, 17, 3, 1, 30, 0, 8, 9, 2]
+    stream = np.arange(sum(sizes), dtype=np.int32) + 100
+    pieces = np.split(stream, np.cumsum(sizes)[:-1])
+    elements = tf.data.Dataset.from_generator(lambda: iter(pieces), output_signature=tf.TensorSpec([None], tf.int32))
+    windows = [window.numpy() for window in data.pack_token_stream(elements, length)]
+    count = (len(stream) - 1) // length
+    assert len(windows) == count
+    for i, window in enumerate(windows):
+        np.testing.assert_array_equal(window, stream[i * length: i * length + length + 1])
 
 
 def test_start_ids_go_before_every_document():
