@@ -3,11 +3,11 @@
 Four sections, each choosable (`--sections`), on BERT-base (`bert_base`, a 2-class `BertClassifier`) and GPT-2
 small (`gpt2_small`, `GPTCausalLM`) with random weights (sizes and latency do not depend on the values):
 
-1. `size`: per precision (fp32, Keras `model.quantize("int8")`, `model.quantize("int4")`) the `.keras` file size,
-   the exact bytes of the model's variables, and the peak resident memory (VmHWM) of a FRESH process that loads the
-   `.keras` file with `kzoo.saving.load_model` and runs one forward pass (batch 1, `--sequence-length` tokens);
-   its RSS right after importing kzoo/Keras/TensorFlow is given too (the frameworks' own share). A file that does
-   not save or load is reported in its row, not worked around.
+1. `size`: per precision (fp32, Keras `model.quantize("int8")`, `model.quantize("int4")`, both through kzoo's
+   `quantize_model`) the `.keras` file size, the exact bytes of the model's variables, and the peak resident memory
+   (VmHWM) of a FRESH process that loads the `.keras` file with `kzoo.saving.load_model` and runs one forward pass
+   (batch 1, `--sequence-length` tokens); its RSS right after importing kzoo/Keras/TensorFlow is given too (the
+   frameworks' own share). A file that does not save or load is reported in its row, not worked around.
 2. `latency`: batch 1, `--sequence-length` (128) tokens. BERT: one forward pass. GPT-2: greedy decoding of
    `--new-tokens` (32) after a `--sequence-length`-token prompt: ms per generated token over the whole call, the
    decode-only ms/token `(t(N) - t(1)) / (N - 1)` and the prefill (`t(1)`). Variants: Keras fp32/int8
@@ -59,6 +59,14 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools.bench.timing import alternate, spread  # noqa: E402  (after ROOT is importable)
+
+
+def quantize_model(model, mode):
+    """kzoo's `quantize_model` (Keras' `model.quantize(mode)` on every projection), imported when first used."""
+    from kzoo.models.quantization import quantize_model as quantize
+
+    return quantize(model, mode)
+
 
 SECTIONS = ("size", "latency", "accuracy", "lora")
 MODES = ("fp32", "int8", "int4")
@@ -207,7 +215,7 @@ def prepare(args):
         step = "quantize"
         try:
             if mode != "fp32":
-                model.quantize(mode)
+                quantize_model(model, mode)
             sizes[mode] = _variable_bytes(model.weights)
             _emit({"artifact": f"weights_{mode}", "bytes": sizes[mode], "parameters": model.count_params()})
             step = "save"
@@ -357,7 +365,7 @@ def _variant_calls(args, artifacts, inputs):
             if runtime == "keras":
                 model = build_task(args.model, args.preset, args.sequence_length)
                 if mode != "fp32":
-                    model.quantize(mode)
+                    quantize_model(model, mode)
                 calls[variant] = _keras_calls(args.model, model, inputs, args.new_tokens)
             elif runtime == "savedmodel":
                 artifact = artifacts.get(f"savedmodel_{mode}", {"error": "not exported"})
@@ -457,7 +465,7 @@ def accuracy(args):
             row = {"mode": mode, "run": args.classify_run}
             try:
                 if mode != "fp32":
-                    model.quantize(mode)
+                    quantize_model(model, mode)
                 scores = score(model, {})
                 predictions = np.asarray(model.predict(parts.eval_dataset, verbose=0)).argmax(-1)
             except Exception as error:

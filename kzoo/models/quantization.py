@@ -9,6 +9,8 @@ file's declared sizes before building anything, so `quantization_adjustment` / `
 a quantized layer really stores.
 """
 
+import contextlib
+import gc
 import math
 import warnings
 
@@ -79,10 +81,29 @@ def quantize_model(model, mode, block_size=None):
         from keras.quantizers import Int4QuantizationConfig
 
         config = Int4QuantizationConfig(block_size=block_size)
-    with warnings.catch_warnings():  # Keras warns once per layer it leaves alone (norms, embeddings, dropout)
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(), collections_of_new_objects_only():
+        warnings.simplefilter("ignore")  # Keras warns once per layer it leaves alone (norms, embeddings, dropout)
         model.quantize(mode, config=config)
     return model
+
+
+@contextlib.contextmanager
+def collections_of_new_objects_only():
+    """Within the block, garbage collections skip the objects that were alive when it started; one full collection
+    runs at its end.
+
+    Keras runs a full `gc.collect()` each time quantization replaces a float kernel (so that device buffers are
+    released sooner). With the ~450,000 objects a process holds once TensorFlow and a model are loaded, each pass
+    took 0.2-0.3 s: quantizing BERT-base to int8 took 17-21 s, and 1.1-1.3 s inside this block (2 vCPUs, under
+    load). `gc.freeze()` moves the objects alive now out of those passes. The replaced kernels are still freed as
+    they go, by reference counting: the peak RSS of that quantization was the same with and without the block.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.collect()
 
 
 def quantization_adjustment(owner, dtype, projection_shape):

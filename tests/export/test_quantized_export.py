@@ -15,6 +15,7 @@ import tensorflow as tf
 from kzoo import cli
 from kzoo.export import savedmodel, verify
 from kzoo.export.serving import ServingSettings
+from kzoo.models.quantization import quantize_model
 from tests.export import savedmodel_fixtures as fixtures
 
 pytestmark = pytest.mark.backend("tensorflow", reason="SavedModel and ONNX exports trace TensorFlow graphs")
@@ -110,7 +111,7 @@ def test_a_float8_model_is_refused_by_the_onnx_export_in_one_line(tmp_path):
     from kzoo.export.onnx.convert import OnnxExportError
 
     model = fixtures.build("classifier", 60)
-    model.quantize("float8")
+    quantize_model(model, "float8")
     with pytest.raises(OnnxExportError, match="float8-quantized model cannot be exported to ONNX") as refused:
         export_onnx(model, tmp_path / "onnx")
     assert "--int8" in str(refused.value) and "\n" not in str(refused.value)

@@ -13,7 +13,7 @@ import pytest
 
 from kzoo import cli, models, saving
 from kzoo.models.backbone import count_serialized_parameters
-from kzoo.models.quantization import quantized_values
+from kzoo.models.quantization import collections_of_new_objects_only, quantize_model, quantized_values
 from kzoo.saving import ModelFileError
 from tests.generate.helpers import tiny_gpt, tiny_seq2seq
 from tests.harness import to_numpy
@@ -55,8 +55,9 @@ MODELS = {
 
 
 def quantize(model, mode, config=None):
-    with warnings.catch_warnings():  # Keras warns for each leaf layer it does not quantize (norms, embeddings)
-        warnings.simplefilter("ignore")
+    """Keras' `quantize` itself (with any `config`), collecting garbage as `kzoo.models.quantization` does."""
+    with warnings.catch_warnings(), collections_of_new_objects_only():
+        warnings.simplefilter("ignore")  # Keras warns for each leaf layer it does not quantize (norms, embeddings)
         model.quantize(mode, config=config)
     return model
 
@@ -163,6 +164,22 @@ def test_quantized_values_counts_what_keras_stores():
         quantize(dense, mode, config)
         stored = sum(int(np.prod(variable.shape)) for variable in dense.weights)
         assert quantized_values(dense.dtype_policy, 10, 7) == stored, (mode, config)
+
+
+def test_quantizing_leaves_the_garbage_collector_as_it_found_it():
+    """`quantize_model` freezes the objects alive before it (Keras collects garbage per replaced kernel) and
+    unfreezes them after, also when quantization fails."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    model, _ = _quantized("gpt", "int8")
+    assert gc.get_freeze_count() == frozen
+    with pytest.raises(ValueError, match="already quantized"):
+        quantize_model(model, "int8")
+    with pytest.raises(RuntimeError, match="inside"), collections_of_new_objects_only():
+        assert gc.get_freeze_count() > frozen
+        raise RuntimeError("inside")
+    assert gc.get_freeze_count() == frozen
 
 
 # --- edited quantized files are still refused --------------------------------------------------------------
