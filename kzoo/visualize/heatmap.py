@@ -92,20 +92,19 @@ def _ordinal(number):
 
 def layer_png(attention_map, **options):
     """`layer_figure` as PNG bytes."""
-    return to_png(_drawn(attention_map, options))
+    return _rendered(attention_map, options, to_png)
 
 
 def layer_pixels(attention_map, **options):
     """`layer_figure` as a uint8 `(height, width, 3)` array (a TensorBoard image)."""
-    return to_pixels(_drawn(attention_map, options))
+    return _rendered(attention_map, options, to_pixels)
 
 
-def _drawn(attention_map, options):
+def _rendered(attention_map, options, render):
+    """`render(layer_figure(...))`, the figure drawn once, inside the warnings filter."""
     with warnings.catch_warnings():  # a token whose glyph the font lacks is drawn as a box: not worth a warning
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        figure = layer_figure(attention_map, **options)
-        figure.canvas.draw()
-    return figure
+        return render(layer_figure(attention_map, **options))
 
 
 def _colour_map():
@@ -121,12 +120,25 @@ def _masked_patch():
 
 
 def _hatch_masked(axes, allowed):
-    """Hatches the masked cells (a second cue besides the colour, for print and colour-blind readers)."""
-    from matplotlib.colors import ListedColormap
+    """Hatches the masked cells (a second cue besides the colour, for print and colour-blind readers).
 
-    hatch = np.ma.masked_array(np.zeros(allowed.shape), mask=allowed)
-    axes.pcolor(np.arange(allowed.shape[1] + 1) - 0.5, np.arange(allowed.shape[0] + 1) - 0.5, hatch,
-                cmap=ListedColormap(["none"]), hatch="///", edgecolor="#8c8c8c", linewidth=0.0, shading="flat")
+    One compound path of the masked cells, a rectangle per run of masked cells in a row, hatched as one patch: a
+    causal map has one run per row, so drawing costs O(queries), where hatching each cell cost O(queries * keys)
+    (a 12-head 64 x 64 layer took 19 s to draw that way).
+    """
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path
+
+    vertices, codes = [], []
+    for row, masked in enumerate(~allowed):
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], masked, [False]]).astype(np.int8)))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            left, right, top, bottom = start - 0.5, stop - 0.5, row - 0.5, row + 0.5
+            vertices += [(left, top), (right, top), (right, bottom), (left, bottom), (left, top)]
+            codes += [Path.MOVETO, Path.LINETO, Path.LINETO, Path.LINETO, Path.CLOSEPOLY]
+    if vertices:
+        axes.add_patch(PathPatch(Path(vertices, codes), facecolor="none", edgecolor="#8c8c8c", hatch="///",
+                                 linewidth=0.0))
     axes.set_xlim(-0.5, allowed.shape[1] - 0.5)
     axes.set_ylim(allowed.shape[0] - 0.5, -0.5)
 
