@@ -27,21 +27,6 @@ FIXTURES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_state():
-    """Overrides the conftest fixture of the same name with a cheaper one.
-
-    Same reset, but `clear_session(free_memory=False)`: the default runs
-    `gc.collect()`, which takes ~0.4 s per test once torch and transformers are
-    loaded, and these tests create almost no Keras objects.
-    """
-    keras.config.set_dtype_policy("float32")
-    keras.utils.set_random_seed(1234)
-    yield
-    keras.config.set_dtype_policy("float32")
-    keras.backend.clear_session(free_memory=False)
-
-
 @pytest.fixture(scope="module")
 def hf_models(tmp_path_factory):
     """All fixture checkpoints, built once: name -> (directory, torch model)."""

@@ -12,9 +12,10 @@ The contract pinned here is the one `kzoo/text/base.py` documents:
 Speed: tokenizer ops on ragged tensors cost 10-50 ms per eager call (WordPiece's lower-casing and regex split) but
 1-2 ms inside a `tf.function`, so most properties run the documented graph path (`tf.function` with a
 `TensorSpec([None], tf.string)` input, as the SavedModel export does) and one property runs the eager Python API.
-Each property runs 1,000 examples (100 under JAX), except the eager API's (200; 20 under JAX) and the
-100,000-character texts (8). The whole module is marked slow (CI runs it; `-m "not slow"` leaves it out of the
-quick tier).
+Each property runs 1,000 examples, except the eager API's (200) and the 100,000-character texts (8). The
+graph-path properties run under the TensorFlow backend only (the graph is TensorFlow's under every backend); under
+JAX the API properties run a tenth of their examples. The whole module is marked slow (CI runs it; `-m "not slow"`
+leaves it out of the quick tier).
 """
 
 import time
@@ -34,11 +35,14 @@ pytestmark = pytest.mark.slow  # 1,000 examples per property: CI runs them, the 
 # Function-scoped fixtures are fine here: the tokenizers are session fixtures and the graph cache below is meant to
 # live for one test (all of its examples), not one example.
 # The "kzoo" profile of tests/conftest.py (1,000 examples, no deadline) under TensorFlow. The tokenizers are
-# TensorFlow graphs under every Keras backend, so the JAX run repeats the same ops; it keeps a tenth of the
-# examples for what differs there (the eager API hands back JAX arrays).
+# TensorFlow ops under every Keras backend, so the JAX run keeps a tenth of the examples of the API properties, for
+# what differs there (the eager API hands back JAX arrays).
 PROPERTY = settings() if keras.backend.backend() == "tensorflow" else settings(
     max_examples=max(1, settings().max_examples // 10))
 HUGE = settings(PROPERTY, max_examples=8)
+# The graph properties run the tokenizers' tf.function path, the same TensorFlow ops under every backend: the JAX run
+# leaves them to the TensorFlow run and keeps the eager API's properties (what it hands back differs there).
+GRAPH_PATH = pytest.mark.backend("tensorflow", reason="the tokenizer graph is TensorFlow's under every backend")
 # The eager API's property is about its input forms (str, bytes, lists, NumPy, tensors, scalars), a small space that
 # a fifth of the examples covers; its graph half is what the 1,000-example properties above test.
 EAGER = settings(PROPERTY, max_examples=max(1, PROPERTY.max_examples // 5))
@@ -223,6 +227,7 @@ def _run_graph(name, tokenizer, strings, offset):
 
 # --- properties ---------------------------------------------------------------------------------------------------
 
+@GRAPH_PATH
 @PROPERTY
 @given(texts=st.lists(unicode_text(), max_size=6), offset=st.sampled_from([1, 6, 38]))
 def test_any_unicode_batch_encodes_in_range_at_the_configured_length(config, texts, offset):
@@ -234,6 +239,7 @@ def test_any_unicode_batch_encodes_in_range_at_the_configured_length(config, tex
     np.testing.assert_array_equal(ids[len(data):], ids[: len(data)][::-1])
 
 
+@GRAPH_PATH
 @PROPERTY
 @given(data=st.lists(utf8_bytes(), max_size=6), offset=st.sampled_from([1, 6, 38]))
 def test_any_bytes_are_encoded_as_their_replacement_decoded_text(config, data, offset):
@@ -311,6 +317,7 @@ def test_detokenize_takes_any_ids_in_the_vocabulary(config, data, kind):
     assert text.dtype == tf.string and tuple(text.shape) == expected_shape
 
 
+@GRAPH_PATH
 @PROPERTY
 @given(texts=st.lists(st.one_of(unicode_text(), utf8_bytes()), max_size=6))
 def test_byte_level_bpe_round_trips_any_text(gpt2, texts):
@@ -322,6 +329,7 @@ def test_byte_level_bpe_round_trips_any_text(gpt2, texts):
     assert gpt2.detokenize(tokens).numpy().tolist() == expected
 
 
+@GRAPH_PATH
 @HUGE
 @given(chunk=unicode_text(max_size=12).filter(bool), separator=st.sampled_from(["", " ", "\n"]))
 def test_hundred_thousand_character_texts_encode_in_range(config, chunk, separator):
@@ -331,6 +339,7 @@ def test_hundred_thousand_character_texts_encode_in_range(config, chunk, separat
     _run_graph(name, tokenizer, strings, 62)
 
 
+@GRAPH_PATH
 def test_bpe_tokenizes_one_long_word_in_bounded_time(gpt2):
     """keras-hub's BPE does one merge per tf.while_loop step over the whole word (O(n^2): "a" * 8,000 took 21 s,
     * 100,000 did not finish in 10 minutes); kzoo merges pieces of MAX_WORD_BYTES bytes, so the cost is linear."""

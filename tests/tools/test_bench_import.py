@@ -5,7 +5,6 @@ import math
 import os
 import sys
 
-import keras
 import ml_dtypes
 import numpy as np
 import pytest
@@ -16,17 +15,6 @@ if ROOT not in sys.path:
 
 from kzoo.convert import read_hf_checkpoint  # noqa: E402
 from tools import bench_import, make_random_checkpoint  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_state():
-    """The conftest reset without its `gc.collect()` (~1.4 s a test once torch is loaded); these tests build
-    at most one tiny model."""
-    keras.config.set_dtype_policy("float32")
-    keras.utils.set_random_seed(1234)
-    yield
-    keras.config.set_dtype_policy("float32")
-    keras.backend.clear_session(free_memory=False)
 
 
 @pytest.mark.backend("tensorflow", reason="file writing only: no Keras computation")
