@@ -39,6 +39,8 @@ def test_translate_smoke(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.backend("tensorflow", reason="summarization differs from translation in its data and ROUGE, which do "
+                     "not depend on the backend; the JAX run trains and decodes seq2seq in test_translate_smoke")
 def test_summarize_smoke(tmp_path):
     result = run(seq2seq_summarize.main, tmp_path / "out", "--model.preset=t5_test", "--data.vocabulary_size=64",
                  "--data.encoder_sequence_length=48", "--data.decoder_sequence_length=12", "--data.decode_examples=8")
@@ -86,6 +88,8 @@ FINETUNE = ["--data.sequence_length=16", "--data.prompt_words=3", "--data.sample
 
 
 @pytest.mark.slow
+@pytest.mark.backend("tensorflow", reason="reading a keras-hub preset does not depend on the backend; the JAX run "
+                     "fine-tunes from a Hugging Face directory and a kzoo file below")
 def test_finetune_from_keras_hub_preset(tmp_path):
     checkpoint = _tiny_keras_hub_gpt2(tmp_path / "preset")
     result = run(gpt_finetune.main, tmp_path / "out", f"--model.checkpoint={checkpoint}", *FINETUNE)

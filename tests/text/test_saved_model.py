@@ -26,6 +26,7 @@ print(json.dumps(outputs))
 
 
 @pytest.mark.slow
+@pytest.mark.backend("tensorflow", reason="a tf.Module of TensorFlow graphs, the same under every Keras backend")
 def test_saved_model_round_trip_in_a_fresh_process(bert_uncased, gpt2, t5, tmp_path):
     module = tf.Module()
     tokenizers = {"bert": bert_uncased, "gpt2": gpt2, "t5": t5}

@@ -12,10 +12,10 @@ The contract pinned here is the one `kzoo/text/base.py` documents:
 Speed: tokenizer ops on ragged tensors cost 10-50 ms per eager call (WordPiece's lower-casing and regex split) but
 1-2 ms inside a `tf.function`, so most properties run the documented graph path (`tf.function` with a
 `TensorSpec([None], tf.string)` input, as the SavedModel export does) and one property runs the eager Python API.
-Each property runs 1,000 examples, except the eager API's (200) and the 100,000-character texts (8). The
-graph-path properties run under the TensorFlow backend only (the graph is TensorFlow's under every backend); under
-JAX the API properties run a tenth of their examples. The whole module is marked slow (CI runs it; `-m "not slow"`
-leaves it out of the quick tier).
+Each property runs the profile's examples (300 in CI), the eager API's a third of them, the 100,000-character
+texts 8. The graph-path properties run under the TensorFlow backend only (the graph is TensorFlow's under every
+backend); under JAX the API properties run a tenth of their examples. The whole module is marked slow (CI runs it;
+`-m "not slow"` leaves it out of the quick tier).
 """
 
 import time
@@ -30,11 +30,11 @@ from hypothesis.extra import numpy as hnp
 
 from tests.text.sentences import sentences
 
-pytestmark = pytest.mark.slow  # 1,000 examples per property: CI runs them, the quick tier does not
+pytestmark = pytest.mark.slow  # hundreds of examples per property: CI runs them, the quick tier does not
 
 # Function-scoped fixtures are fine here: the tokenizers are session fixtures and the graph cache below is meant to
 # live for one test (all of its examples), not one example.
-# The "kzoo" profile of tests/conftest.py (1,000 examples, no deadline) under TensorFlow. The tokenizers are
+# The profile of tests/conftest.py (300 examples in CI, no deadline) under TensorFlow. The tokenizers are
 # TensorFlow ops under every Keras backend, so the JAX run keeps a tenth of the examples of the API properties, for
 # what differs there (the eager API hands back JAX arrays).
 PROPERTY = settings() if keras.backend.backend() == "tensorflow" else settings(
@@ -44,8 +44,8 @@ HUGE = settings(PROPERTY, max_examples=8)
 # leaves them to the TensorFlow run and keeps the eager API's properties (what it hands back differs there).
 GRAPH_PATH = pytest.mark.backend("tensorflow", reason="the tokenizer graph is TensorFlow's under every backend")
 # The eager API's property is about its input forms (str, bytes, lists, NumPy, tensors, scalars), a small space that
-# a fifth of the examples covers; its graph half is what the 1,000-example properties above test.
-EAGER = settings(PROPERTY, max_examples=max(1, PROPERTY.max_examples // 5))
+# a third of the examples covers; its graph half is what the graph-path properties below test.
+EAGER = settings(PROPERTY, max_examples=max(1, PROPERTY.max_examples // 3))
 HUGE_LENGTH = 100_000
 
 # config -> (special kinds encode puts before the text, after it)
@@ -251,7 +251,7 @@ def test_any_bytes_are_encoded_as_their_replacement_decoded_text(config, data, o
     np.testing.assert_array_equal(ids[: len(data)], ids[len(data):])
 
 
-# Eager ragged ops cost 10-50 ms per call: 65-85 s for 1,000 examples of WordPiece and BPE (20 s for T5) on 2 vCPUs.
+# Eager ragged ops cost 10-50 ms per call: 7-9 s per 100 examples of WordPiece and BPE (2 s for T5) on 2 vCPUs.
 @pytest.mark.parametrize("config", ["bert_uncased", "gpt2_framed", "t5"], indirect=True)
 @EAGER
 @given(value=python_text(), offset=st.sampled_from([1, 6]))

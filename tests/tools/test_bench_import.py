@@ -54,7 +54,10 @@ def test_kzoo_load_measures_build_reads_and_memory(tmp_path):
     assert model.count_params() == result["parameters"] == 13_560
     assert result["tensors_read"] >= 21  # every stored tensor; a converter may peek at some first
     assert 0 < result["build_s"] < result["load_s"] and 0 < result["read_s"] < result["load_s"]
-    assert 0 < result["baseline_gb"] <= result["build_peak_gb"] <= result["load_peak_gb"]
+    # The baseline is VmRSS and the peaks are getrusage's max RSS: two kernel counters that can differ by a fraction
+    # of a MB when the process starts at its high-water mark (0.26 MB seen in a long-lived pytest worker).
+    assert 0 < result["baseline_gb"] <= result["build_peak_gb"] + 0.01
+    assert result["build_peak_gb"] <= result["load_peak_gb"]
 
 
 @pytest.mark.backend("tensorflow", reason="arithmetic on result rows only")

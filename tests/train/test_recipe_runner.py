@@ -119,6 +119,8 @@ def _exit_code_and_error(capsys, recipe, argv):
 
 
 @pytest.mark.slow
+@pytest.mark.backend("tensorflow", reason="the run folder's checks are the runner's under every backend; the JAX "
+                     "run resumes in test_kill_test.py and test_trainer.py")
 def test_a_run_folder_reused_with_other_data_is_refused_and_nothing_is_destroyed(tmp_path, capsys):
     import shutil
 
