@@ -40,9 +40,8 @@ pytestmark = pytest.mark.slow  # hundreds of examples per property: CI runs them
 PROPERTY = settings() if keras.backend.backend() == "tensorflow" else settings(
     max_examples=max(1, settings().max_examples // 10))
 HUGE = settings(PROPERTY, max_examples=8)
-# The graph properties run the tokenizers' tf.function path, the same TensorFlow ops under every backend: the JAX run
-# leaves them to the TensorFlow run and keeps the eager API's properties (what it hands back differs there).
-GRAPH_PATH = pytest.mark.backend("tensorflow", reason="the tokenizer graph is TensorFlow's under every backend")
+GRAPH_PATH = pytest.mark.backend("tensorflow", reason="the tokenizers' tf.function path is the same TensorFlow graph "
+                                 "under every backend: the TensorFlow run tests it")
 # The eager API's property is about its input forms (str, bytes, lists, NumPy, tensors, scalars), a small space that
 # a third of the examples covers; its graph half is what the graph-path properties below test.
 EAGER = settings(PROPERTY, max_examples=max(1, PROPERTY.max_examples // 3))
